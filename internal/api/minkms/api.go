@@ -1,0 +1,92 @@
+// Package minkms serves the MinIO KMS API (see the spec in shared/specs):
+// /version, /v1/health/*, and the framed command API on /v1/kms. Handlers
+// are thin: they decode the wire format, call the service, and encode the
+// reply; the service decides who may do what.
+package minkms
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"aead.dev/mtls"
+
+	"github.com/keep-kms/keep/internal/service"
+)
+
+// Node tells the health endpoints what this node can do.
+type Node interface {
+	Ready() bool    // can serve reads and crypto
+	Writable() bool // can serve writes
+}
+
+// API is the MinIO KMS API of one node.
+type API struct {
+	svc  *service.Service
+	node Node
+	host string // advertised host:port, reported by /version
+}
+
+// New returns the API of a node that advertises host.
+func New(svc *service.Service, node Node, host string) *API {
+	return &API{svc: svc, node: node, host: host}
+}
+
+// route is one endpoint. Every limit of the wire surface is in the table in
+// routes.go.
+type route struct {
+	method  string
+	path    string // a net/http ServeMux pattern, without method
+	maxBody int64  // bytes; larger bodies get 413
+	timeout time.Duration
+	handle  func(a *API, w http.ResponseWriter, r *http.Request)
+}
+
+// Register adds the API's routes to mux, and a JSON 404 for every other path.
+func (a *API) Register(mux *http.ServeMux) {
+	for _, rt := range routes {
+		mux.Handle(rt.path, a.serve(rt))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeError(w, r, errNotFound) })
+}
+
+// serve wraps a route with its method check, body limit and timeout.
+func (a *API) serve(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead) {
+			w.Header().Set("Allow", rt.method)
+			writeError(w, r, errMethodNotAllowed)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
+		if rt.timeout > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		rt.handle(a, w, r)
+	})
+}
+
+// readBody reads a request body whole, within the route's limit.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, errTooLarge
+	}
+	if err != nil {
+		return nil, errors.Join(errMalformed, err)
+	}
+	return body, nil
+}
+
+// callerOf identifies the client by the public key of its TLS certificate.
+func callerOf(r *http.Request) service.Caller {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return service.Caller{}
+	}
+	return service.Caller{Identity: mtls.CertificateIdentity(r.TLS.PeerCertificates[0]).String()}
+}

@@ -1,0 +1,106 @@
+package minkms
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/minio/kms-go/kms/cmds"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/keep-kms/keep/internal/service"
+)
+
+// command is the server side of one command number: how to decode its
+// request and what to do with it. run returns nil for commands that answer
+// with no message.
+type command struct {
+	decode func([]byte) (proto.Message, error)
+	run    func(ctx context.Context, a *API, c service.Caller, enclave string, req proto.Message) (proto.Message, error)
+}
+
+// handle makes a command from a function of its typed request.
+func handle[Req any, P interface {
+	*Req
+	proto.Message
+}](run func(ctx context.Context, a *API, c service.Caller, enclave string, req P) (proto.Message, error)) command {
+	return command{
+		decode: func(b []byte) (proto.Message, error) {
+			var m Req
+			p := P(&m)
+			if err := proto.Unmarshal(b, p); err != nil {
+				return nil, err
+			}
+			return p, nil
+		},
+		run: func(ctx context.Context, a *API, c service.Caller, enclave string, req proto.Message) (proto.Message, error) {
+			return run(ctx, a, c, enclave, req.(P))
+		},
+	}
+}
+
+// request is a decoded batch, checked before anything runs.
+type request struct {
+	cmds []cmds.Command
+	cmd  []command
+	msgs []proto.Message
+}
+
+// parseBatch decodes every frame of a body. A batch is either read commands
+// only, or exactly one write: a write that failed halfway through a batch
+// would leave the others done, and the client never sends such batches.
+func parseBatch(body []byte) (*request, error) {
+	frames, err := decodeFrames(body)
+	if err != nil {
+		return nil, err
+	}
+	req := &request{}
+	for _, f := range frames {
+		c, ok := commands[f.cmd]
+		if !ok {
+			return nil, fmt.Errorf("%w: unknown command %d", errMalformed, f.cmd)
+		}
+		if f.cmd.IsWrite() && len(frames) > 1 {
+			return nil, fmt.Errorf("%w: %s must be sent alone, not in a batch of %d commands", errMalformed, f.cmd, len(frames))
+		}
+		msg, err := c.decode(f.payload)
+		if err != nil {
+			return nil, fmt.Errorf("%w: invalid %s arguments: %v", errMalformed, f.cmd, err)
+		}
+		req.cmds = append(req.cmds, f.cmd)
+		req.cmd = append(req.cmd, c)
+		req.msgs = append(req.msgs, msg)
+	}
+	return req, nil
+}
+
+// command serves POST /v1/kms[/{enclave}]: it runs every command of the
+// batch and answers with one frame per command, in order. If any command
+// fails, the whole request fails with that error and no results.
+func (a *API) command(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	req, err := parseBatch(body)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	caller, enclave := callerOf(r), r.PathValue("enclave")
+
+	var reply []byte
+	for i, c := range req.cmd {
+		resp, err := c.run(r.Context(), a, caller, enclave, req.msgs[i])
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if reply, err = cmds.EncodePB(reply, req.cmds[i], resp); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	writeBody(w, http.StatusOK, contentTypeBinary, reply)
+}

@@ -1,0 +1,74 @@
+package minkms
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/keep-kms/keep/internal/cluster"
+	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/service"
+	"github.com/keep-kms/keep/internal/state"
+)
+
+// Errors of the HTTP layer itself.
+var (
+	errNotFound         = errors.New("not found")
+	errMethodNotAllowed = errors.New("method not allowed")
+	errTooLarge         = errors.New("request body too large")
+	errNotReady         = errors.New("node is not ready")
+	errInternal         = errors.New("internal server error")
+)
+
+// exact are the errors whose text the client compares byte for byte
+// (spec §4.2): they are sent as the sentinel's text, without context.
+var exact = []struct {
+	err    error
+	status int
+}{
+	{service.ErrPermission, http.StatusForbidden},
+	{state.ErrEnclaveExists, http.StatusConflict},
+	{state.ErrEnclaveNotFound, http.StatusNotFound},
+	{state.ErrKeyExists, http.StatusConflict},
+	{state.ErrKeyNotFound, http.StatusNotFound},
+	{state.ErrPolicyNotFound, http.StatusNotFound},
+	{state.ErrIdentityNotFound, http.StatusNotFound},
+	{crypto.ErrDecrypt, http.StatusBadRequest},
+	{errNotFound, http.StatusNotFound},
+	{errMethodNotAllowed, http.StatusMethodNotAllowed},
+	{errTooLarge, http.StatusRequestEntityTooLarge},
+	{errNotReady, http.StatusServiceUnavailable},
+}
+
+// explained are errors sent with their whole text, which says what was
+// wrong with the request.
+var explained = []struct {
+	err    error
+	status int
+}{
+	{state.ErrIdentityExists, http.StatusConflict},
+	{state.ErrInvalidArgument, http.StatusBadRequest},
+	{errMalformed, http.StatusBadRequest},
+	{cluster.ErrNoLeader, http.StatusServiceUnavailable},
+	{state.ErrNotInitialized, http.StatusServiceUnavailable},
+}
+
+// statusOf maps an error to the status and message a client gets. It is the
+// only place that does; anything unknown is a 500 whose details stay in the
+// server log.
+func statusOf(err error) (int, string) {
+	for _, e := range exact {
+		if errors.Is(err, e.err) {
+			return e.status, e.err.Error()
+		}
+	}
+	for _, e := range explained {
+		if errors.Is(err, e.err) {
+			return e.status, err.Error()
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusServiceUnavailable, "request timed out"
+	}
+	return http.StatusInternalServerError, errInternal.Error()
+}

@@ -1,0 +1,106 @@
+package minkms
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/minio/kms-go/kms/cmds"
+)
+
+func frameBytes(cmd uint16, payload []byte) []byte {
+	b := binary.BigEndian.AppendUint16(nil, cmd)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(payload)))
+	return append(b, payload...)
+}
+
+func TestDecodeFrames(t *testing.T) {
+	twoStatus := append(frameBytes(204, []byte{0x0a, 0x01, 'a'}), frameBytes(204, []byte{0x0a, 0x01, 'b'})...)
+	tests := []struct {
+		name    string
+		body    []byte
+		want    []frame
+		wantErr bool
+	}{
+		{"empty", nil, nil, true},
+		{"short header", []byte{0, 3, 0}, nil, true},
+		{"cluster status", frameBytes(3, nil), []frame{{cmd: cmds.ClusterStatus, payload: []byte{}}}, false},
+		{"two frames", twoStatus, []frame{{cmds.KeyStatus, []byte{0x0a, 0x01, 'a'}}, {cmds.KeyStatus, []byte{0x0a, 0x01, 'b'}}}, false},
+		{"length beyond body", append(frameBytes(204, nil)[:2], 0, 0, 0, 9, 1), nil, true},
+		{"trailing garbage", append(frameBytes(3, nil), 1, 2), nil, true},
+		{"huge length", []byte{0, 204, 0xff, 0xff, 0xff, 0xff}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeFrames(tt.body)
+			if tt.wantErr {
+				if !errors.Is(err, errMalformed) {
+					t.Fatalf("got %v, want a malformed-request error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d frames, want %d", len(got), len(tt.want))
+			}
+			for i := range got {
+				if got[i].cmd != tt.want[i].cmd || !bytes.Equal(got[i].payload, tt.want[i].payload) {
+					t.Fatalf("frame %d = %+v, want %+v", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestParseBatch(t *testing.T) {
+	create := frameBytes(uint16(cmds.KeyCreate), []byte{0x0a, 0x01, 'k'})
+	status := frameBytes(uint16(cmds.KeyStatus), []byte{0x0a, 0x01, 'k'})
+	tests := []struct {
+		name string
+		body []byte
+		ok   bool
+	}{
+		{"one write", create, true},
+		{"reads", append(bytes.Clone(status), status...), true},
+		{"write and read", append(bytes.Clone(create), status...), false},
+		{"two writes", append(bytes.Clone(create), create...), false},
+		{"unknown command", frameBytes(999, nil), false},
+		{"invalid protobuf", frameBytes(uint16(cmds.KeyStatus), []byte{0x0a, 0x05, 'k'}), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseBatch(tt.body)
+			if tt.ok != (err == nil) {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, errMalformed) {
+				t.Fatalf("err = %v is not a malformed-request error", err)
+			}
+		})
+	}
+}
+
+// FuzzParseBatch feeds arbitrary bodies to the request decoder: it must
+// either decode them or say they are malformed, and never panic.
+func FuzzParseBatch(f *testing.F) {
+	f.Add(frameBytes(uint16(cmds.KeyGenerate), []byte{0x0a, 0x01, 'k', 0x20, 0x20}))
+	f.Add(frameBytes(uint16(cmds.ClusterStatus), nil))
+	f.Add(append(frameBytes(uint16(cmds.KeyStatus), []byte{0x0a, 0x01, 'a'}), frameBytes(uint16(cmds.KeyStatus), []byte{0x0a, 0x01, 'b'})...))
+	f.Add([]byte{0, 204, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := parseBatch(body)
+		if err != nil {
+			if !errors.Is(err, errMalformed) {
+				t.Fatalf("error %v is not a malformed-request error", err)
+			}
+			return
+		}
+		if len(req.cmds) == 0 || len(req.cmds) != len(req.msgs) {
+			t.Fatalf("decoded %d commands and %d messages", len(req.cmds), len(req.msgs))
+		}
+	})
+}

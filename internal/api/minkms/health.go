@@ -1,0 +1,49 @@
+package minkms
+
+import (
+	"net/http"
+
+	pb "github.com/minio/kms-go/kms/protobuf"
+
+	"github.com/keep-kms/keep/internal/buildinfo"
+)
+
+// version answers GET /version; it needs no client certificate.
+func (a *API) version(w http.ResponseWriter, r *http.Request) {
+	writeMessage(w, r, &pb.VersionResponse{
+		Version:    buildinfo.Version,
+		Commit:     buildinfo.Commit,
+		APIVersion: "v1",
+		Host:       a.host,
+	})
+}
+
+// live answers 200 while the process serves HTTP.
+func (a *API) live(w http.ResponseWriter, r *http.Request) {
+	writeBody(w, http.StatusOK, contentTypeJSON, []byte("{}"))
+}
+
+// ready answers 200 when the node can serve reads, or with ?write when it
+// can serve writes.
+func (a *API) ready(w http.ResponseWriter, r *http.Request) {
+	ok := a.node.Ready()
+	if r.URL.Query().Has("write") {
+		ok = ok && a.node.Writable()
+	}
+	if !ok {
+		writeError(w, r, errNotReady)
+		return
+	}
+	writeBody(w, http.StatusOK, contentTypeJSON, []byte("{}"))
+}
+
+// Unavailable answers while a node starts: alive, but not ready.
+func Unavailable() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/health/live" {
+			writeBody(w, http.StatusOK, contentTypeJSON, []byte("{}"))
+			return
+		}
+		writeError(w, r, errNotReady)
+	})
+}

@@ -1,0 +1,19 @@
+package minkms
+
+import (
+	"net/http"
+	"time"
+)
+
+// MaxCommandBody bounds a /v1/kms request: a few MiB take batches of
+// thousands of commands.
+const MaxCommandBody = 4 << 20
+
+// routes is the wire surface of the API, one endpoint per row.
+var routes = []route{
+	{method: http.MethodGet, path: "/version", maxBody: 0, timeout: 5 * time.Second, handle: (*API).version},
+	{method: http.MethodGet, path: "/v1/health/live", maxBody: 0, timeout: 5 * time.Second, handle: (*API).live},
+	{method: http.MethodGet, path: "/v1/health/ready", maxBody: 0, timeout: 5 * time.Second, handle: (*API).ready},
+	{method: http.MethodPost, path: "/v1/kms", maxBody: MaxCommandBody, timeout: 30 * time.Second, handle: (*API).command},
+	{method: http.MethodPost, path: "/v1/kms/{enclave...}", maxBody: MaxCommandBody, timeout: 30 * time.Second, handle: (*API).command},
+}

@@ -1,0 +1,58 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/keep-kms/keep/internal/buildinfo"
+	"github.com/keep-kms/keep/internal/cluster"
+)
+
+// banner is what a node prints once it serves.
+type banner struct {
+	HSM       string
+	ClusterID string
+	Status    cluster.Status
+	Endpoint  string
+	APIKey    string // "" when the config names the admin identity
+	Admin     string
+	Dev       bool
+}
+
+func (b *banner) write(w io.Writer) {
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(w, "%-12s%s\n", label, fmt.Sprintf(format, args...))
+	}
+	commit := ""
+	if buildinfo.Commit != "" {
+		commit = "  commit=" + buildinfo.Commit
+	}
+	line("Version", "%s%s", buildinfo.Version, commit)
+	if b.Dev {
+		line("HSM", "%s (in memory, dev mode: state is lost on exit)", b.HSM)
+	} else {
+		line("HSM", "%s", b.HSM)
+	}
+	line("Cluster ID", "%s", b.ClusterID)
+	ids := slices.SortedFunc(maps.Keys(b.Status.Nodes), func(a, c string) int {
+		x, _ := strconv.Atoi(a)
+		y, _ := strconv.Atoi(c)
+		return x - y
+	})
+	for _, id := range ids {
+		mark := ""
+		if id == b.Status.ID {
+			mark = " <-"
+		}
+		line("", "Node %s: %s%s", id, b.Status.Nodes[id], mark)
+	}
+	line("Endpoint", "%s", b.Endpoint)
+	if b.APIKey != "" {
+		line("API Key", "%s", b.APIKey)
+	}
+	line("Admin", "%s", b.Admin)
+	fmt.Fprintln(w, "=> Server is up and running...")
+}

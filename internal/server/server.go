@@ -1,0 +1,241 @@
+// Package server runs a Keep node: it reads the configuration, unseals
+// with the HSM, starts the raft node and serves the APIs on one TLS port.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/keep-kms/keep/internal/api/minkms"
+	"github.com/keep-kms/keep/internal/cluster"
+	"github.com/keep-kms/keep/internal/hsm"
+	"github.com/keep-kms/keep/internal/service"
+	"github.com/keep-kms/keep/internal/state"
+)
+
+// DefaultPort is the port Keep listens on unless told otherwise.
+const DefaultPort = 7373
+
+// Options are the command-line settings of a node.
+type Options struct {
+	Dir        string    // data directory; required unless Dev
+	Address    string    // listen address, default "0.0.0.0:7373" ("127.0.0.1:7373" with Dev)
+	Host       string    // advertised host:port of this node; "" = server picks
+	ConfigFile string    // YAML config path; "" = none
+	Dev        bool      // in-memory node with a random HSM key
+	HSMKey     string    // from MINIO_KMS_HSM_KEY; required unless Dev
+	Stdout     io.Writer // banner goes here
+}
+
+// Run starts a node and serves until ctx is cancelled.
+func Run(ctx context.Context, opts Options) error {
+	opts, h, err := prepare(opts)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	var conf *Config
+	if opts.ConfigFile != "" {
+		if conf, err = LoadConfig(opts.ConfigFile); err != nil {
+			return err
+		}
+	}
+
+	rootKey, err := hsm.RootAPIKey(ctx, h)
+	if err != nil {
+		return fmt.Errorf("failed to derive root API key: %w", err)
+	}
+	admin, apiKey := rootKey.Identity().String(), rootKey.String()
+	if conf != nil && conf.Admin.Identity != "" {
+		admin, apiKey = conf.Admin.Identity, ""
+	}
+	nodeKey, err := h.PrivateKey(ctx, hsm.NodeKeySeed)
+	if err != nil {
+		return fmt.Errorf("failed to derive node key: %w", err)
+	}
+	trans, err := cluster.NewTransport(opts.Host, nodeKey)
+	if err != nil {
+		return err
+	}
+	defer trans.Close()
+
+	hostName, _, _ := net.SplitHostPort(opts.Host)
+	listenIP, _, _ := net.SplitHostPort(opts.Address)
+	certs, clientCAs, err := loadCertificates(conf, []string{hostName, listenIP, "localhost", "127.0.0.1", "::1"})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", opts.Address)
+	if err != nil {
+		return fmt.Errorf("failed to listen on %s: %w", opts.Address, err)
+	}
+
+	// The listener serves from the start, so that peers reach raft while
+	// this node catches up; the API answers "not ready" until the node is.
+	var handler atomic.Pointer[http.Handler]
+	starting := minkms.Unavailable()
+	handler.Store(&starting)
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          log.New(io.Discard, "", 0), // TLS probes and resets are not worth a log line each
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){
+			cluster.ALPN: func(_ *http.Server, c *tls.Conn, _ http.Handler) { trans.ServeConn(c) },
+		},
+	}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(true)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(tls.NewListener(ln, tlsConfig(certs, clientCAs, trans))) }()
+	defer shutdown(srv)
+
+	st := state.New(h)
+	node, err := cluster.Open(ctx, cluster.Config{
+		Dir:       opts.Dir,
+		Host:      opts.Host,
+		HSM:       h,
+		State:     st,
+		Transport: trans,
+		Logger:    slog.Default(),
+	})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+
+	api := minkms.New(service.New(st, node, admin), &health{st: st, node: node}, opts.Host)
+	mux := http.NewServeMux()
+	api.Register(mux)
+	var ready http.Handler = mux
+	handler.Store(&ready)
+
+	status, err := node.Status()
+	if err != nil {
+		return err
+	}
+	(&banner{
+		HSM:       h.Name(),
+		ClusterID: st.ClusterID(),
+		Status:    status,
+		Endpoint:  "https://" + opts.Host,
+		APIKey:    apiKey,
+		Admin:     admin,
+		Dev:       opts.Dev,
+	}).write(opts.Stdout)
+
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-serveErr:
+		return fmt.Errorf("server stopped: %w", err)
+	}
+}
+
+// prepare checks the options, fills in defaults and opens the HSM.
+func prepare(opts Options) (Options, hsm.HSM, error) {
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Address == "" {
+		opts.Address = net.JoinHostPort("0.0.0.0", strconv.Itoa(DefaultPort))
+		if opts.Dev {
+			opts.Address = net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultPort))
+		}
+	}
+	listenIP, port, err := net.SplitHostPort(opts.Address)
+	if err != nil {
+		return opts, nil, fmt.Errorf("invalid --address %q: use IP:PORT, e.g. 0.0.0.0:7373", opts.Address)
+	}
+	if opts.Host == "" {
+		opts.Host = net.JoinHostPort(advertisedIP(listenIP), port)
+	} else if _, _, err := net.SplitHostPort(opts.Host); err != nil {
+		opts.Host = net.JoinHostPort(opts.Host, strconv.Itoa(DefaultPort))
+	}
+
+	if opts.Dev {
+		opts.Dir = ""
+		key, err := hsm.GenerateSoftKey(rand.Reader)
+		if err != nil {
+			return opts, nil, err
+		}
+		h, err := hsm.ParseSoftKey(key)
+		return opts, h, err
+	}
+	if opts.Dir == "" {
+		return opts, nil, errors.New("no data directory: run keep server DIR, or keep server --dev for a throw-away node")
+	}
+	if opts.HSMKey == "" {
+		return opts, nil, errors.New("MINIO_KMS_HSM_KEY is not set: set it to the cluster's HSM key (generate one with keep --soft-hsm)")
+	}
+	h, err := hsm.ParseSoftKey(opts.HSMKey)
+	if err != nil {
+		return opts, nil, fmt.Errorf("invalid MINIO_KMS_HSM_KEY: %w", err)
+	}
+	if err := prepareDir(opts.Dir); err != nil {
+		h.Close()
+		return opts, nil, err
+	}
+	return opts, h, nil
+}
+
+// prepareDir creates the data directory if needed and checks that this
+// process can write to it.
+func prepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot use data directory: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".keep-write-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write to data directory %s: %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// advertisedIP picks the address a node announces when --host is not set:
+// the listen IP if it is a specific one, else the first non-loopback unicast
+// address, else 127.0.0.1.
+func advertisedIP(listenIP string) string {
+	if ip := net.ParseIP(listenIP); ip != nil && !ip.IsUnspecified() {
+		return listenIP
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	return "127.0.0.1"
+}
+
+func shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		srv.Close()
+	}
+}
+
+// health tells the API what this node can serve.
+type health struct {
+	st   *state.State
+	node *cluster.Node
+}
+
+func (h *health) Ready() bool    { return h.st.Initialized() }
+func (h *health) Writable() bool { return h.node.Writable() }

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/keep-kms/keep/internal/cluster"
+)
+
+// tlsConfig is the listener's TLS configuration. Clients are asked for a
+// certificate but need none to connect: API keys are self-signed, and
+// /version and the health probes serve everyone. Who may do what is decided
+// by the identity of the certificate, in the service. Connections that
+// offer the raft protocol get the node certificate and mutual
+// authentication instead.
+func tlsConfig(certs []tls.Certificate, clientCAs *x509.CertPool, trans *cluster.Transport) *tls.Config {
+	raftConf := trans.TLSConfig()
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: certs,
+		ClientAuth:   tls.RequestClientCert,
+		ClientCAs:    clientCAs,
+		NextProtos:   []string{"h2", "http/1.1", cluster.ALPN},
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if slices.Contains(hello.SupportedProtos, cluster.ALPN) {
+				return raftConf, nil
+			}
+			return nil, nil
+		},
+	}
+}
+
+// loadCertificates reads the configured key/certificate pairs, or makes a
+// self-signed certificate for the node's names when none is configured.
+func loadCertificates(c *Config, names []string) ([]tls.Certificate, *x509.CertPool, error) {
+	var pool *x509.CertPool
+	if c != nil && c.TLS.CA != "" {
+		pem, err := os.ReadFile(c.TLS.CA)
+		if err != nil {
+			return nil, nil, fmt.Errorf("failed to read tls.ca: %w", err)
+		}
+		pool = x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("tls.ca %s holds no PEM certificate", c.TLS.CA)
+		}
+	}
+	if c == nil || len(c.TLS.Certs) == 0 {
+		cert, err := selfSigned(names)
+		return []tls.Certificate{cert}, pool, err
+	}
+	var certs []tls.Certificate
+	for _, kc := range c.TLS.Certs {
+		cert, err := tls.LoadX509KeyPair(kc.Cert, kc.Key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("failed to load TLS certificate %s: %w", kc.Cert, err)
+		}
+		certs = append(certs, cert)
+	}
+	return certs, pool, nil
+}
+
+// selfSigned makes a certificate for the given host names and IPs.
+func selfSigned(names []string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "keep"},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			if !slices.ContainsFunc(tmpl.IPAddresses, ip.Equal) {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			}
+		} else if n != "" && !slices.Contains(tmpl.DNSNames, n) {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("failed to create self-signed certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}

@@ -1,0 +1,106 @@
+package service
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/minio/kms-go/kms/cmds"
+
+	"github.com/keep-kms/keep/internal/state"
+)
+
+// ParsePrivilege parses a privilege as the wire spells it; "" means User.
+func ParsePrivilege(s string) (state.Privilege, error) {
+	switch s {
+	case "", "User":
+		return state.User, nil
+	case "Admin":
+		return state.Admin, nil
+	case "SysAdmin":
+		return state.SysAdmin, nil
+	default:
+		return 0, fmt.Errorf("%w: privilege %q: use SysAdmin, Admin or User", state.ErrInvalidArgument, s)
+	}
+}
+
+// CreateIdentity creates or replaces an identity. A caller cannot create an
+// identity more powerful than itself. A service account becomes a child of
+// the caller and acts with the caller's privilege and policy.
+func (s *Service) CreateIdentity(ctx context.Context, c Caller, enclave, id string, priv state.Privilege, serviceAccount bool, tags map[string]string) error {
+	enclave = enclaveName(enclave)
+	if err := s.authorize(c, enclave, cmds.IdentityCreate, id); err != nil {
+		return err
+	}
+	if err := state.ValidIdentity(id); err != nil {
+		return err
+	}
+	if id == s.admin {
+		return fmt.Errorf("%w: the root identity cannot be registered", state.ErrInvalidArgument)
+	}
+	own, _, _, err := s.privilege(c)
+	if err != nil {
+		return err
+	}
+	if serviceAccount {
+		priv = own
+	}
+	if priv < own {
+		return ErrPermission
+	}
+	return s.apply(ctx, c, &state.Entry{
+		Op: state.OpCreateIdentity, Enclave: enclave, Name: id,
+		Identity: &state.IdentityArgs{Privilege: priv, ServiceAccount: serviceAccount, Tags: tags},
+	})
+}
+
+// DeleteIdentity deletes an identity and its service accounts.
+func (s *Service) DeleteIdentity(ctx context.Context, c Caller, enclave, id string) error {
+	enclave = enclaveName(enclave)
+	if err := s.authorize(c, enclave, cmds.IdentityDelete, id); err != nil {
+		return err
+	}
+	return s.apply(ctx, c, &state.Entry{Op: state.OpDeleteIdentity, Enclave: enclave, Name: id})
+}
+
+// Identity describes an identity. An empty id means the caller itself,
+// which every registered identity may look up, whatever its privilege.
+func (s *Service) Identity(c Caller, enclave, id string) (state.Identity, error) {
+	if id == "" || id == c.Identity {
+		return s.self(c)
+	}
+	enclave = enclaveName(enclave)
+	if err := s.authorize(c, enclave, cmds.IdentityGet, id); err != nil {
+		return state.Identity{}, err
+	}
+	i, err := s.state.Identity(id)
+	if err != nil {
+		return state.Identity{}, err
+	}
+	if i.Enclave != enclave {
+		return state.Identity{}, state.ErrIdentityNotFound
+	}
+	return i, nil
+}
+
+func (s *Service) self(c Caller) (state.Identity, error) {
+	if c.Identity == "" {
+		return state.Identity{}, ErrPermission
+	}
+	if c.Identity == s.admin {
+		return state.Identity{ID: s.admin, Privilege: state.SysAdmin}, nil
+	}
+	i, err := s.state.Identity(c.Identity)
+	if err != nil {
+		return state.Identity{}, ErrPermission
+	}
+	return i, nil
+}
+
+// ListIdentities returns a page of the identities of an enclave.
+func (s *Service) ListIdentities(c Caller, enclave, prefix, continueAt string, limit int) ([]state.Identity, string, error) {
+	enclave = enclaveName(enclave)
+	if err := s.authorize(c, enclave, cmds.IdentityList, ""); err != nil {
+		return nil, "", err
+	}
+	return s.state.Identities(enclave, prefix, continueAt, limit)
+}

@@ -1,0 +1,58 @@
+// Package service is Keep's domain layer: it decides who may do what, in one
+// place (authorize), and carries out every operation. Reads and crypto are
+// served from the local state; writes become state entries that go through
+// the cluster. The API packages are thin wrappers around it.
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/keep-kms/keep/internal/state"
+)
+
+// ErrPermission is returned when a caller may not do what it asked. Its text
+// is part of the MinIO KMS wire contract.
+var ErrPermission = errors.New("access denied: insufficient permissions")
+
+// Cluster is the write path: it replicates an entry and returns the outcome
+// of applying it.
+type Cluster interface {
+	Apply(ctx context.Context, e *state.Entry) error
+}
+
+// Caller is who sent a request: the identity of its client certificate, or
+// "" when it sent none.
+type Caller struct {
+	Identity string
+}
+
+// Service carries out Keep's operations on behalf of callers.
+type Service struct {
+	state   *state.State
+	cluster Cluster
+	admin   string // the root identity: SysAdmin without being registered
+}
+
+// New returns a Service that reads st, writes through c, and treats the
+// identity admin (h1:…) as the root SysAdmin.
+func New(st *state.State, c Cluster, admin string) *Service {
+	return &Service{state: st, cluster: c, admin: admin}
+}
+
+// enclaveName maps the enclave of a request to a state enclave: requests
+// that name none act in the default enclave.
+func enclaveName(enclave string) string {
+	if enclave == "" {
+		return state.DefaultEnclave
+	}
+	return enclave
+}
+
+// apply stamps an entry with its time and author and replicates it.
+func (s *Service) apply(ctx context.Context, c Caller, e *state.Entry) error {
+	e.Time = time.Now().UTC()
+	e.By = c.Identity
+	return s.cluster.Apply(ctx, e)
+}

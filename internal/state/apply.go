@@ -1,0 +1,318 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/keep-kms/keep/internal/crypto"
+)
+
+// Apply decodes and applies one entry. The error it returns is the outcome
+// of the write for the client (ErrKeyExists, …): a rejected entry changes
+// nothing, and every node rejects it alike.
+func (s *State) Apply(data []byte) error {
+	var e Entry
+	if err := json.Unmarshal(data, &e); err != nil {
+		return fmt.Errorf("%w: malformed log entry: %v", ErrInvalidArgument, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	if e.Op != OpInit && s.clusterID == "" {
+		return ErrNotInitialized
+	}
+	switch e.Op {
+	case OpInit:
+		return s.applyInit(&e)
+	case OpCreateEnclave:
+		return s.applyCreateEnclave(&e)
+	case OpDeleteEnclave:
+		return s.applyDeleteEnclave(&e)
+	case OpCreateKey:
+		return s.applyCreateKey(&e)
+	case OpDeleteKey:
+		return s.applyDeleteKey(&e)
+	case OpCreatePolicy:
+		return s.applyCreatePolicy(&e)
+	case OpDeletePolicy:
+		return s.applyDeletePolicy(&e)
+	case OpAssignPolicy:
+		return s.applyAssignPolicy(&e)
+	case OpCreateIdentity:
+		return s.applyCreateIdentity(&e)
+	case OpDeleteIdentity:
+		return s.applyDeleteIdentity(&e)
+	default:
+		return fmt.Errorf("%w: unknown log entry %q", ErrInvalidArgument, e.Op)
+	}
+}
+
+func (s *State) applyInit(e *Entry) error {
+	if s.clusterID != "" {
+		return ErrAlreadyInitialized
+	}
+	if e.Init == nil || e.Init.ClusterID == "" {
+		return fmt.Errorf("%w: init entry without cluster ID", ErrInvalidArgument)
+	}
+	plain, err := s.hsm.Unseal(context.Background(), e.Init.SealedRootKey)
+	if err != nil {
+		return fmt.Errorf("failed to unseal root encryption key with HSM: %w", err)
+	}
+	root, err := crypto.NewKey(crypto.AES256, plain)
+	clear(plain)
+	if err != nil {
+		return fmt.Errorf("invalid root encryption key: %w", err)
+	}
+	s.clusterID, s.sealedRootKey, s.rootKey = e.Init.ClusterID, e.Init.SealedRootKey, root
+	s.enclaves[DefaultEnclave] = newEnclave(DefaultEnclave, e)
+	return nil
+}
+
+func newEnclave(name string, e *Entry) *enclave {
+	return &enclave{
+		Enclave:  Enclave{Name: name, CreatedAt: e.Time, CreatedBy: e.By},
+		keys:     map[string]*key{},
+		policies: map[string]*Policy{},
+	}
+}
+
+func (s *State) applyCreateEnclave(e *Entry) error {
+	if err := ValidEnclaveName(e.Name); err != nil {
+		return err
+	}
+	if _, ok := s.enclaves[e.Name]; ok {
+		return ErrEnclaveExists
+	}
+	s.enclaves[e.Name] = newEnclave(e.Name, e)
+	return nil
+}
+
+func (s *State) applyDeleteEnclave(e *Entry) error {
+	if _, ok := s.enclaves[e.Name]; !ok {
+		return ErrEnclaveNotFound
+	}
+	delete(s.enclaves, e.Name)
+	maps.DeleteFunc(s.identities, func(_ string, i *Identity) bool { return i.Enclave == e.Name })
+	return nil
+}
+
+func (s *State) enclave(name string) (*enclave, error) {
+	enc, ok := s.enclaves[name]
+	if !ok {
+		return nil, ErrEnclaveNotFound
+	}
+	return enc, nil
+}
+
+func (s *State) applyCreateKey(e *Entry) error {
+	enc, err := s.enclave(e.Enclave)
+	if err != nil {
+		return err
+	}
+	if err = ValidKeyName(e.Name); err != nil {
+		return err
+	}
+	if e.Key == nil {
+		return fmt.Errorf("%w: key entry without key", ErrInvalidArgument)
+	}
+	k, exists := enc.keys[e.Name]
+	switch {
+	case exists && !e.Key.AddVersion:
+		return ErrKeyExists
+	case !exists && e.Key.AddVersion:
+		return fmt.Errorf("cannot add a version: %w", ErrKeyNotFound)
+	case !exists:
+		k = &key{versions: map[uint32]*version{}, next: 1}
+	}
+	material, err := s.unsealKey(e.Enclave, e.Name, e.Key.Type, e.Key.Sealed)
+	if err != nil {
+		return err
+	}
+	v := k.next
+	k.versions[v] = &version{
+		KeyVersion: KeyVersion{
+			Name:      e.Name,
+			Version:   v,
+			Key:       material,
+			Imported:  e.Key.Imported,
+			CreatedAt: e.Time,
+			CreatedBy: e.By,
+		},
+		sealed: e.Key.Sealed,
+	}
+	k.latest, k.next = v, v+1
+	enc.keys[e.Name] = k
+	return nil
+}
+
+func (s *State) applyDeleteKey(e *Entry) error {
+	enc, err := s.enclave(e.Enclave)
+	if err != nil {
+		return err
+	}
+	k, ok := enc.keys[e.Name]
+	if !ok {
+		return ErrKeyNotFound
+	}
+	args := e.DeleteKey
+	if args == nil {
+		args = &DeleteKeyArgs{}
+	}
+	if args.All {
+		if args.Version != 0 {
+			return fmt.Errorf("%w: a version and all versions are mutually exclusive", ErrInvalidArgument)
+		}
+		delete(enc.keys, e.Name)
+		return nil
+	}
+	v := args.Version
+	if v == 0 {
+		v = k.latest
+	}
+	if _, ok := k.versions[v]; !ok {
+		return ErrKeyNotFound
+	}
+	delete(k.versions, v)
+	if len(k.versions) == 0 {
+		delete(enc.keys, e.Name)
+		return nil
+	}
+	if v == k.latest {
+		k.latest = slices.Max(slices.Collect(maps.Keys(k.versions)))
+	}
+	return nil
+}
+
+func (s *State) applyCreatePolicy(e *Entry) error {
+	enc, err := s.enclave(e.Enclave)
+	if err != nil {
+		return err
+	}
+	if err = ValidPolicyName(e.Name); err != nil {
+		return err
+	}
+	if e.Policy == nil {
+		return fmt.Errorf("%w: policy entry without rules", ErrInvalidArgument)
+	}
+	enc.policies[e.Name] = &Policy{
+		Name:      e.Name,
+		Allow:     e.Policy.Allow,
+		Deny:      e.Policy.Deny,
+		CreatedAt: e.Time,
+		CreatedBy: e.By,
+	}
+	return nil
+}
+
+func (s *State) applyDeletePolicy(e *Entry) error {
+	enc, err := s.enclave(e.Enclave)
+	if err != nil {
+		return err
+	}
+	if _, ok := enc.policies[e.Name]; !ok {
+		return ErrPolicyNotFound
+	}
+	delete(enc.policies, e.Name)
+	for _, i := range s.identities {
+		if i.Enclave == e.Enclave && i.Policy == e.Name {
+			i.Policy = ""
+		}
+	}
+	return nil
+}
+
+func (s *State) applyAssignPolicy(e *Entry) error {
+	enc, err := s.enclave(e.Enclave)
+	if err != nil {
+		return err
+	}
+	if _, ok := enc.policies[e.Assign]; !ok {
+		return ErrPolicyNotFound
+	}
+	i, ok := s.identities[e.Name]
+	if !ok || i.Enclave != e.Enclave {
+		return ErrIdentityNotFound
+	}
+	if i.Privilege != User || i.Parent != "" {
+		return fmt.Errorf("%w: policies are assigned to User identities that are not service accounts", ErrInvalidArgument)
+	}
+	i.Policy = e.Assign
+	return nil
+}
+
+func (s *State) applyCreateIdentity(e *Entry) error {
+	if _, err := s.enclave(e.Enclave); err != nil {
+		return err
+	}
+	if err := ValidIdentity(e.Name); err != nil {
+		return err
+	}
+	args := e.Identity
+	if args == nil {
+		return fmt.Errorf("%w: identity entry without arguments", ErrInvalidArgument)
+	}
+	old, exists := s.identities[e.Name]
+	if exists && old.Enclave != e.Enclave {
+		return fmt.Errorf("%w in enclave %q", ErrIdentityExists, old.Enclave)
+	}
+	i := &Identity{
+		ID:        e.Name,
+		Enclave:   e.Enclave,
+		Privilege: args.Privilege,
+		Tags:      args.Tags,
+		CreatedAt: e.Time,
+		CreatedBy: e.By,
+	}
+	if args.ServiceAccount {
+		parent, ok := s.identities[e.By]
+		if !ok || parent.Enclave != e.Enclave {
+			return fmt.Errorf("%w: service accounts are created by an identity of their enclave", ErrInvalidArgument)
+		}
+		if e.By == e.Name {
+			return fmt.Errorf("%w: an identity cannot be its own service account", ErrInvalidArgument)
+		}
+		i.Parent, i.Privilege, i.Policy = e.By, parent.Privilege, parent.Policy
+		if !slices.Contains(parent.ServiceAccounts, e.Name) {
+			parent.ServiceAccounts = append(parent.ServiceAccounts, e.Name)
+		}
+	}
+	if i.Privilege < SysAdmin || i.Privilege > User {
+		return fmt.Errorf("%w: invalid privilege %d", ErrInvalidArgument, args.Privilege)
+	}
+	if exists {
+		// Overwriting keeps what hangs off the identity.
+		i.ServiceAccounts = old.ServiceAccounts
+		if i.Privilege == User && !args.ServiceAccount {
+			i.Policy = old.Policy
+		}
+	}
+	s.identities[e.Name] = i
+	return nil
+}
+
+func (s *State) applyDeleteIdentity(e *Entry) error {
+	i, ok := s.identities[e.Name]
+	if !ok || i.Enclave != e.Enclave {
+		return ErrIdentityNotFound
+	}
+	if p, ok := s.identities[i.Parent]; ok {
+		p.ServiceAccounts = slices.DeleteFunc(p.ServiceAccounts, func(id string) bool { return id == e.Name })
+	}
+	s.deleteIdentity(e.Name)
+	return nil
+}
+
+// deleteIdentity removes an identity and, transitively, its service accounts.
+func (s *State) deleteIdentity(id string) {
+	i, ok := s.identities[id]
+	if !ok {
+		return
+	}
+	delete(s.identities, id)
+	for _, sa := range i.ServiceAccounts {
+		s.deleteIdentity(sa)
+	}
+}

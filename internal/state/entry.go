@@ -1,0 +1,78 @@
+package state
+
+import (
+	"time"
+
+	"github.com/keep-kms/keep/internal/crypto"
+)
+
+// Op names the kind of a write.
+type Op string
+
+// The writes the state machine knows. Their names are stored in the raft log:
+// never rename one.
+const (
+	OpInit           Op = "init"
+	OpCreateEnclave  Op = "enclave.create"
+	OpDeleteEnclave  Op = "enclave.delete"
+	OpCreateKey      Op = "key.create"
+	OpDeleteKey      Op = "key.delete"
+	OpCreatePolicy   Op = "policy.create"
+	OpDeletePolicy   Op = "policy.delete"
+	OpAssignPolicy   Op = "policy.assign"
+	OpCreateIdentity Op = "identity.create"
+	OpDeleteIdentity Op = "identity.delete"
+)
+
+// Entry is one write, as it travels through the raft log. Everything that
+// varies between nodes (time, random key material) is decided by the node
+// that proposes the entry, so that applying it is deterministic. Key material
+// is sealed under the root key before it is put into an entry.
+type Entry struct {
+	Op      Op        `json:"op"`
+	Time    time.Time `json:"time"`
+	By      string    `json:"by,omitempty"`      // the identity that asked for the write
+	Enclave string    `json:"enclave,omitempty"` // the enclave acted in
+	Name    string    `json:"name,omitempty"`    // the enclave, key, policy or identity acted on
+
+	Init      *InitArgs      `json:"init,omitempty"`
+	Key       *KeyArgs       `json:"key,omitempty"`
+	DeleteKey *DeleteKeyArgs `json:"delete_key,omitempty"`
+	Policy    *PolicyArgs    `json:"policy,omitempty"`
+	Assign    string         `json:"assign,omitempty"` // the policy assigned to identity Name
+	Identity  *IdentityArgs  `json:"identity,omitempty"`
+}
+
+// InitArgs start a cluster: its ID and its root key, sealed by the HSM.
+type InitArgs struct {
+	ClusterID     string `json:"cluster_id"`
+	SealedRootKey []byte `json:"sealed_root_key"`
+}
+
+// KeyArgs create a key, or add a version to it.
+type KeyArgs struct {
+	Type       crypto.KeyType `json:"type"`
+	AddVersion bool           `json:"add_version,omitempty"`
+	Imported   bool           `json:"imported,omitempty"`
+	Sealed     []byte         `json:"sealed"` // the material, sealed by SealKey
+}
+
+// DeleteKeyArgs delete one version of a key (0: the latest) or all of them.
+type DeleteKeyArgs struct {
+	Version uint32 `json:"version,omitempty"`
+	All     bool   `json:"all,omitempty"`
+}
+
+// PolicyArgs are the rules of a policy.
+type PolicyArgs struct {
+	Allow map[string][]string `json:"allow,omitempty"`
+	Deny  map[string][]string `json:"deny,omitempty"`
+}
+
+// IdentityArgs create an identity. A service account's parent is the
+// identity that created it (Entry.By).
+type IdentityArgs struct {
+	Privilege      Privilege         `json:"privilege"`
+	ServiceAccount bool              `json:"service_account,omitempty"`
+	Tags           map[string]string `json:"tags,omitempty"`
+}

@@ -1,0 +1,235 @@
+// Package state is Keep's replicated state machine: enclaves, keys, policies
+// and identities, held in memory.
+//
+// It knows nothing of HTTP or raft. Writes arrive as encoded Entry values
+// through Apply, which is deterministic: every node that applies the same
+// entries in the same order holds the same state. Reads are served from
+// memory under a read lock, with no network hop.
+package state
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/keep-kms/keep/internal/crypto"
+)
+
+// DefaultEnclave is the enclave created with the cluster; requests that name
+// no enclave act in it.
+const DefaultEnclave = "default"
+
+// Unsealer unseals the root key; an HSM is one.
+type Unsealer interface {
+	Unseal(ctx context.Context, ciphertext []byte) ([]byte, error)
+}
+
+// State is the in-memory state of a cluster. It is safe for concurrent use.
+type State struct {
+	hsm Unsealer
+
+	mu            sync.RWMutex
+	clusterID     string
+	sealedRootKey []byte
+	rootKey       crypto.Key
+	enclaves      map[string]*enclave
+	identities    map[string]*Identity // by ID; an identity lives in one enclave
+}
+
+type enclave struct {
+	Enclave
+	keys     map[string]*key
+	policies map[string]*Policy
+}
+
+// key is a key ring: its versions and the number the next one gets, so that
+// a deleted version number is never given out again.
+type key struct {
+	versions map[uint32]*version
+	latest   uint32
+	next     uint32
+}
+
+type version struct {
+	KeyVersion
+	sealed []byte // kept for snapshots, so that they never hold plaintext
+}
+
+// New returns an empty, uninitialized state that unseals its root key with h.
+func New(h Unsealer) *State {
+	return &State{
+		hsm:        h,
+		enclaves:   map[string]*enclave{},
+		identities: map[string]*Identity{},
+	}
+}
+
+// Initialized reports whether the init entry has been applied.
+func (s *State) Initialized() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.clusterID != ""
+}
+
+// ClusterID returns the ID of the cluster, empty before initialization.
+func (s *State) ClusterID() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.clusterID
+}
+
+// Enclave returns the enclave with the given name.
+func (s *State) Enclave(name string) (Enclave, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.enclaves[name]
+	if !ok {
+		return Enclave{}, ErrEnclaveNotFound
+	}
+	return e.Enclave, nil
+}
+
+// Enclaves returns a page of enclaves whose names start with prefix, from
+// continueAt on, and the name that starts the next page ("" at the end).
+func (s *State) Enclaves(prefix, continueAt string, limit int) ([]Enclave, string) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	names, next := page(s.enclaves, prefix, continueAt, limit)
+	list := make([]Enclave, 0, len(names))
+	for _, n := range names {
+		list = append(list, s.enclaves[n].Enclave)
+	}
+	return list, next
+}
+
+// Key returns a version of a key; version 0 means the latest.
+func (s *State) Key(enclave, name string, v uint32) (KeyVersion, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.enclaves[enclave]
+	if !ok {
+		return KeyVersion{}, ErrEnclaveNotFound
+	}
+	k, ok := e.keys[name]
+	if !ok {
+		return KeyVersion{}, ErrKeyNotFound
+	}
+	if v == 0 {
+		v = k.latest
+	}
+	kv, ok := k.versions[v]
+	if !ok {
+		return KeyVersion{}, ErrKeyNotFound
+	}
+	return kv.KeyVersion, nil
+}
+
+// Keys returns a page of keys, each as its latest version.
+func (s *State) Keys(enclave, prefix, continueAt string, limit int) ([]KeyVersion, string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.enclaves[enclave]
+	if !ok {
+		return nil, "", ErrEnclaveNotFound
+	}
+	names, next := page(e.keys, prefix, continueAt, limit)
+	list := make([]KeyVersion, 0, len(names))
+	for _, n := range names {
+		k := e.keys[n]
+		list = append(list, k.versions[k.latest].KeyVersion)
+	}
+	return list, next, nil
+}
+
+// KeyVersions returns every version of a key, oldest first.
+func (s *State) KeyVersions(enclave, name string) ([]KeyVersion, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.enclaves[enclave]
+	if !ok {
+		return nil, ErrEnclaveNotFound
+	}
+	k, ok := e.keys[name]
+	if !ok {
+		return nil, ErrKeyNotFound
+	}
+	list := make([]KeyVersion, 0, len(k.versions))
+	for _, v := range k.versions {
+		list = append(list, v.KeyVersion)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Version < list[j].Version })
+	return list, nil
+}
+
+// Policy returns a policy of an enclave.
+func (s *State) Policy(enclave, name string) (Policy, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.enclaves[enclave]
+	if !ok {
+		return Policy{}, ErrEnclaveNotFound
+	}
+	p, ok := e.policies[name]
+	if !ok {
+		return Policy{}, ErrPolicyNotFound
+	}
+	return *p, nil
+}
+
+// Policies returns a page of the policies of an enclave.
+func (s *State) Policies(enclave, prefix, continueAt string, limit int) ([]Policy, string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.enclaves[enclave]
+	if !ok {
+		return nil, "", ErrEnclaveNotFound
+	}
+	names, next := page(e.policies, prefix, continueAt, limit)
+	list := make([]Policy, 0, len(names))
+	for _, n := range names {
+		list = append(list, *e.policies[n])
+	}
+	return list, next, nil
+}
+
+// Identity returns a registered identity, whatever its enclave.
+func (s *State) Identity(id string) (Identity, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i, ok := s.identities[id]
+	if !ok {
+		return Identity{}, ErrIdentityNotFound
+	}
+	return i.clone(), nil
+}
+
+// Identities returns a page of the identities of an enclave.
+func (s *State) Identities(enclave, prefix, continueAt string, limit int) ([]Identity, string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if _, ok := s.enclaves[enclave]; !ok {
+		return nil, "", ErrEnclaveNotFound
+	}
+	inEnclave := make(map[string]*Identity)
+	for id, i := range s.identities {
+		if i.Enclave == enclave && strings.HasPrefix(id, prefix) {
+			inEnclave[id] = i
+		}
+	}
+	ids, next := page(inEnclave, prefix, continueAt, limit)
+	list := make([]Identity, 0, len(ids))
+	for _, id := range ids {
+		list = append(list, inEnclave[id].clone())
+	}
+	return list, next, nil
+}
+
+// clone copies i so that readers never share a slice that Apply changes in
+// place.
+func (i *Identity) clone() Identity {
+	c := *i
+	c.ServiceAccounts = slices.Clone(i.ServiceAccounts)
+	return c
+}

@@ -1,0 +1,74 @@
+package state
+
+import (
+	"time"
+
+	"github.com/keep-kms/keep/internal/crypto"
+)
+
+// Privilege is an identity's level of access. The values are those of the
+// MinIO KMS API, where they travel as integers.
+type Privilege uint32
+
+// The privileges, from most to least powerful.
+const (
+	SysAdmin Privilege = 1 // everything, in every enclave, and the cluster
+	Admin    Privilege = 2 // everything inside its own enclave
+	User     Privilege = 3 // what its policy allows inside its own enclave
+)
+
+// String returns the privilege's name as the wire spells it.
+func (p Privilege) String() string {
+	switch p {
+	case SysAdmin:
+		return "SysAdmin"
+	case Admin:
+		return "Admin"
+	case User:
+		return "User"
+	default:
+		return "invalid"
+	}
+}
+
+// Enclave is the metadata of a namespace of keys, policies and identities.
+type Enclave struct {
+	Name      string
+	CreatedAt time.Time
+	CreatedBy string
+}
+
+// KeyVersion is one version of a key, its material unsealed.
+type KeyVersion struct {
+	Name      string
+	Version   uint32
+	Key       crypto.Key
+	Imported  bool
+	CreatedAt time.Time
+	CreatedBy string
+}
+
+// Policy is a named set of allow and deny rules. Each rule set maps a command
+// text, such as "KEY:GENERATE", to resource patterns: "name", "prefix*" or "*".
+type Policy struct {
+	Name      string
+	Allow     map[string][]string
+	Deny      map[string][]string
+	CreatedAt time.Time
+	CreatedBy string
+}
+
+// Identity is a registered client: the h1: hash of its public key, where it
+// lives and what it may do. A service account has a Parent and acts with its
+// parent's privilege and policy.
+type Identity struct {
+	ID              string
+	Enclave         string
+	Privilege       Privilege
+	Policy          string
+	Parent          string
+	ServiceAccounts []string
+	Tags            map[string]string
+	CreatedAt       time.Time
+	CreatedBy       string
+}
