@@ -1,0 +1,312 @@
+package cli
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/minio/kms-go/kms"
+	"github.com/spf13/cobra"
+)
+
+// keyJSON is the JSON form of a key version.
+type keyJSON struct {
+	Name      string `json:"name"`
+	Version   int    `json:"version"`
+	Type      string `json:"type"`
+	CreatedAt string `json:"created_at,omitempty"`
+	CreatedBy string `json:"created_by,omitempty"`
+}
+
+func keyView(k *kms.KeyStatusResponse) keyJSON {
+	return keyJSON{
+		Name:      k.Name,
+		Version:   k.Version,
+		Type:      k.Type.String(),
+		CreatedAt: jsonTime(k.CreatedAt),
+		CreatedBy: k.CreatedBy.String(),
+	}
+}
+
+// dataKeyJSON is the JSON form of a generated data key. Ciphertext is in
+// the form decrypt accepts, v<N>:<base64>.
+type dataKeyJSON struct {
+	Version    int    `json:"version"`
+	Plaintext  string `json:"plaintext"`
+	Ciphertext string `json:"ciphertext"`
+}
+
+// keyCommands returns add-key, rm-key, ls-key, stat-key, keygen and
+// decrypt.
+func (a *app) keyCommands() []*cobra.Command {
+	return []*cobra.Command{
+		a.addKeyCommand(),
+		a.rmKeyCommand(),
+		a.lsKeyCommand(),
+		a.statKeyCommand(),
+		a.keygenCommand(),
+		a.decryptCommand(),
+	}
+}
+
+func (a *app) addKeyCommand() *cobra.Command {
+	var (
+		keyType    string
+		addVersion bool
+		importKey  string
+		typ        kms.SecretKeyType
+		material   []byte
+	)
+	cmd := &cobra.Command{
+		Use:   "add-key NAME",
+		Short: "Create a key, add a version to it (--version) or import one (--import)",
+		Example: `  keep add-key my-key
+  keep add-key my-key --version        rotate: add version N+1
+  keep add-key my-key --import "$(head -c 32 /dev/urandom | base64)"`,
+		Args: argsRange(1, 1),
+		PreRunE: func(cmd *cobra.Command, _ []string) (err error) {
+			if err = exclusiveFlags(cmd, "version", "import"); err != nil {
+				return err
+			}
+			if typ, err = parseKeyType(keyType); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("import") {
+				if material, err = decodeBase64(importKey); err != nil {
+					return usageErrorf("--import: the key is not valid base64: %v", err)
+				}
+				if len(material) != 32 {
+					return usageErrorf("--import: the key must be 32 bytes, got %d", len(material))
+				}
+			}
+			return nil
+		},
+	}
+	enclave := addEnclaveFlag(cmd)
+	cmd.Flags().StringVar(&keyType, "type", "", "key type: AES256 or ChaCha20 (default: chosen by the server)")
+	cmd.Flags().BoolVar(&addVersion, "version", false, "add a new version to an existing key (rotation)")
+	cmd.Flags().StringVar(&importKey, "import", "", "import this key material, 32 bytes in base64, instead of generating it")
+	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
+		if material != nil {
+			return c.ImportKey(cmd.Context(), *enclave, &kms.ImportKeyRequest{Name: args[0], Type: typ, Key: material})
+		}
+		return c.CreateKey(cmd.Context(), *enclave, &kms.CreateKeyRequest{Name: args[0], Type: typ, AddVersion: addVersion})
+	})
+}
+
+func (a *app) rmKeyCommand() *cobra.Command {
+	var (
+		version uint
+		all     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "rm-key NAME",
+		Short: "Delete the latest version of a key, one version (-v) or the whole key (--all)",
+		Args:  argsRange(1, 1),
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			return exclusiveFlags(cmd, "version", "all")
+		},
+	}
+	enclave := addEnclaveFlag(cmd)
+	cmd.Flags().UintVarP(&version, "version", "v", 0, "key version to delete (default: the latest)")
+	cmd.Flags().BoolVar(&all, "all", false, "delete all versions of the key")
+	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
+		return c.DeleteKey(cmd.Context(), *enclave, &kms.DeleteKeyRequest{Name: args[0], Version: int(version), AllVersions: all})
+	})
+}
+
+func (a *app) lsKeyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ls-key [PREFIX]",
+		Short: "List keys and their latest versions",
+		Args:  argsRange(0, 1),
+	}
+	enclave := addEnclaveFlag(cmd)
+	asJSON := addJSONFlag(cmd)
+	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
+		list, err := listAll(cmd.Context(), c.ListKeys, *enclave, firstArg(args))
+		if err != nil {
+			return err
+		}
+		views := make([]keyJSON, 0, len(list))
+		for i := range list {
+			views = append(views, keyView(&list[i]))
+		}
+		return output(cmd, *asJSON, views, func(w io.Writer) error {
+			t := newTable(w, "NAME", "VERSION", "TYPE", "CREATED")
+			for _, k := range list {
+				t.row(k.Name, strconv.Itoa(k.Version), k.Type.String(), formatTime(k.CreatedAt))
+			}
+			return t.flush()
+		})
+	})
+}
+
+func (a *app) statKeyCommand() *cobra.Command {
+	var version uint
+	cmd := &cobra.Command{
+		Use:   "stat-key NAME",
+		Short: "Show a key version",
+		Args:  argsRange(1, 1),
+	}
+	enclave := addEnclaveFlag(cmd)
+	asJSON := addJSONFlag(cmd)
+	cmd.Flags().UintVarP(&version, "version", "v", 0, "key version (default: the latest)")
+	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
+		list, err := c.KeyStatus(cmd.Context(), *enclave, &kms.KeyStatusRequest{Name: args[0], Version: int(version)})
+		if err != nil {
+			return err
+		}
+		if len(list) != 1 {
+			return fmt.Errorf("server returned %d key status replies for 1 request", len(list))
+		}
+		k := list[0]
+		return output(cmd, *asJSON, keyView(k), func(w io.Writer) error {
+			return writeDetails(w, []field{
+				{"Name", k.Name},
+				{"Version", strconv.Itoa(k.Version)},
+				{"Type", k.Type.String()},
+				{"Created", formatTimeAge(k.CreatedAt, time.Now())},
+				{"Created by", k.CreatedBy.String()},
+			})
+		})
+	})
+}
+
+func (a *app) keygenCommand() *cobra.Command {
+	var version, length uint
+	cmd := &cobra.Command{
+		Use:   "keygen NAME",
+		Short: "Generate a data encryption key: its plaintext and its ciphertext under key NAME",
+		Args:  argsRange(1, 1),
+		PreRunE: func(*cobra.Command, []string) error {
+			if length > 1024 {
+				return usageErrorf("--length: at most 1024 bytes, got %d", length)
+			}
+			return nil
+		},
+	}
+	enclave := addEnclaveFlag(cmd)
+	asJSON := addJSONFlag(cmd)
+	cmd.Flags().UintVarP(&version, "version", "v", 0, "key version to encrypt with (default: the latest)")
+	cmd.Flags().UintVar(&length, "length", 0, "length of the data key in bytes, at most 1024 (default 32)")
+	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
+		list, err := c.GenerateKey(cmd.Context(), *enclave, &kms.GenerateKeyRequest{
+			Name:    args[0],
+			Version: int(version),
+			Length:  int(length),
+		})
+		if err != nil {
+			return err
+		}
+		if len(list) != 1 {
+			return fmt.Errorf("server returned %d data keys for 1 request", len(list))
+		}
+		dek := dataKeyJSON{
+			Version:    list[0].Version,
+			Plaintext:  base64.StdEncoding.EncodeToString(list[0].Plaintext),
+			Ciphertext: formatCiphertext(list[0].Version, list[0].Ciphertext),
+		}
+		return output(cmd, *asJSON, dek, func(w io.Writer) error {
+			return writeDetails(w, []field{
+				{"Plaintext", dek.Plaintext},
+				{"Ciphertext", dek.Ciphertext},
+			})
+		})
+	})
+}
+
+func (a *app) decryptCommand() *cobra.Command {
+	var (
+		version    int
+		ciphertext []byte
+	)
+	cmd := &cobra.Command{
+		Use:   "decrypt NAME CIPHERTEXT",
+		Short: "Decrypt a data key made by keygen and print its plaintext in base64",
+		Long: `Decrypt a data key made by keygen and print its plaintext in base64.
+
+CIPHERTEXT is v<N>:<base64>, as keygen prints it, or plain base64; without
+the v<N>: prefix the server reads the key version from the ciphertext.`,
+		Args: argsRange(2, 2),
+		PreRunE: func(_ *cobra.Command, args []string) (err error) {
+			version, ciphertext, err = parseCiphertext(args[1])
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
+			return nil
+		},
+	}
+	enclave := addEnclaveFlag(cmd)
+	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
+		list, err := c.Decrypt(cmd.Context(), *enclave, &kms.DecryptRequest{
+			Name:       args[0],
+			Version:    version,
+			Ciphertext: ciphertext,
+		})
+		if err != nil {
+			return err
+		}
+		if len(list) != 1 {
+			return fmt.Errorf("server returned %d plaintexts for 1 request", len(list))
+		}
+		_, err = fmt.Fprintln(cmd.OutOrStdout(), base64.StdEncoding.EncodeToString(list[0].Plaintext))
+		return err
+	})
+}
+
+// parseKeyType parses a key type name, ignoring case. The empty string is
+// the zero type: the server picks one.
+func parseKeyType(s string) (kms.SecretKeyType, error) {
+	if s == "" {
+		return 0, nil
+	}
+	for _, t := range []kms.SecretKeyType{kms.AES256, kms.ChaCha20} {
+		if strings.EqualFold(s, t.String()) {
+			return t, nil
+		}
+	}
+	return 0, usageErrorf("--type: unknown key type %q: use AES256 or ChaCha20", s)
+}
+
+// formatCiphertext returns "v<version>:<base64 of ciphertext>".
+func formatCiphertext(version int, ciphertext []byte) string {
+	return "v" + strconv.Itoa(version) + ":" + base64.StdEncoding.EncodeToString(ciphertext)
+}
+
+// parseCiphertext parses "v<N>:<base64>" or "<base64>" and returns the
+// version, 0 if there is no prefix, and the decoded ciphertext. Standard
+// base64 has no ':', so a colon always ends a version prefix.
+func parseCiphertext(s string) (version int, ciphertext []byte, err error) {
+	s = strings.TrimSpace(s)
+	if prefix, rest, ok := strings.Cut(s, ":"); ok {
+		digits, ok := strings.CutPrefix(prefix, "v")
+		if !ok {
+			return 0, nil, fmt.Errorf("invalid ciphertext: expected v<N>:<base64> or <base64>, got prefix %q", prefix+":")
+		}
+		n, err := strconv.ParseUint(digits, 10, 32)
+		if err != nil {
+			return 0, nil, fmt.Errorf("invalid ciphertext: key version %q is not a number", digits)
+		}
+		version, s = int(n), rest
+	}
+	if s == "" {
+		return 0, nil, fmt.Errorf("invalid ciphertext: it is empty")
+	}
+	if ciphertext, err = decodeBase64(s); err != nil {
+		return 0, nil, fmt.Errorf("invalid ciphertext: not base64: %v", err)
+	}
+	return version, ciphertext, nil
+}
+
+// decodeBase64 decodes standard base64, with or without padding.
+func decodeBase64(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasSuffix(s, "=") {
+		return base64.StdEncoding.DecodeString(s)
+	}
+	return base64.RawStdEncoding.DecodeString(s)
+}

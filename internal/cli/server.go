@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/keep-kms/keep/internal/server"
+	"github.com/spf13/cobra"
+)
+
+// EnvHSMKey is the environment variable holding the HSM key of a server.
+const EnvHSMKey = "MINIO_KMS_HSM_KEY"
+
+// serverCommand returns the server command, which runs a Keep node until
+// SIGINT or SIGTERM.
+func (a *app) serverCommand() *cobra.Command {
+	var opts server.Options
+	cmd := &cobra.Command{
+		Use:   "server [DIR]",
+		Short: "Start a Keep server",
+		Long: `Start a Keep server that keeps its state in the data directory DIR.
+
+The HSM key comes from ` + EnvHSMKey + ` (create one with 'keep --soft-hsm');
+every node of a cluster needs the same one. With --dev the server keeps its
+state in memory, needs neither DIR nor an HSM key and listens on
+127.0.0.1:7373.`,
+		Example: `  keep server --dev
+  ` + EnvHSMKey + `=hsm:aes256:… keep server /var/lib/keep --host node1.example.net:7373`,
+		Args: argsRange(0, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				opts.Dir = args[0]
+			}
+			if opts.Dir == "" && !opts.Dev {
+				return usageErrorf("server: give a data directory (keep server DIR) or use --dev for an in-memory server")
+			}
+			opts.HSMKey = strings.TrimSpace(a.getenv(EnvHSMKey))
+			if opts.HSMKey == "" && !opts.Dev {
+				return errors.New("no HSM key: set " + EnvHSMKey + " (create one with 'keep --soft-hsm') or use --dev")
+			}
+			opts.Stdout = cmd.OutOrStdout()
+
+			err := server.Run(cmd.Context(), opts)
+			if errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
+				return nil // stopped by a signal: a clean shutdown
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&opts.Address, "address", "", "listen address IP:PORT (default 0.0.0.0:7373, 127.0.0.1:7373 with --dev)")
+	cmd.Flags().StringVar(&opts.Host, "host", "", "HOST:PORT other nodes and clients reach this node at; must match the name used with 'keep add'")
+	cmd.Flags().StringVar(&opts.ConfigFile, "config", "", "YAML configuration file")
+	cmd.Flags().BoolVar(&opts.Dev, "dev", false, "start a development server with in-memory state")
+	return cmd
+}
