@@ -12,13 +12,23 @@ import (
 // fsm adapts state.State to raft.FSM. Apply returns the write's error (or
 // nil) as the future's response, so that the proposer can hand it back to
 // the client.
-type fsm struct{ state *state.State }
+type fsm struct {
+	state  *state.State
+	notify chan struct{} // signalled after each applied command; may be nil
+}
 
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	return f.state.Apply(l.Data)
+	err := f.state.Apply(l.Data)
+	if f.notify != nil {
+		select {
+		case f.notify <- struct{}{}:
+		default:
+		}
+	}
+	return err
 }
 
 // Snapshot encodes the state right away: raft calls it on the FSM's

@@ -1,6 +1,7 @@
 // Package cluster runs Keep's raft cluster (hashicorp/raft): the stores in
 // kms.db, the TLS transport on the API port, bootstrapping a node as a
-// one-node cluster, and Apply, the only path by which state changes.
+// one-node cluster, membership changes, and Apply, the only path by which
+// state changes. Followers forward writes to the leader over /v1/rpc.
 package cluster
 
 import (
@@ -9,35 +10,33 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
+	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/state"
 )
 
-// DBFile is the name of the raft log and stable store in the data directory.
-const DBFile = "kms.db"
-
-// sealedRootKeyName is the stable-store key of a copy of the HSM-sealed root
-// key. It lets a node check its HSM key before raft touches anything.
-var sealedRootKeyName = []byte("keep/sealed-root-key")
-
-// Errors of the write path.
-var (
-	ErrNoLeader         = errors.New("cluster has no leader: writes are unavailable")
-	ErrNotPartOfCluster = errors.New("server not part of cluster")
-	ErrWrongHSM         = errors.New("failed to unseal root encryption key with HSM")
+// Timing of the cluster: a lost leader is noticed within a second on a LAN.
+const (
+	heartbeatTimeout = 500 * time.Millisecond
+	electionTimeout  = 500 * time.Millisecond
+	applyTimeout     = 10 * time.Second
+	// leaderWait is how long a follower waits for a leader to forward a
+	// write to: long enough for an election, short enough to fail fast
+	// when a majority is down.
+	leaderWait = 2 * time.Second
+	// followerWait bounds how long the leader waits for healthy followers to
+	// apply a write before it answers, so that reads right after the answer
+	// see the write on every healthy node.
+	followerWait = 250 * time.Millisecond
 )
 
 // Config configures a node.
@@ -48,199 +47,205 @@ type Config struct {
 	State     *state.State
 	Transport *Transport
 	Logger    *slog.Logger
+	// MaxStaleness is how long a node that lost contact with the leader
+	// keeps serving reads from its last state; 0 means for ever.
+	MaxStaleness time.Duration
+	// Restart restarts the process; nil where that is not supported.
+	Restart func()
 }
 
 // Node is a member of a raft cluster.
 type Node struct {
-	raft    *raft.Raft
-	state   *state.State
-	host    string
-	id      raft.ServerID
-	closers []io.Closer
-	log     *slog.Logger
+	cfg     Config
+	started time.Time
+	applied *tracker
+	notify  chan struct{} // signalled when the state machine applies an entry
+
+	mu   sync.RWMutex // read-held while using inst, write-held while replacing it
+	inst *instance
+}
+
+// instance is one run of raft; the node replaces it when it joins a
+// cluster, is edited, or is reset.
+type instance struct {
+	raft   *raft.Raft
+	id     raft.ServerID
+	stores *stores
+	net    *raft.NetworkTransport
 }
 
 // Open starts the raft node of cfg. A data directory without raft state is
-// bootstrapped as a one-node cluster. Open returns once the node has applied
-// its log, so its state is current.
+// bootstrapped as a one-node cluster. Open returns once the node has caught
+// up with its cluster, so its state is current.
 func Open(ctx context.Context, cfg Config) (*Node, error) {
-	logs, stable, snaps, closers, err := openStores(ctx, cfg)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{
+		cfg:     cfg,
+		started: time.Now(),
+		applied: newTracker(),
+		notify:  make(chan struct{}, 1),
+	}
+	st, err := openStores(ctx, cfg.Dir, cfg.HSM)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{state: cfg.State, host: cfg.Host, closers: closers, log: cfg.Logger}
-	fail := func(err error) (*Node, error) {
+	existing, err := raft.HasExistingState(st.logs, st.stable, st.snaps)
+	if err != nil {
+		st.close()
+		return nil, fmt.Errorf("failed to read raft state: %w", err)
+	}
+	var id raft.ServerID
+	if existing {
+		id, err = n.memberID(st)
+	} else {
+		id, err = n.bootstrap(ctx, st)
+	}
+	if err == nil {
+		err = n.start(st, id)
+	}
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	if err := n.catchUp(ctx); err != nil {
 		n.Close()
 		return nil, err
 	}
-
-	existing, err := raft.HasExistingState(logs, stable, snaps)
-	if err != nil {
-		return fail(fmt.Errorf("failed to read raft state: %w", err))
-	}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  cfg.Transport,
-		MaxPool: 3,
-		Timeout: 5 * time.Second,
-		Logger:  raftLogger(),
-	})
-	n.closers = append(n.closers, trans)
-
-	conf := raftConfig()
-	if existing {
-		id, err := memberID(conf, cfg, logs, stable, snaps, trans)
-		if err != nil {
-			return fail(err)
-		}
-		conf.LocalID = id
-	} else {
-		if err := bootstrap(ctx, conf, cfg, logs, stable, snaps, trans); err != nil {
-			return fail(err)
-		}
-	}
-	n.id = conf.LocalID
-
-	r, err := raft.NewRaft(conf, &fsm{state: cfg.State}, logs, stable, snaps, trans)
-	if err != nil {
-		return fail(fmt.Errorf("failed to start raft: %w", err))
-	}
-	n.raft = r
-	if err := n.catchUp(ctx, stable); err != nil {
-		return fail(err)
-	}
+	go n.reportApplied()
 	return n, nil
 }
 
-// openStores opens kms.db (or memory stores in dev mode) after checking that
-// the HSM unseals the root key stored there. The check opens the file
-// read-only, so that a start with the wrong HSM key changes nothing on disk.
-func openStores(ctx context.Context, cfg Config) (raft.LogStore, raft.StableStore, raft.SnapshotStore, []io.Closer, error) {
-	if cfg.Dir == "" {
-		mem := raft.NewInmemStore()
-		return mem, mem, raft.NewInmemSnapshotStore(), nil, nil
-	}
-	path := filepath.Join(cfg.Dir, DBFile)
-	if _, err := os.Stat(path); err == nil {
-		if err := checkHSM(ctx, path, cfg.HSM); err != nil {
-			return nil, nil, nil, nil, err
-		}
-	}
-	db, err := raftboltdb.New(raftboltdb.Options{
-		Path:        path,
-		BoltOptions: &bbolt.Options{Timeout: time.Second},
-	})
-	if err != nil {
-		return nil, nil, nil, nil, openError(path, err)
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, raftLogger())
-	if err != nil {
-		db.Close()
-		return nil, nil, nil, nil, fmt.Errorf("failed to open snapshot store in %s: %w", cfg.Dir, err)
-	}
-	return db, db, snaps, []io.Closer{db}, nil
-}
-
-func openError(path string, err error) error {
-	if errors.Is(err, bbolt.ErrTimeout) {
-		return fmt.Errorf("failed to open %s: it is in use by another keep server", path)
-	}
-	return fmt.Errorf("failed to open %s: %w", path, err)
-}
-
-func checkHSM(ctx context.Context, path string, h hsm.HSM) error {
-	db, err := raftboltdb.New(raftboltdb.Options{
-		Path:        path,
-		BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: time.Second},
-	})
-	if err != nil {
-		return openError(path, err)
-	}
-	defer db.Close()
-	sealed, err := db.Get(sealedRootKeyName)
-	if err != nil || len(sealed) == 0 {
-		return nil // bootstrapping was interrupted before the key was stored
-	}
-	plain, err := h.Unseal(ctx, sealed)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrWrongHSM, err)
-	}
-	clear(plain)
-	return nil
-}
-
-// raftConfig tunes raft for a LAN: a lost leader is noticed within a second.
-func raftConfig() *raft.Config {
+func (n *Node) raftConfig(id raft.ServerID) *raft.Config {
 	conf := raft.DefaultConfig()
-	conf.HeartbeatTimeout = 500 * time.Millisecond
-	conf.ElectionTimeout = 500 * time.Millisecond
-	conf.LeaderLeaseTimeout = 250 * time.Millisecond
+	conf.LocalID = id
+	conf.HeartbeatTimeout = heartbeatTimeout
+	conf.ElectionTimeout = electionTimeout
+	conf.LeaderLeaseTimeout = heartbeatTimeout / 2
 	conf.CommitTimeout = 5 * time.Millisecond
 	conf.Logger = raftLogger()
 	return conf
 }
 
-func raftLogger() hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+// start runs raft on st as node id.
+func (n *Node) start(st *stores, id raft.ServerID) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.startLocked(st, id)
+}
+
+// startLocked is start for a caller that holds n.mu.
+func (n *Node) startLocked(st *stores, id raft.ServerID) error {
+	net := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  n.cfg.Transport.listen(),
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  raftLogger(),
+	})
+	r, err := raft.NewRaft(n.raftConfig(id), &fsm{state: n.cfg.State, notify: n.notify}, st.logs, st.stable, st.snaps, net)
+	if err != nil {
+		net.Close()
+		return fmt.Errorf("failed to start raft: %w", err)
+	}
+	n.inst = &instance{raft: r, id: id, stores: st, net: net}
+	return nil
+}
+
+// stop shuts raft down and closes its stores; the caller holds n.mu.
+func (inst *instance) stop() error {
+	err := inst.raft.Shutdown().Error()
+	return errors.Join(err, inst.net.Close(), inst.stores.close())
+}
+
+// current returns the running raft instance.
+func (n *Node) current() *instance {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.inst
 }
 
 // bootstrap makes a fresh node a one-node cluster: node 0 at its host. The
 // root key is created and stored sealed before the cluster exists, so that
 // the init entry can carry it once this node leads.
-func bootstrap(ctx context.Context, conf *raft.Config, cfg Config, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport) error {
+func (n *Node) bootstrap(ctx context.Context, st *stores) (raft.ServerID, error) {
 	root := make([]byte, 32)
 	if _, err := rand.Read(root); err != nil {
-		return fmt.Errorf("failed to generate root encryption key: %w", err)
+		return "", fmt.Errorf("failed to generate root encryption key: %w", err)
 	}
-	sealed, err := cfg.HSM.Seal(ctx, root)
+	sealed, err := n.cfg.HSM.Seal(ctx, root)
 	clear(root)
 	if err != nil {
-		return fmt.Errorf("failed to seal root encryption key with HSM: %w", err)
+		return "", fmt.Errorf("failed to seal root encryption key with HSM: %w", err)
 	}
-	if err := stable.Set(sealedRootKeyName, sealed); err != nil {
-		return fmt.Errorf("failed to store root encryption key: %w", err)
+	if err := st.stable.Set(sealedRootKeyName, sealed); err != nil {
+		return "", fmt.Errorf("failed to store root encryption key: %w", err)
 	}
-	conf.LocalID = "0"
-	return raft.BootstrapCluster(conf, logs, stable, snaps, trans, raft.Configuration{
-		Servers: []raft.Server{{Suffrage: raft.Voter, ID: conf.LocalID, Address: raft.ServerAddress(cfg.Host)}},
+	const id = "0"
+	err = raft.BootstrapCluster(n.raftConfig(id), st.logs, st.stable, st.snaps, offlineTransport(), raft.Configuration{
+		Servers: []raft.Server{{Suffrage: raft.Voter, ID: id, Address: raft.ServerAddress(n.cfg.Host)}},
 	})
+	if err != nil {
+		return "", fmt.Errorf("failed to bootstrap cluster: %w", err)
+	}
+	return id, nil
 }
 
 // memberID finds this node in the cluster configuration by its --host.
-func memberID(conf *raft.Config, cfg Config, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport) (raft.ServerID, error) {
-	c, err := raft.GetConfiguration(conf, &fsm{state: state.New(cfg.HSM)}, logs, stable, snaps, trans)
+func (n *Node) memberID(st *stores) (raft.ServerID, error) {
+	c, err := configuration(n.cfg, st)
 	if err != nil {
-		return "", fmt.Errorf("failed to read cluster configuration: %w", err)
+		return "", err
 	}
 	var hosts []string
 	for _, s := range c.Servers {
-		if string(s.Address) == cfg.Host {
+		if string(s.Address) == n.cfg.Host {
 			return s.ID, nil
 		}
 		hosts = append(hosts, string(s.Address))
 	}
-	return "", fmt.Errorf("%w: this node was started with --host %s, but the cluster knows it as one of %s; start it with the --host it was added with, or delete %s to start it as a fresh node",
-		ErrNotPartOfCluster, cfg.Host, strings.Join(hosts, ", "), filepath.Join(cfg.Dir, DBFile))
+	if len(hosts) == 0 {
+		// A node that was reset to join a cluster but never received its
+		// log: it waits to be contacted by the leader as before.
+		return "", fmt.Errorf("%w: this node was being added to a cluster but never received its state; delete %s and add it again",
+			ErrNotPartOfCluster, filepath.Join(n.cfg.Dir, DBFile))
+	}
+	return "", fmt.Errorf("%w: this node was started with --host %s, but the cluster knows its nodes as %s; start it with the --host it was added with, or delete %s and add it again",
+		ErrNotPartOfCluster, n.cfg.Host, strings.Join(hosts, ", "), filepath.Join(n.cfg.Dir, DBFile))
 }
 
-// catchUp waits until this node has applied the log. A node that leads a
-// cluster that has not been initialized yet (a fresh one) proposes the init
-// entry.
-func (n *Node) catchUp(ctx context.Context, stable raft.StableStore) error {
+// configuration reads the latest cluster configuration from stores.
+func configuration(cfg Config, st *stores) (raft.Configuration, error) {
+	conf := raft.DefaultConfig()
+	conf.LocalID = "probe"
+	conf.Logger = raftLogger()
+	c, err := raft.GetConfiguration(conf, &fsm{state: state.New(cfg.HSM)}, st.logs, st.stable, st.snaps, offlineTransport())
+	if err != nil {
+		return raft.Configuration{}, fmt.Errorf("failed to read cluster configuration: %w", err)
+	}
+	return c, nil
+}
+
+// catchUp waits until this node has applied the log of its cluster. A node
+// that leads a cluster that has not been initialized yet (a fresh one)
+// proposes the init entry.
+func (n *Node) catchUp(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if n.raft.State() == raft.Leader {
-			if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
+		inst := n.current()
+		if inst.raft.State() == raft.Leader {
+			if err := inst.raft.Barrier(applyTimeout).Error(); err != nil {
 				return fmt.Errorf("failed to apply raft log: %w", err)
 			}
-			if n.state.Initialized() {
+			if n.cfg.State.Initialized() {
 				return nil
 			}
-			sealed, err := stable.Get(sealedRootKeyName)
+			sealed, err := inst.stores.stable.Get(sealedRootKeyName)
 			if err != nil || len(sealed) == 0 {
-				return fmt.Errorf("cluster is not initialized and this node holds no root key")
+				return errors.New("cluster is not initialized and this node holds no root key")
 			}
 			return n.Apply(ctx, &state.Entry{
 				Op:   state.OpInit,
@@ -248,90 +253,165 @@ func (n *Node) catchUp(ctx context.Context, stable raft.StableStore) error {
 				Init: &state.InitArgs{ClusterID: uuid.NewString(), SealedRootKey: sealed},
 			})
 		}
-		if n.state.Initialized() && n.raft.Leader() != "" {
+		if n.cfg.State.Initialized() && inst.raft.Leader() != "" && inst.raft.AppliedIndex() >= inst.raft.CommitIndex() {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("timed out waiting for the cluster: no leader elected (are a majority of nodes up?)")
+			return errors.New("timed out waiting for the cluster: no leader elected within 30s (are a majority of nodes up?)")
 		case <-tick.C:
 		}
 	}
 }
 
-// Apply proposes a write and returns its outcome once a majority has
-// committed it and this node has applied it.
+// Apply replicates a write and returns its outcome. On the leader it waits
+// until a majority has committed the entry, this node has applied it, and
+// the healthy followers have applied it or a short bound has passed. A
+// follower forwards the write to the leader and waits until it has applied
+// the entry itself. During an election a follower waits a little for the
+// new leader, but only while the write has certainly reached no leader, so
+// that a write is never applied twice.
 func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 	data, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("failed to encode log entry: %w", err)
 	}
-	timeout := 10 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
-	}
-	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
-			return fmt.Errorf("%w: %w", ErrNoLeader, err)
+	deadline := time.Now().Add(leaderWait)
+	for {
+		inst := n.current()
+		if inst.raft.State() == raft.Leader {
+			_, err := n.applyLocal(ctx, inst, data)
+			return err
 		}
-		return fmt.Errorf("failed to replicate write: %w", err)
+		err := ErrNoLeader
+		if leader, _ := inst.raft.LeaderWithID(); leader != "" {
+			var index uint64
+			index, err = n.forward(ctx, string(leader), &forwardRequest{Entry: data})
+			if index > 0 {
+				n.waitApplied(ctx, index)
+			}
+			if !neverArrived(err) {
+				return err
+			}
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
+}
+
+// neverArrived reports whether a forwarded write failed before it could
+// reach a leader: no leader was known, or its connection was refused.
+func neverArrived(err error) bool {
+	if errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNodeUnavailable) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// applyLocal applies data on the leader and returns the entry's index.
+func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uint64, error) {
+	timeout := applyTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	f := inst.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+			return 0, ErrNoLeader // the entry never made it into the log
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return 0, ErrLeadershipLost
+		}
+		return 0, fmt.Errorf("failed to replicate write: %w", err)
+	}
+	n.applied.wait(ctx, f.Index(), n.followers(inst), followerWait)
 	if err, ok := f.Response().(error); ok {
-		return err
+		return f.Index(), err
+	}
+	return f.Index(), nil
+}
+
+// followers returns the IDs of the other voters.
+func (n *Node) followers(inst *instance) []raft.ServerID {
+	f := inst.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var ids []raft.ServerID
+	for _, s := range f.Configuration().Servers {
+		if s.ID != inst.id {
+			ids = append(ids, s.ID)
+		}
+	}
+	return ids
+}
+
+// waitApplied waits, within a bound, until this node has applied index.
+func (n *Node) waitApplied(ctx context.Context, index uint64) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for n.current().raft.AppliedIndex() < index {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// Writable reports whether this node can take writes now: it leads, or it
+// follows a leader it has heard from recently.
+func (n *Node) Writable() bool {
+	inst := n.current()
+	switch inst.raft.State() {
+	case raft.Leader:
+		return true
+	case raft.Follower:
+		leader, _ := inst.raft.LeaderWithID()
+		return leader != "" && time.Since(inst.raft.LastContact()) < 2*heartbeatTimeout
+	default:
+		return false
+	}
+}
+
+// CheckStale returns ErrStale if this node has been cut off from the leader
+// for longer than the staleness bound, so it must not serve reads.
+func (n *Node) CheckStale() error {
+	if n.cfg.MaxStaleness <= 0 {
+		return nil
+	}
+	inst := n.current()
+	if inst.raft.State() == raft.Leader {
+		return nil
+	}
+	if time.Since(inst.raft.LastContact()) > n.cfg.MaxStaleness {
+		return ErrStale
 	}
 	return nil
 }
 
-// Status is a node's view of the cluster.
-type Status struct {
-	ID          string
-	Host        string
-	Role        string // Leader, Follower or Candidate
-	LeaderID    string // "" when there is no leader
-	Commit      uint64 // index of the last applied entry
-	LastContact time.Duration
-	Nodes       map[string]string // ID → host
-}
-
-// Status reports this node's raft status.
-func (n *Node) Status() (Status, error) {
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return Status{}, err
-	}
-	st := Status{
-		ID:     string(n.id),
-		Host:   n.host,
-		Role:   n.raft.State().String(),
-		Commit: n.raft.AppliedIndex(),
-		Nodes:  map[string]string{},
-	}
-	if _, id := n.raft.LeaderWithID(); id != "" {
-		st.LeaderID = string(id)
-	}
-	if st.Role != raft.Leader.String() {
-		st.LastContact = time.Since(n.raft.LastContact())
-	}
-	for _, s := range f.Configuration().Servers {
-		st.Nodes[string(s.ID)] = string(s.Address)
-	}
-	return st, nil
-}
-
-// Writable reports whether this node can take writes now.
-func (n *Node) Writable() bool {
-	return n.raft.State() == raft.Leader
-}
-
 // Close stops raft and closes the stores.
 func (n *Node) Close() error {
-	var errs []error
-	if n.raft != nil {
-		errs = append(errs, n.raft.Shutdown().Error())
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.inst == nil {
+		return nil
 	}
-	for _, c := range n.closers {
-		errs = append(errs, c.Close())
-	}
-	return errors.Join(errs...)
+	err := n.inst.stop()
+	n.inst = nil
+	return err
+}
+
+// offlineTransport is the transport for raft functions that work on the
+// stores of a stopped node and send nothing.
+func offlineTransport() raft.Transport {
+	_, t := raft.NewInmemTransport("")
+	return t
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -18,18 +19,29 @@ import (
 // share the API port with clients; the protocol tells the connections apart.
 const ALPN = "keep-raft/1"
 
-// Transport is raft's stream layer over mutually authenticated TLS on the
-// API port. Both ends present the node certificate derived from the shared
-// HSM key and accept only a peer that presents the same identity, so only
-// nodes holding the cluster's HSM key can take part.
+// RPCServerName is the TLS server name nodes send when they call each
+// other's /v1/rpc endpoints: the listener then presents the node
+// certificate and requires the caller's. The .invalid top-level domain is
+// reserved, so it never clashes with a real host name.
+const RPCServerName = "node.keep.invalid"
+
+// errNotNode is the handshake error for a peer without the cluster's node
+// identity, which means it holds another HSM key.
+var errNotNode = errors.New("peer is not a node of this cluster: it does not share this cluster's HSM key")
+
+// Transport carries traffic between nodes over mutually authenticated TLS
+// on the API port: raft's stream layer (ALPN keep-raft/1) and the /v1/rpc
+// calls. Both ends present the node certificate derived from the shared HSM
+// key and accept only a peer that presents the same identity, so only nodes
+// holding the cluster's HSM key take part.
 type Transport struct {
 	addr     net.Addr
 	cert     tls.Certificate
 	identity mtls.Identity
+	client   *http.Client // for /v1/rpc calls to peers
 
-	conns     chan net.Conn
-	closeOnce sync.Once
-	closed    chan struct{}
+	mu     sync.Mutex
+	stream *stream // where ServeConn delivers raft connections; nil while raft is down
 }
 
 // NewTransport returns a Transport that advertises host (host:port) and
@@ -41,55 +53,141 @@ func NewTransport(host string, nodeKey mtls.PrivateKey) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to create node certificate: %w", err)
 	}
-	return &Transport{
-		addr:     hostAddr(host),
-		cert:     cert,
-		identity: nodeKey.Identity(),
-		conns:    make(chan net.Conn),
-		closed:   make(chan struct{}),
-	}, nil
+	t := &Transport{addr: hostAddr(host), cert: cert, identity: nodeKey.Identity()}
+	t.client = &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:     t.clientConfig(RPCServerName, "h2", "http/1.1"),
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 8,
+			IdleConnTimeout:     time.Minute,
+			TLSHandshakeTimeout: 5 * time.Second,
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		},
+	}
+	return t, nil
 }
 
-// TLSConfig returns the server-side TLS configuration for raft connections;
-// the API server switches to it when a client offers ALPN.
-func (t *Transport) TLSConfig() *tls.Config {
+// Identity is the identity every node presents.
+func (t *Transport) Identity() mtls.Identity { return t.identity }
+
+// ServerConfig returns the TLS configuration the listener uses for a
+// connection from another node, or nil for a client connection.
+func (t *Transport) ServerConfig(hello *tls.ClientHelloInfo) *tls.Config {
+	for _, p := range hello.SupportedProtos {
+		if p == ALPN {
+			return t.serverConfig(ALPN)
+		}
+	}
+	if hello.ServerName == RPCServerName {
+		return t.serverConfig("h2", "http/1.1")
+	}
+	return nil
+}
+
+func (t *Transport) serverConfig(protos ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion:       tls.VersionTLS13,
 		Certificates:     []tls.Certificate{t.cert},
 		ClientAuth:       tls.RequireAnyClientCert,
-		NextProtos:       []string{ALPN},
+		NextProtos:       protos,
 		VerifyConnection: t.verifyPeer,
+	}
+}
+
+func (t *Transport) clientConfig(serverName string, protos ...string) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		ServerName:         serverName,
+		Certificates:       []tls.Certificate{t.cert},
+		NextProtos:         protos,
+		InsecureSkipVerify: true, // the peer is verified by identity in VerifyConnection
+		VerifyConnection:   t.verifyPeer,
 	}
 }
 
 // verifyPeer accepts only peers that present the node identity.
 func (t *Transport) verifyPeer(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("cluster: peer presented no certificate")
-	}
-	if mtls.CertificateIdentity(cs.PeerCertificates[0]) != t.identity {
-		return errors.New("cluster: peer is not a node of this cluster (different HSM key)")
+	if len(cs.PeerCertificates) == 0 || mtls.CertificateIdentity(cs.PeerCertificates[0]) != t.identity {
+		return errNotNode
 	}
 	return nil
+}
+
+// IsNode reports whether a request came from a node of this cluster.
+func (t *Transport) IsNode(r *http.Request) bool {
+	return r.TLS != nil && t.verifyPeer(*r.TLS) == nil
 }
 
 // ServeConn hands a TLS connection that negotiated ALPN to raft and blocks
 // until raft closes it. net/http calls it through Server.TLSNextProto and
 // closes the connection when it returns.
 func (t *Transport) ServeConn(c *tls.Conn) {
-	if c.ConnectionState().NegotiatedProtocol != ALPN {
+	t.mu.Lock()
+	s := t.stream
+	t.mu.Unlock()
+	if s == nil || c.ConnectionState().NegotiatedProtocol != ALPN {
 		return
 	}
-	done := make(chan struct{})
-	conn := &handedConn{Conn: c, done: done}
+	conn := &handedConn{Conn: c, done: make(chan struct{})}
 	select {
-	case t.conns <- conn:
+	case s.conns <- conn:
 		select {
-		case <-done:
-		case <-t.closed:
+		case <-conn.done:
+		case <-s.closed:
 		}
-	case <-t.closed:
+	case <-s.closed:
 	}
+}
+
+// listen returns a fresh raft stream layer that receives the connections
+// ServeConn hands over. Each raft instance gets its own, because raft closes
+// its stream layer when it shuts down.
+func (t *Transport) listen() *stream {
+	s := &stream{t: t, conns: make(chan net.Conn), closed: make(chan struct{})}
+	t.mu.Lock()
+	t.stream = s
+	t.mu.Unlock()
+	return s
+}
+
+// stream is raft's StreamLayer for one raft instance.
+type stream struct {
+	t         *Transport
+	conns     chan net.Conn
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func (s *stream) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.conns:
+		return c, nil
+	case <-s.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (s *stream) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.t.mu.Lock()
+		if s.t.stream == s {
+			s.t.stream = nil
+		}
+		s.t.mu.Unlock()
+	})
+	return nil
+}
+
+func (s *stream) Addr() net.Addr { return s.t.addr }
+
+// Dial opens a raft connection to a peer.
+func (s *stream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	d := tls.Dialer{Config: s.t.clientConfig("", ALPN)}
+	return d.DialContext(ctx, "tcp", string(address))
 }
 
 // handedConn signals ServeConn when raft closes the connection.
@@ -102,44 +200,6 @@ type handedConn struct {
 func (c *handedConn) Close() error {
 	c.once.Do(func() { close(c.done) })
 	return c.Conn.Close()
-}
-
-// Accept waits for the next raft connection from a peer.
-func (t *Transport) Accept() (net.Conn, error) {
-	select {
-	case c := <-t.conns:
-		return c, nil
-	case <-t.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-// Close stops accepting raft connections.
-func (t *Transport) Close() error {
-	t.closeOnce.Do(func() { close(t.closed) })
-	return nil
-}
-
-// Addr is the advertised address of this node.
-func (t *Transport) Addr() net.Addr { return t.addr }
-
-// Dial opens a raft connection to a peer.
-func (t *Transport) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	d := tls.Dialer{Config: &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{t.cert},
-		NextProtos:         []string{ALPN},
-		InsecureSkipVerify: true, // the peer is verified by identity in VerifyConnection
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if cs.NegotiatedProtocol != ALPN {
-				return fmt.Errorf("cluster: %s does not speak %s", address, ALPN)
-			}
-			return t.verifyPeer(cs)
-		},
-	}}
-	return d.DialContext(ctx, "tcp", string(address))
 }
 
 // hostAddr is the advertised host:port as a net.Addr; raft only prints it.

@@ -15,7 +15,7 @@ import (
 type banner struct {
 	HSM       string
 	ClusterID string
-	Status    cluster.Status
+	Status    cluster.NodeStatus
 	Endpoint  string
 	APIKey    string // "" when the config names the admin identity
 	Admin     string

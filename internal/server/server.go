@@ -69,7 +69,6 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer trans.Close()
 
 	hostName, _, _ := net.SplitHostPort(opts.Host)
 	listenIP, _, _ := net.SplitHostPort(opts.Address)
@@ -104,6 +103,7 @@ func Run(ctx context.Context, opts Options) error {
 	go func() { serveErr <- srv.Serve(tls.NewListener(ln, tlsConfig(certs, clientCAs, trans))) }()
 	defer shutdown(srv)
 
+	restart := make(chan struct{}, 1)
 	st := state.New(h)
 	node, err := cluster.Open(ctx, cluster.Config{
 		Dir:       opts.Dir,
@@ -112,6 +112,7 @@ func Run(ctx context.Context, opts Options) error {
 		State:     st,
 		Transport: trans,
 		Logger:    slog.Default(),
+		Restart:   restartFunc(restart),
 	})
 	if err != nil {
 		return err
@@ -120,18 +121,15 @@ func Run(ctx context.Context, opts Options) error {
 
 	api := minkms.New(service.New(st, node, admin), &health{st: st, node: node}, opts.Host)
 	mux := http.NewServeMux()
+	mux.Handle("/v1/rpc/", node.RPCHandler())
 	api.Register(mux)
 	var ready http.Handler = mux
 	handler.Store(&ready)
 
-	status, err := node.Status()
-	if err != nil {
-		return err
-	}
 	(&banner{
 		HSM:       h.Name(),
 		ClusterID: st.ClusterID(),
-		Status:    status,
+		Status:    node.LocalStatus(),
 		Endpoint:  "https://" + opts.Host,
 		APIKey:    apiKey,
 		Admin:     admin,
@@ -141,6 +139,9 @@ func Run(ctx context.Context, opts Options) error {
 	select {
 	case <-ctx.Done():
 		return nil
+	case <-restart:
+		slog.Info("restarting")
+		return ErrRestart
 	case err := <-serveErr:
 		return fmt.Errorf("server stopped: %w", err)
 	}

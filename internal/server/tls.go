@@ -24,7 +24,6 @@ import (
 // offer the raft protocol get the node certificate and mutual
 // authentication instead.
 func tlsConfig(certs []tls.Certificate, clientCAs *x509.CertPool, trans *cluster.Transport) *tls.Config {
-	raftConf := trans.TLSConfig()
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: certs,
@@ -32,10 +31,7 @@ func tlsConfig(certs []tls.Certificate, clientCAs *x509.CertPool, trans *cluster
 		ClientCAs:    clientCAs,
 		NextProtos:   []string{"h2", "http/1.1", cluster.ALPN},
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			if slices.Contains(hello.SupportedProtos, cluster.ALPN) {
-				return raftConf, nil
-			}
-			return nil, nil
+			return trans.ServerConfig(hello), nil
 		},
 	}
 }

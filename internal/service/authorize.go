@@ -9,6 +9,17 @@ import (
 	"github.com/keep-kms/keep/internal/state"
 )
 
+// admit is the gate of every operation: reads are refused while this node
+// is too stale to serve them, and then the caller must be authorized.
+func (s *Service) admit(c Caller, enclave string, cmd cmds.Command, resource string) error {
+	if !cmd.IsWrite() {
+		if err := s.cluster.CheckStale(); err != nil {
+			return err
+		}
+	}
+	return s.authorize(c, enclave, cmd, resource)
+}
+
 // authorize decides whether caller c may run cmd on resource (a key, policy
 // or identity name; "" for lists) in enclave. It is the only place that
 // decides access; every operation calls it first.
@@ -35,6 +46,20 @@ func (s *Service) authorize(c Caller, enclave string, cmd cmds.Command, resource
 		return ErrPermission
 	}
 	if !allows(p, cmd, resource) {
+		return ErrPermission
+	}
+	return nil
+}
+
+// authorizeSysAdmin admits only SysAdmins: the root identity and
+// identities with that privilege. Node operations (restart, backup,
+// restore, debugging) are for them alone.
+func (s *Service) authorizeSysAdmin(c Caller) error {
+	priv, _, _, err := s.privilege(c)
+	if err != nil {
+		return err
+	}
+	if priv != state.SysAdmin {
 		return ErrPermission
 	}
 	return nil

@@ -28,7 +28,7 @@ func ParsePrivilege(s string) (state.Privilege, error) {
 // the caller and acts with the caller's privilege and policy.
 func (s *Service) CreateIdentity(ctx context.Context, c Caller, enclave, id string, priv state.Privilege, serviceAccount bool, tags map[string]string) error {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.IdentityCreate, id); err != nil {
+	if err := s.admit(c, enclave, cmds.IdentityCreate, id); err != nil {
 		return err
 	}
 	if err := state.ValidIdentity(id); err != nil {
@@ -56,7 +56,7 @@ func (s *Service) CreateIdentity(ctx context.Context, c Caller, enclave, id stri
 // DeleteIdentity deletes an identity and its service accounts.
 func (s *Service) DeleteIdentity(ctx context.Context, c Caller, enclave, id string) error {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.IdentityDelete, id); err != nil {
+	if err := s.admit(c, enclave, cmds.IdentityDelete, id); err != nil {
 		return err
 	}
 	return s.apply(ctx, c, &state.Entry{Op: state.OpDeleteIdentity, Enclave: enclave, Name: id})
@@ -69,7 +69,7 @@ func (s *Service) Identity(c Caller, enclave, id string) (state.Identity, error)
 		return s.self(c)
 	}
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.IdentityGet, id); err != nil {
+	if err := s.admit(c, enclave, cmds.IdentityGet, id); err != nil {
 		return state.Identity{}, err
 	}
 	i, err := s.state.Identity(id)
@@ -99,7 +99,7 @@ func (s *Service) self(c Caller) (state.Identity, error) {
 // ListIdentities returns a page of the identities of an enclave.
 func (s *Service) ListIdentities(c Caller, enclave, prefix, continueAt string, limit int) ([]state.Identity, string, error) {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.IdentityList, ""); err != nil {
+	if err := s.admit(c, enclave, cmds.IdentityList, ""); err != nil {
 		return nil, "", err
 	}
 	return s.state.Identities(enclave, prefix, continueAt, limit)

@@ -21,7 +21,7 @@ const (
 // addVersion adds a new version to an existing key: a rotation.
 func (s *Service) CreateKey(ctx context.Context, c Caller, enclave, name, keyType string, addVersion bool) error {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.KeyCreate, name); err != nil {
+	if err := s.admit(c, enclave, cmds.KeyCreate, name); err != nil {
 		return err
 	}
 	t, err := parseKeyType(keyType)
@@ -38,7 +38,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, enclave, name, keyTyp
 // ImportKey creates a key from the given material.
 func (s *Service) ImportKey(ctx context.Context, c Caller, enclave, name, keyType string, material []byte) error {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.KeyImport, name); err != nil {
+	if err := s.admit(c, enclave, cmds.KeyImport, name); err != nil {
 		return err
 	}
 	t, err := parseKeyType(keyType)
@@ -77,7 +77,7 @@ func (s *Service) createKey(ctx context.Context, c Caller, enclave, name string,
 // whole key.
 func (s *Service) DeleteKey(ctx context.Context, c Caller, enclave, name string, version uint32, all bool) error {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.KeyDelete, name); err != nil {
+	if err := s.admit(c, enclave, cmds.KeyDelete, name); err != nil {
 		return err
 	}
 	return s.apply(ctx, c, &state.Entry{
@@ -89,7 +89,7 @@ func (s *Service) DeleteKey(ctx context.Context, c Caller, enclave, name string,
 // KeyStatus describes a version of a key (0: the latest).
 func (s *Service) KeyStatus(c Caller, enclave, name string, version uint32) (state.KeyVersion, error) {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.KeyStatus, name); err != nil {
+	if err := s.admit(c, enclave, cmds.KeyStatus, name); err != nil {
 		return state.KeyVersion{}, err
 	}
 	return s.state.Key(enclave, name, version)
@@ -98,7 +98,7 @@ func (s *Service) KeyStatus(c Caller, enclave, name string, version uint32) (sta
 // ListKeys returns a page of keys, each as its latest version.
 func (s *Service) ListKeys(c Caller, enclave, prefix, continueAt string, limit int) ([]state.KeyVersion, string, error) {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.KeyList, ""); err != nil {
+	if err := s.admit(c, enclave, cmds.KeyList, ""); err != nil {
 		return nil, "", err
 	}
 	return s.state.Keys(enclave, prefix, continueAt, limit)
@@ -107,7 +107,7 @@ func (s *Service) ListKeys(c Caller, enclave, prefix, continueAt string, limit i
 // KeyVersions lists every version of a key.
 func (s *Service) KeyVersions(c Caller, enclave, name string) ([]state.KeyVersion, error) {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.KeyListVersions, name); err != nil {
+	if err := s.admit(c, enclave, cmds.KeyListVersions, name); err != nil {
 		return nil, err
 	}
 	return s.state.KeyVersions(enclave, name)
@@ -117,7 +117,7 @@ func (s *Service) KeyVersions(c Caller, enclave, name string) ([]state.KeyVersio
 // returns the version used and the ciphertext.
 func (s *Service) Encrypt(c Caller, enclave, name string, version uint32, plaintext, associatedData []byte) (uint32, []byte, error) {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.KeyEncrypt, name); err != nil {
+	if err := s.admit(c, enclave, cmds.KeyEncrypt, name); err != nil {
 		return 0, nil, err
 	}
 	kv, err := s.state.Key(enclave, name, version)
@@ -132,7 +132,7 @@ func (s *Service) Encrypt(c Caller, enclave, name string, version uint32, plaint
 // and encrypted with a version of a key (0: the latest).
 func (s *Service) GenerateKey(c Caller, enclave, name string, version uint32, associatedData []byte, length int) (uint32, []byte, []byte, error) {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.KeyGenerate, name); err != nil {
+	if err := s.admit(c, enclave, cmds.KeyGenerate, name); err != nil {
 		return 0, nil, nil, err
 	}
 	if length == 0 {
@@ -161,7 +161,7 @@ func (s *Service) GenerateKey(c Caller, enclave, name string, version uint32, as
 // non-zero version must match it.
 func (s *Service) Decrypt(c Caller, enclave, name string, version uint32, ciphertext, associatedData []byte) ([]byte, error) {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.KeyDecrypt, name); err != nil {
+	if err := s.admit(c, enclave, cmds.KeyDecrypt, name); err != nil {
 		return nil, err
 	}
 	v, err := crypto.CiphertextVersion(ciphertext)

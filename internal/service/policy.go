@@ -14,7 +14,7 @@ import (
 // ("KEY:GENERATE", any case) to resource patterns.
 func (s *Service) CreatePolicy(ctx context.Context, c Caller, enclave, name string, allow, deny map[string][]string) error {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.PolicyCreate, name); err != nil {
+	if err := s.admit(c, enclave, cmds.PolicyCreate, name); err != nil {
 		return err
 	}
 	if err := state.ValidPolicyName(name); err != nil {
@@ -61,7 +61,7 @@ func normalizeRules(rules map[string][]string) (map[string][]string, error) {
 // DeletePolicy deletes a policy and unassigns it from its identities.
 func (s *Service) DeletePolicy(ctx context.Context, c Caller, enclave, name string) error {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.PolicyDelete, name); err != nil {
+	if err := s.admit(c, enclave, cmds.PolicyDelete, name); err != nil {
 		return err
 	}
 	return s.apply(ctx, c, &state.Entry{Op: state.OpDeletePolicy, Enclave: enclave, Name: name})
@@ -70,7 +70,7 @@ func (s *Service) DeletePolicy(ctx context.Context, c Caller, enclave, name stri
 // AssignPolicy assigns a policy to a User identity of the same enclave.
 func (s *Service) AssignPolicy(ctx context.Context, c Caller, enclave, identity, policy string) error {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.PolicyAssign, policy); err != nil {
+	if err := s.admit(c, enclave, cmds.PolicyAssign, policy); err != nil {
 		return err
 	}
 	return s.apply(ctx, c, &state.Entry{Op: state.OpAssignPolicy, Enclave: enclave, Name: identity, Assign: policy})
@@ -79,7 +79,7 @@ func (s *Service) AssignPolicy(ctx context.Context, c Caller, enclave, identity,
 // Policy returns a policy with its rules.
 func (s *Service) Policy(c Caller, enclave, name string) (state.Policy, error) {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.PolicyGet, name); err != nil {
+	if err := s.admit(c, enclave, cmds.PolicyGet, name); err != nil {
 		return state.Policy{}, err
 	}
 	return s.state.Policy(enclave, name)
@@ -88,7 +88,7 @@ func (s *Service) Policy(c Caller, enclave, name string) (state.Policy, error) {
 // PolicyStatus returns a policy; the API shows only its name and creation.
 func (s *Service) PolicyStatus(c Caller, enclave, name string) (state.Policy, error) {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.PolicyStatus, name); err != nil {
+	if err := s.admit(c, enclave, cmds.PolicyStatus, name); err != nil {
 		return state.Policy{}, err
 	}
 	return s.state.Policy(enclave, name)
@@ -97,7 +97,7 @@ func (s *Service) PolicyStatus(c Caller, enclave, name string) (state.Policy, er
 // ListPolicies returns a page of policies.
 func (s *Service) ListPolicies(c Caller, enclave, prefix, continueAt string, limit int) ([]state.Policy, string, error) {
 	enclave = enclaveName(enclave)
-	if err := s.authorize(c, enclave, cmds.PolicyList, ""); err != nil {
+	if err := s.admit(c, enclave, cmds.PolicyList, ""); err != nil {
 		return nil, "", err
 	}
 	return s.state.Policies(enclave, prefix, continueAt, limit)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -16,10 +17,18 @@ import (
 // is part of the MinIO KMS wire contract.
 var ErrPermission = errors.New("access denied: insufficient permissions")
 
-// Cluster is the write path: it replicates an entry and returns the outcome
-// of applying it.
+// Cluster is the write path and the cluster's membership: Apply replicates
+// an entry and returns the outcome of applying it.
 type Cluster interface {
 	Apply(ctx context.Context, e *state.Entry) error
+	AddNode(ctx context.Context, host string) error
+	RemoveNode(ctx context.Context, host string, deleteCluster bool) error
+	Edit(ctx context.Context, remove []string) error
+	Restart(ctx context.Context, all bool) error
+	ClusterStatus(ctx context.Context) (up map[int]cluster.NodeStatus, down map[int]string)
+	// CheckStale fails when this node has been cut off from the leader for
+	// longer than it may serve reads from its last state.
+	CheckStale() error
 }
 
 // Caller is who sent a request: the identity of its client certificate, or

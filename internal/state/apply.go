@@ -45,6 +45,8 @@ func (s *State) Apply(data []byte) error {
 		return s.applyCreateIdentity(&e)
 	case OpDeleteIdentity:
 		return s.applyDeleteIdentity(&e)
+	case OpRestore:
+		return s.applyRestore(&e)
 	default:
 		return fmt.Errorf("%w: unknown log entry %q", ErrInvalidArgument, e.Op)
 	}

@@ -22,6 +22,7 @@ const (
 	OpAssignPolicy   Op = "policy.assign"
 	OpCreateIdentity Op = "identity.create"
 	OpDeleteIdentity Op = "identity.delete"
+	OpRestore        Op = "restore"
 )
 
 // Entry is one write, as it travels through the raft log. Everything that
@@ -41,6 +42,7 @@ type Entry struct {
 	Policy    *PolicyArgs    `json:"policy,omitempty"`
 	Assign    string         `json:"assign,omitempty"` // the policy assigned to identity Name
 	Identity  *IdentityArgs  `json:"identity,omitempty"`
+	Restore   []byte         `json:"restore,omitempty"` // a snapshot, key material sealed
 }
 
 // InitArgs start a cluster: its ID and its root key, sealed by the HSM.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"aead.dev/mtls"
@@ -37,7 +38,7 @@ func New(svc *service.Service, node Node, host string) *API {
 // route is one endpoint. Every limit of the wire surface is in the table in
 // routes.go.
 type route struct {
-	method  string
+	method  string // one method, or several separated by commas
 	path    string // a net/http ServeMux pattern, without method
 	maxBody int64  // bytes; larger bodies get 413
 	timeout time.Duration
@@ -55,7 +56,7 @@ func (a *API) Register(mux *http.ServeMux) {
 // serve wraps a route with its method check, body limit and timeout.
 func (a *API) serve(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead) {
+		if !allowed(rt.method, r.Method) {
 			w.Header().Set("Allow", rt.method)
 			writeError(w, r, errMethodNotAllowed)
 			return
@@ -89,4 +90,15 @@ func callerOf(r *http.Request) service.Caller {
 		return service.Caller{}
 	}
 	return service.Caller{Identity: mtls.CertificateIdentity(r.TLS.PeerCertificates[0]).String()}
+}
+
+// allowed reports whether method is one of the route's methods; HEAD is
+// allowed where GET is.
+func allowed(methods, method string) bool {
+	for m := range strings.SplitSeq(methods, ",") {
+		if m == method || (m == http.MethodGet && method == http.MethodHead) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,19 +2,31 @@ package minkms
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/minio/kms-go/kms/cmds"
 	pb "github.com/minio/kms-go/kms/protobuf"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keep-kms/keep/internal/service"
-	"github.com/keep-kms/keep/internal/state"
 )
 
 // commands is the command table of spec §3.3: each number, its request
 // message and the service call behind it.
 var commands = map[cmds.Command]command{
+	cmds.ClusterAddNode: handle(func(ctx context.Context, a *API, c service.Caller, _ string, r *pb.AddClusterNodeRequest) (proto.Message, error) {
+		return nil, a.svc.AddNode(ctx, c, r.Host)
+	}),
+	cmds.ClusterRemoveNode: handle(func(ctx context.Context, a *API, c service.Caller, _ string, r *pb.RemoveClusterNodeRequest) (proto.Message, error) {
+		return nil, a.svc.RemoveNode(ctx, c, r.Host, r.DeleteClusterOnHost)
+	}),
+	cmds.ClusterEdit: handle(func(ctx context.Context, a *API, c service.Caller, _ string, r *pb.EditClusterRequest) (proto.Message, error) {
+		return nil, a.svc.EditCluster(ctx, c, r.RemoveIDs)
+	}),
+	cmds.ClusterStatus: handle(func(ctx context.Context, a *API, c service.Caller, _ string, _ *pb.ClusterStatusRequest) (proto.Message, error) {
+		up, down, err := a.svc.ClusterStatus(ctx, c)
+		return clusterStatus(up, down), err
+	}),
+
 	cmds.EnclaveCreate: handle(func(ctx context.Context, a *API, c service.Caller, _ string, r *pb.CreateEnclaveRequest) (proto.Message, error) {
 		return nil, a.svc.CreateEnclave(ctx, c, r.Name)
 	}),
@@ -104,18 +116,4 @@ var commands = map[cmds.Command]command{
 		list, next, err := a.svc.ListIdentities(c, enclave, r.Prefix, r.ContinueAt, int(r.Limit))
 		return &pb.ListIdentitiesResponse{Identities: mapSlice(list, identity), ContinueAt: next}, err
 	}),
-}
-
-// notYet answers cluster commands until clustering lands; they are known
-// commands, so the client gets a clear 400 rather than "unknown command".
-func notYet(cmd cmds.Command) command {
-	return handle(func(context.Context, *API, service.Caller, string, *pb.ClusterStatusRequest) (proto.Message, error) {
-		return nil, fmt.Errorf("%w: %s is not supported by this server yet", state.ErrInvalidArgument, cmd)
-	})
-}
-
-func init() {
-	for _, c := range []cmds.Command{cmds.ClusterAddNode, cmds.ClusterRemoveNode, cmds.ClusterStatus, cmds.ClusterEdit} {
-		commands[c] = notYet(c)
-	}
 }

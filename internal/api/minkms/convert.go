@@ -1,11 +1,14 @@
 package minkms
 
 import (
+	"strconv"
 	"time"
 
 	pb "github.com/minio/kms-go/kms/protobuf"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -88,5 +91,50 @@ func identity(i state.Identity) *pb.IdentityResponse {
 		IsServiceAccount: i.Parent != "",
 		ServiceAccounts:  i.ServiceAccounts,
 		Tags:             i.Tags,
+	}
+}
+
+func clusterStatus(up map[int]cluster.NodeStatus, down map[int]string) *pb.ClusterStatusResponse {
+	resp := &pb.ClusterStatusResponse{NodesUp: map[uint32]*pb.ServerStatusResponse{}, NodesDown: map[uint32]string{}}
+	for id, st := range up {
+		resp.NodesUp[uint32(id)] = serverStatus(st)
+	}
+	for id, host := range down {
+		resp.NodesDown[uint32(id)] = host
+	}
+	return resp
+}
+
+func serverStatus(st cluster.NodeStatus) *pb.ServerStatusResponse {
+	nodes := make(map[uint32]string, len(st.Nodes))
+	for id, host := range st.Nodes {
+		if n, err := strconv.ParseUint(id, 10, 32); err == nil {
+			nodes[uint32(n)] = host
+		}
+	}
+	id, _ := strconv.ParseUint(st.ID, 10, 32)
+	leader := int64(-1)
+	if l, err := strconv.ParseInt(st.LeaderID, 10, 64); err == nil {
+		leader = l
+	}
+	return &pb.ServerStatusResponse{
+		Version:           st.Version,
+		APIVersion:        "v1",
+		Host:              st.Host,
+		UpTime:            durationpb.New(st.Uptime),
+		Role:              st.Role,
+		Commit:            st.Commit,
+		Nodes:             nodes,
+		ID:                uint32(id),
+		LeaderID:          leader,
+		LastHeartbeat:     durationpb.New(st.LastContact),
+		HeartbeatInterval: durationpb.New(st.HeartbeatInterval),
+		ElectionTimeout:   durationpb.New(st.ElectionTimeout),
+		OS:                st.OS,
+		Arch:              st.Arch,
+		CPUs:              uint32(st.CPUs),
+		UsableCPUs:        uint32(st.UsableCPUs),
+		HeapMemInUse:      st.HeapInUse,
+		StackMemInUse:     st.StackInUse,
 	}
 }

@@ -50,6 +50,12 @@ var explained = []struct {
 	{state.ErrInvalidArgument, http.StatusBadRequest},
 	{errMalformed, http.StatusBadRequest},
 	{cluster.ErrNoLeader, http.StatusServiceUnavailable},
+	{cluster.ErrStale, http.StatusServiceUnavailable},
+	{cluster.ErrLeadershipLost, http.StatusServiceUnavailable},
+	{cluster.ErrNodeExists, http.StatusConflict},
+	{cluster.ErrNotFresh, http.StatusConflict},
+	{cluster.ErrNodeNotFound, http.StatusNotFound},
+	{cluster.ErrNodeUnavailable, http.StatusBadGateway},
 	{state.ErrNotInitialized, http.StatusServiceUnavailable},
 }
 

@@ -16,4 +16,6 @@ var routes = []route{
 	{method: http.MethodGet, path: "/v1/health/ready", maxBody: 0, timeout: 5 * time.Second, handle: (*API).ready},
 	{method: http.MethodPost, path: "/v1/kms", maxBody: MaxCommandBody, timeout: 30 * time.Second, handle: (*API).command},
 	{method: http.MethodPost, path: "/v1/kms/{enclave...}", maxBody: MaxCommandBody, timeout: 30 * time.Second, handle: (*API).command},
+	{method: http.MethodPost, path: "/v1/debug/restart", maxBody: 0, timeout: 30 * time.Second, handle: (*API).restart},
+	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/db", maxBody: MaxBackup, timeout: time.Minute, handle: (*API).db},
 }

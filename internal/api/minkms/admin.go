@@ -1,0 +1,83 @@
+package minkms
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// MaxBackup bounds the size of a backup sent to PUT /v1/db, decompressed.
+const MaxBackup = 64 << 20
+
+// restart serves POST /v1/debug/restart: the whole cluster, this node last,
+// or with ?self only this node.
+func (a *API) restart(w http.ResponseWriter, r *http.Request) {
+	if err := a.svc.Restart(r.Context(), callerOf(r), !r.URL.Query().Has("self")); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeBody(w, http.StatusOK, contentTypeJSON, []byte("{}"))
+}
+
+// db serves /v1/db: GET makes a backup, PUT restores one.
+func (a *API) db(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPut {
+		a.writeDB(w, r)
+	} else {
+		a.readDB(w, r)
+	}
+}
+
+// readDB serves GET /v1/db: a gzip-compressed backup.
+func (a *API) readDB(w http.ResponseWriter, r *http.Request) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := a.svc.Backup(callerOf(r), zw); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := zw.Close(); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Encoding", "gzip")
+	writeBody(w, http.StatusOK, contentTypeBinary, buf.Bytes())
+}
+
+// writeDB serves PUT /v1/db: restores a backup, compressed or not, into a
+// fresh cluster.
+func (a *API) writeDB(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if bytes.HasPrefix(body, []byte{0x1f, 0x8b}) {
+		if body, err = gunzip(body); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	if err := a.svc.Restore(r.Context(), callerOf(r), body); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeBody(w, http.StatusOK, contentTypeJSON, []byte("{}"))
+}
+
+func gunzip(data []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("%w: invalid gzip backup: %v", errMalformed, err)
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, MaxBackup+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: invalid gzip backup: %v", errMalformed, err)
+	}
+	if len(out) > MaxBackup {
+		return nil, errTooLarge
+	}
+	return out, nil
+}

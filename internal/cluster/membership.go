@@ -1,0 +1,236 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/keep-kms/keep/internal/state"
+)
+
+// membershipTimeout bounds a membership change in raft.
+const membershipTimeout = 30 * time.Second
+
+// defaultPort is added to a host named without one.
+const defaultPort = "7373"
+
+// NormalizeHost adds the default port to a host named without one.
+func NormalizeHost(host string) string {
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		return net.JoinHostPort(host, defaultPort)
+	}
+	return host
+}
+
+// AddNode adds the node at host to the cluster. The node must be running,
+// reachable, hold the cluster's HSM key, and be fresh: a one-node cluster
+// without keys, policies or identities.
+func (n *Node) AddNode(ctx context.Context, host string) error {
+	host = NormalizeHost(host)
+	inst := n.current()
+	if inst.raft.State() != raft.Leader {
+		return n.forwardToLeader(ctx, inst, &forwardRequest{AddNode: host})
+	}
+	return n.addNode(ctx, inst, host)
+}
+
+// RemoveNode removes the node at host from the cluster. With
+// deleteCluster the removed node also wipes its cluster state and starts
+// over as a fresh one-node cluster.
+func (n *Node) RemoveNode(ctx context.Context, host string, deleteCluster bool) error {
+	host = NormalizeHost(host)
+	inst := n.current()
+	if inst.raft.State() != raft.Leader {
+		return n.forwardToLeader(ctx, inst, &forwardRequest{RemoveNode: host, DeleteCluster: deleteCluster})
+	}
+	return n.removeNode(ctx, inst, host, deleteCluster)
+}
+
+func (n *Node) forwardToLeader(ctx context.Context, inst *instance, req *forwardRequest) error {
+	leader, _ := inst.raft.LeaderWithID()
+	if leader == "" {
+		return ErrNoLeader
+	}
+	_, err := n.forward(ctx, string(leader), req)
+	return err
+}
+
+func (n *Node) addNode(ctx context.Context, inst *instance, host string) error {
+	f := inst.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	next := 0
+	for _, s := range f.Configuration().Servers {
+		if string(s.Address) == host {
+			return fmt.Errorf("%w: %s is node %s", ErrNodeExists, host, s.ID)
+		}
+		if id, err := strconv.Atoi(string(s.ID)); err == nil && id >= next {
+			next = id + 1
+		}
+	}
+	id := strconv.Itoa(next)
+	join := &joinRequest{ClusterID: n.cfg.State.ClusterID(), ID: id, Leader: n.cfg.Host}
+	if err := n.call(ctx, host, rpcJoin, join, nil); err != nil {
+		return fmt.Errorf("cannot add %s: %w", host, err)
+	}
+	if err := inst.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(host), 0, membershipTimeout).Error(); err != nil {
+		return fmt.Errorf("cannot add %s: %w", host, err)
+	}
+	n.cfg.Logger.Info("node added to the cluster", "node", id, "host", host)
+	return nil
+}
+
+func (n *Node) removeNode(ctx context.Context, inst *instance, host string, deleteCluster bool) error {
+	id, err := idOf(inst, host)
+	if err != nil {
+		return err
+	}
+	if err := inst.raft.RemoveServer(id, 0, membershipTimeout).Error(); err != nil {
+		return fmt.Errorf("cannot remove %s: %w", host, err)
+	}
+	n.cfg.Logger.Info("node removed from the cluster", "node", id, "host", host)
+	if !deleteCluster {
+		return nil
+	}
+	if host == n.cfg.Host {
+		// This node leaves its own cluster: it resets once it has answered.
+		go n.reset(context.Background())
+		return nil
+	}
+	if err := n.call(ctx, host, rpcReset, struct{}{}, nil); err != nil {
+		return fmt.Errorf("%s was removed, but did not delete its cluster state: %w", host, err)
+	}
+	return nil
+}
+
+func idOf(inst *instance, host string) (raft.ServerID, error) {
+	f := inst.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return "", err
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.Address) == host {
+			return s.ID, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no node has the address %s", ErrNodeNotFound, host)
+}
+
+// serveJoin makes this node a member of the cluster that asks: it drops its
+// own one-node cluster and waits, empty, for the leader's log.
+func (n *Node) serveJoin(ctx context.Context, body []byte) (any, error) {
+	var req joinRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, err
+	}
+	if req.ClusterID != "" && req.ClusterID == n.cfg.State.ClusterID() {
+		return nil, fmt.Errorf("%w: %s is already a node of this cluster", ErrNodeExists, n.cfg.Host)
+	}
+	inst := n.current()
+	f := inst.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	if servers := f.Configuration().Servers; len(servers) > 1 {
+		return nil, fmt.Errorf("%w: %s is a node of another cluster of %d nodes: remove it there first (keep rm --delete-cluster)", ErrNotFresh, n.cfg.Host, len(servers))
+	}
+	if !n.cfg.State.Fresh() {
+		return nil, fmt.Errorf("%w: %s holds enclaves, keys, policies or identities of another cluster: stop it, delete its %s, and start it again", ErrNotFresh, n.cfg.Host, DBFile)
+	}
+	n.cfg.Logger.Info("joining a cluster", "leader", req.Leader, "node", req.ID)
+	return struct{}{}, n.restart(ctx, func(st *stores) (raft.ServerID, error) { return raft.ServerID(req.ID), nil })
+}
+
+// reset makes this node a fresh one-node cluster again, as after its first
+// start: its raft state is deleted, and a new root key created.
+func (n *Node) reset(ctx context.Context) error {
+	n.cfg.Logger.Info("deleting cluster state and starting as a fresh one-node cluster")
+	if err := n.restart(ctx, func(st *stores) (raft.ServerID, error) { return n.bootstrap(ctx, st) }); err != nil {
+		return err
+	}
+	return n.catchUp(ctx)
+}
+
+// restart stops raft, deletes its state, empties the state machine, and
+// starts raft again on fresh stores prepared by setup. The state is
+// emptied because the new raft replays its log from the start.
+func (n *Node) restart(ctx context.Context, setup func(*stores) (raft.ServerID, error)) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	sealed, _ := n.inst.stores.stable.Get(sealedRootKeyName)
+	if err := n.inst.stop(); err != nil {
+		n.cfg.Logger.Warn("stopping raft", "err", err)
+	}
+	if err := wipeStores(n.cfg.Dir); err != nil {
+		return err
+	}
+	st, err := openStores(ctx, n.cfg.Dir, n.cfg.HSM)
+	if err != nil {
+		return err
+	}
+	if len(sealed) > 0 {
+		if err := st.stable.Set(sealedRootKeyName, sealed); err != nil {
+			st.close()
+			return err
+		}
+	}
+	n.cfg.State.Reset()
+	id, err := setup(st)
+	if err == nil {
+		err = n.startLocked(st, id)
+	}
+	if err != nil {
+		st.close()
+	}
+	return err
+}
+
+// Edit drops nodes from this node's view of the cluster without asking the
+// others: the repair for a cluster that lost nodes for good and with them
+// its majority. Remove one failed node at a time.
+func (n *Node) Edit(ctx context.Context, remove []string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	inst := n.inst
+	f := inst.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	c := f.Configuration()
+	conf := c.Clone()
+	for _, id := range remove {
+		if raft.ServerID(id) == inst.id {
+			return fmt.Errorf("%w: cannot remove node %s from its own view of the cluster", state.ErrInvalidArgument, id)
+		}
+		i := slices.IndexFunc(conf.Servers, func(s raft.Server) bool { return string(s.ID) == id })
+		if i < 0 {
+			return fmt.Errorf("%w: no node has the ID %s", ErrNodeNotFound, id)
+		}
+		conf.Servers = slices.Delete(conf.Servers, i, i+1)
+	}
+	if err := inst.stop(); err != nil {
+		n.cfg.Logger.Warn("stopping raft", "err", err)
+	}
+	st := inst.stores // in memory, the stores survive raft
+	if n.cfg.Dir != "" {
+		var err error
+		if st, err = openStores(ctx, n.cfg.Dir, n.cfg.HSM); err != nil {
+			return err
+		}
+	}
+	err := raft.RecoverCluster(n.raftConfig(inst.id), &fsm{state: state.New(n.cfg.HSM)}, st.logs, st.stable, st.snaps, offlineTransport(), conf)
+	if err != nil {
+		st.close()
+		return fmt.Errorf("failed to edit cluster: %w", err)
+	}
+	n.cfg.State.Reset()
+	n.cfg.Logger.Info("cluster edited", "removed", remove)
+	return n.startLocked(st, inst.id)
+}

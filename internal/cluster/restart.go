@@ -1,0 +1,66 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// restartTimeout bounds a coordinated restart of the whole cluster.
+const restartTimeout = 15 * time.Second
+
+// ErrRestartUnsupported is returned where the process cannot restart itself.
+var ErrRestartUnsupported = errors.New("restart is not supported on this platform")
+
+// Restart restarts this node's process. With all, it first restarts every
+// other node, concurrently, and waits (at most 15 seconds) until they are
+// back, so that the cluster is never down as a whole for longer than this
+// node's own restart.
+func (n *Node) Restart(ctx context.Context, all bool) error {
+	if n.cfg.Restart == nil {
+		return ErrRestartUnsupported
+	}
+	if all {
+		ctx, cancel := context.WithTimeout(ctx, restartTimeout)
+		defer cancel()
+		self := n.LocalStatus()
+		var wg sync.WaitGroup
+		for id, host := range self.Nodes {
+			if id == self.ID {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := n.restartPeer(ctx, host); err != nil {
+					n.cfg.Logger.Warn("restarting node", "node", id, "host", host, "err", err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	n.cfg.Restart()
+	return nil
+}
+
+// restartPeer asks the node at host to restart and waits until it answers
+// again with an uptime that shows it has.
+func (n *Node) restartPeer(ctx context.Context, host string) error {
+	sent := time.Now()
+	if err := n.call(ctx, host, rpcRestart, struct{}{}, nil); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("did not come back within %v", restartTimeout)
+		case <-time.After(200 * time.Millisecond):
+		}
+		var st NodeStatus
+		if err := n.call(ctx, host, rpcStatus, struct{}{}, &st); err == nil && st.Uptime < time.Since(sent) {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,218 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// The /v1/rpc endpoints nodes call on each other. Only callers presenting
+// the node identity reach them; clients, even SysAdmins, get 403.
+const (
+	rpcForward = "/v1/rpc/forward" // a write (or membership change) for the leader
+	rpcStatus  = "/v1/rpc/status"  // a node's status, for CLUSTER:STATUS
+	rpcJoin    = "/v1/rpc/join"    // asks a fresh node to join this cluster
+	rpcReset   = "/v1/rpc/reset"   // asks a removed node to start over as a fresh cluster
+	rpcApplied = "/v1/rpc/applied" // a follower reports how far it has applied the log
+	rpcRestart = "/v1/rpc/restart" // asks a node to restart its process
+)
+
+// maxRPCBody bounds RPC requests: a forwarded restore carries a backup.
+const maxRPCBody = 64 << 20
+
+// forwardRequest is a write a follower hands to the leader: a log entry, or
+// a membership change.
+type forwardRequest struct {
+	Entry         json.RawMessage `json:"entry,omitempty"`
+	AddNode       string          `json:"add_node,omitempty"`
+	RemoveNode    string          `json:"remove_node,omitempty"`
+	DeleteCluster bool            `json:"delete_cluster,omitempty"`
+}
+
+type forwardResponse struct {
+	Index uint64    `json:"index"`
+	Err   *rpcError `json:"error,omitempty"`
+}
+
+type joinRequest struct {
+	ClusterID string `json:"cluster_id"`
+	ID        string `json:"id"`
+	Leader    string `json:"leader"`
+}
+
+type appliedRequest struct {
+	ID    string `json:"id"`
+	Index uint64 `json:"index"`
+}
+
+type errorResponse struct {
+	Err *rpcError `json:"error,omitempty"`
+}
+
+// call sends an RPC to the node at host and decodes its JSON reply into
+// resp. Transport failures are ErrNodeUnavailable; errors the peer returns
+// keep their identity.
+func (n *Node) call(ctx context.Context, host, path string, req, resp any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+host+path, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%w: invalid address %q: %v", ErrNodeUnavailable, host, err)
+	}
+	r.Header.Set("Content-Type", "application/json")
+	res, err := n.cfg.Transport.client.Do(r)
+	if errors.Is(err, errNotNode) {
+		return fmt.Errorf("%w: %s: %w", ErrNodeUnavailable, host, errNotNode)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s is not reachable: %w", ErrNodeUnavailable, host, unwrapURL(err))
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, maxRPCBody))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrNodeUnavailable, host, err)
+	}
+	if res.StatusCode != http.StatusOK {
+		var e errorResponse
+		if json.Unmarshal(data, &e) == nil && e.Err != nil {
+			return decodeError(e.Err)
+		}
+		return fmt.Errorf("%w: %s answered %s", ErrNodeUnavailable, host, res.Status)
+	}
+	if resp == nil {
+		return nil
+	}
+	return json.Unmarshal(data, resp)
+}
+
+// forward hands a write to the leader and returns the index of its entry.
+func (n *Node) forward(ctx context.Context, leader string, req *forwardRequest) (uint64, error) {
+	var resp forwardResponse
+	if err := n.call(ctx, leader, rpcForward, req, &resp); err != nil {
+		if errors.Is(err, ErrNodeUnavailable) {
+			return 0, fmt.Errorf("%w: %w", ErrNoLeader, err)
+		}
+		return 0, err
+	}
+	return resp.Index, decodeError(resp.Err)
+}
+
+// reportApplied tells the leader, after this node applied entries, how far
+// it got. At most one report is under way at a time; entries applied in
+// the meantime are covered by the next one.
+func (n *Node) reportApplied() {
+	for range n.notify {
+		inst := n.current()
+		if inst == nil {
+			return
+		}
+		if inst.raft.State() != raft.Follower {
+			continue
+		}
+		leader, _ := inst.raft.LeaderWithID()
+		if leader == "" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		n.call(ctx, string(leader), rpcApplied, &appliedRequest{ID: string(inst.id), Index: inst.raft.AppliedIndex()}, nil)
+		cancel()
+	}
+}
+
+// RPCHandler serves the /v1/rpc endpoints to other nodes.
+func (n *Node) RPCHandler() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(path string, f func(ctx context.Context, body []byte) (any, error)) {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			if !n.cfg.Transport.IsNode(r) {
+				writeRPC(w, http.StatusForbidden, errorResponse{Err: &rpcError{Message: "access denied: only cluster nodes may call " + path}})
+				return
+			}
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRPCBody))
+			if err != nil {
+				writeRPC(w, http.StatusBadRequest, errorResponse{Err: encodeError(err)})
+				return
+			}
+			resp, err := f(r.Context(), body)
+			if err != nil {
+				writeRPC(w, http.StatusConflict, errorResponse{Err: encodeError(err)})
+				return
+			}
+			writeRPC(w, http.StatusOK, resp)
+		})
+	}
+	handle(rpcForward, n.serveForward)
+	handle(rpcStatus, func(context.Context, []byte) (any, error) { return n.LocalStatus(), nil })
+	handle(rpcJoin, n.serveJoin)
+	handle(rpcReset, func(ctx context.Context, _ []byte) (any, error) { return struct{}{}, n.reset(ctx) })
+	handle(rpcApplied, func(_ context.Context, body []byte) (any, error) {
+		var req appliedRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, err
+		}
+		n.applied.update(raft.ServerID(req.ID), req.Index)
+		return struct{}{}, nil
+	})
+	handle(rpcRestart, func(context.Context, []byte) (any, error) {
+		if n.cfg.Restart == nil {
+			return nil, errors.New("restart is not supported by this node")
+		}
+		go n.cfg.Restart()
+		return struct{}{}, nil
+	})
+	return mux
+}
+
+func writeRPC(w http.ResponseWriter, status int, v any) {
+	body, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// serveForward applies a forwarded write, if this node leads.
+func (n *Node) serveForward(ctx context.Context, body []byte) (any, error) {
+	var req forwardRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, err
+	}
+	inst := n.current()
+	if inst.raft.State() != raft.Leader {
+		return forwardResponse{Err: encodeError(ErrNoLeader)}, nil
+	}
+	var (
+		index uint64
+		err   error
+	)
+	switch {
+	case req.Entry != nil:
+		index, err = n.applyLocal(ctx, inst, req.Entry)
+	case req.AddNode != "":
+		err = n.addNode(ctx, inst, req.AddNode)
+	case req.RemoveNode != "":
+		err = n.removeNode(ctx, inst, req.RemoveNode, req.DeleteCluster)
+	default:
+		err = errors.New("empty forward request")
+	}
+	return forwardResponse{Index: index, Err: encodeError(err)}, nil
+}
+
+// unwrapURL drops the "Post https://…" of a url.Error, which says nothing
+// the caller does not know.
+func unwrapURL(err error) error {
+	var u *url.Error
+	if errors.As(err, &u) {
+		return u.Err
+	}
+	return err
+}

@@ -1,0 +1,59 @@
+package state
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/keep-kms/keep/internal/crypto"
+)
+
+// Reset empties the state, as before the init entry. A node does this when
+// it joins a cluster: it takes the cluster's state from the log.
+func (s *State) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clusterID, s.sealedRootKey, s.rootKey = "", nil, crypto.Key{}
+	s.enclaves, s.identities = map[string]*enclave{}, map[string]*Identity{}
+}
+
+// Fresh reports whether the state holds nothing but what init creates: no
+// keys, policies or identities, no enclave but the default one. Only a
+// fresh node may join another cluster or receive a backup, so that nothing
+// is lost.
+func (s *State) Fresh() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.freshLocked()
+}
+
+// applyRestore replaces enclaves, keys, policies and identities with those
+// of a backup (a snapshot of another or the same cluster). The cluster keeps
+// its ID; it adopts the backup's root key, under which the backup's key
+// material is sealed.
+func (s *State) applyRestore(e *Entry) error {
+	if !s.freshLocked() {
+		return fmt.Errorf("%w: restore needs a fresh cluster, but this one holds keys, policies or identities", ErrInvalidArgument)
+	}
+	backup := New(s.hsm)
+	if err := backup.Restore(bytes.NewReader(e.Restore)); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	if backup.clusterID == "" {
+		return fmt.Errorf("%w: the backup holds no cluster state", ErrInvalidArgument)
+	}
+	s.sealedRootKey, s.rootKey = backup.sealedRootKey, backup.rootKey
+	s.enclaves, s.identities = backup.enclaves, backup.identities
+	return nil
+}
+
+func (s *State) freshLocked() bool {
+	if len(s.identities) > 0 || len(s.enclaves) > 1 {
+		return false
+	}
+	for _, e := range s.enclaves {
+		if e.Name != DefaultEnclave || len(e.keys) > 0 || len(e.policies) > 0 {
+			return false
+		}
+	}
+	return true
+}
