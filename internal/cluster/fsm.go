@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"io"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -13,8 +14,9 @@ import (
 // nil) as the future's response, so that the proposer can hand it back to
 // the client.
 type fsm struct {
-	state  *state.State
-	notify chan struct{} // signalled after each applied command; may be nil
+	state   *state.State
+	notify  chan struct{} // signalled after each applied command; may be nil
+	applied atomic.Uint64 // index of the last applied command
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
@@ -22,11 +24,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return nil
 	}
 	err := f.state.Apply(l.Data)
+	// Recorded here, not read from raft.AppliedIndex, which raft updates
+	// only after Apply returns: a report sent on this signal must already
+	// cover this entry.
+	f.applied.Store(l.Index)
 	if f.notify != nil {
-		select {
-		case f.notify <- struct{}{}:
-		default:
-		}
+		signal(f.notify)
 	}
 	return err
 }

@@ -111,7 +111,12 @@ func (n *Node) forward(ctx context.Context, leader string, req *forwardRequest) 
 // it got. At most one report is under way at a time; entries applied in
 // the meantime are covered by the next one.
 func (n *Node) reportApplied() {
-	for range n.notify {
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-n.notify:
+		}
 		inst := n.current()
 		if inst == nil {
 			return
@@ -124,7 +129,7 @@ func (n *Node) reportApplied() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		n.call(ctx, string(leader), rpcApplied, &appliedRequest{ID: string(inst.id), Index: inst.raft.AppliedIndex()}, nil)
+		n.call(ctx, string(leader), rpcApplied, &appliedRequest{ID: string(inst.id), Index: n.fsm.applied.Load()}, nil)
 		cancel()
 	}
 }
