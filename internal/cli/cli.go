@@ -6,6 +6,15 @@
 // the kms-go client, authenticated by the API key from --api-key or
 // MINIO_KMS_API_KEY. Errors are printed as one line, "keep: …", on stderr;
 // the exit code is 1 for failures and 2 for usage errors.
+//
+// Output conventions: text is aligned columns (lists) or label/value lines
+// (single objects), with "-" for empty values. --json prints the package's
+// own view types (snake_case names as in the protobuf JSON, times in RFC
+// 3339 UTC, identities as h1:…), never kms-go's structs, so the JSON stays
+// stable; a command given one name prints an object, several an array, and
+// list commands always an array. Secrets a command creates (API keys, HSM
+// keys) go to stdout and the advice to keep them safe to stderr, so the
+// output can be redirected into a file. Errors never repeat a secret.
 package cli
 
 import (
@@ -31,10 +40,14 @@ const (
 // Main runs the keep command line with args, the arguments without the
 // program name, and returns the process exit code. It reads the environment
 // and writes to os.Stdout and os.Stderr. SIGINT and SIGTERM cancel the
-// running command.
+// running command; a second signal kills the process.
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // restore the default handling for a second signal
+	}()
 
 	a := &app{
 		getenv: os.Getenv,

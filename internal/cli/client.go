@@ -154,3 +154,24 @@ func (a *app) withClient(cmd *cobra.Command, fn func(cmd *cobra.Command, c *kms.
 	}
 	return cmd
 }
+
+// single returns the only reply of a batch call made with one request,
+// as in single(c.KeyStatus(ctx, enclave, req)).
+func single[T any](replies []*T, err error) (*T, error) {
+	if err != nil {
+		return nil, err
+	}
+	if len(replies) != 1 {
+		return nil, fmt.Errorf("the server sent %d replies to 1 request", len(replies))
+	}
+	return replies[0], nil
+}
+
+// prefixArg returns the listing prefix given as args[0], or "" for none.
+// A trailing '*' is dropped, so "my-*" and "*" work as patterns.
+func prefixArg(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return strings.TrimSuffix(args[0], "*")
+}

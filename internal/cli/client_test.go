@@ -157,7 +157,7 @@ func TestDescribeError(t *testing.T) {
 	}{
 		{&kms.HostError{Host: "a:7373", Err: kms.ErrPermission}, "access denied: insufficient permissions (check MINIO_KMS_API_KEY and the enclave)"},
 		{&kms.HostError{Host: "a:7373", Err: kms.ErrKeyNotFound}, "key does not exist"},
-		{&kms.HostError{Host: "a:7373", Err: kms.ErrEnclaveNotFound}, "enclave does not exist (check --enclave)"},
+		{&kms.HostError{Host: "a:7373", Err: kms.ErrEnclaveNotFound}, "enclave does not exist (check the enclave name)"},
 		{&kms.HostError{Host: "a:7373", Err: kms.Error{Code: 409, Err: "key already exists"}}, "key already exists"},
 		{&kms.HostError{Host: "a:7373", Err: kms.Error{Code: 500}}, "internal server error"},
 		{fmt.Errorf("wrapped: %w", context.Canceled), "interrupted"},
@@ -167,5 +167,35 @@ func TestDescribeError(t *testing.T) {
 		if got := describeError(tt.err); got != tt.want {
 			t.Errorf("describeError(%v) = %q, want %q", tt.err, got, tt.want)
 		}
+	}
+}
+
+func TestPrefixArg(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"*"}, ""},
+		{[]string{"my-"}, "my-"},
+		{[]string{"my-*"}, "my-"},
+	}
+	for _, tt := range tests {
+		if got := prefixArg(tt.args); got != tt.want {
+			t.Errorf("prefixArg(%q) = %q, want %q", tt.args, got, tt.want)
+		}
+	}
+}
+
+func TestSingle(t *testing.T) {
+	one := &kms.DecryptResponse{Plaintext: []byte("x")}
+	if got, err := single([]*kms.DecryptResponse{one}, nil); got != one || err != nil {
+		t.Errorf("one reply: %v, %v", got, err)
+	}
+	if _, err := single([]*kms.DecryptResponse{one, one}, nil); err == nil {
+		t.Error("two replies to one request were accepted")
+	}
+	if _, err := single[kms.DecryptResponse](nil, kms.ErrKeyNotFound); !errors.Is(err, kms.ErrKeyNotFound) {
+		t.Errorf("error %v, want %v", err, kms.ErrKeyNotFound)
 	}
 }

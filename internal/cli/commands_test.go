@@ -247,7 +247,7 @@ func TestServerErrors(t *testing.T) {
 	}{
 		{http.StatusForbidden, "access denied: insufficient permissions", "keep: access denied: insufficient permissions (check MINIO_KMS_API_KEY and the enclave)\n"},
 		{http.StatusNotFound, "key does not exist", "keep: key does not exist\n"},
-		{http.StatusNotFound, "enclave does not exist", "keep: enclave does not exist (check --enclave)\n"},
+		{http.StatusNotFound, "enclave does not exist", "keep: enclave does not exist (check the enclave name)\n"},
 		{http.StatusBadRequest, "invalid ciphertext", "keep: invalid ciphertext (wrong key, key version or ciphertext)\n"},
 	}
 	for _, tt := range tests {

@@ -45,7 +45,7 @@ func (a *app) enclaveCommands() []*cobra.Command {
 	}
 	lsJSON := addJSONFlag(ls)
 	a.withClient(ls, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		list, err := listAll(cmd.Context(), c.ListEnclaves, "", firstArg(args))
+		list, err := listAll(cmd.Context(), c.ListEnclaves, "", prefixArg(args))
 		if err != nil {
 			return err
 		}
@@ -93,12 +93,4 @@ func (a *app) enclaveCommands() []*cobra.Command {
 		})
 	})
 	return []*cobra.Command{add, rm, ls, stat}
-}
-
-// firstArg returns args[0], or "" if there are no arguments.
-func firstArg(args []string) string {
-	if len(args) == 0 {
-		return ""
-	}
-	return args[0]
 }

@@ -72,11 +72,11 @@ func describeAPIError(err kms.Error) string {
 	case http.StatusUnauthorized:
 		return msg + " (check MINIO_KMS_API_KEY)"
 	case http.StatusServiceUnavailable:
-		return msg + " (the cluster may have no leader; try again shortly)"
+		return msg + " (the server cannot serve this now; try again shortly)"
 	}
 	switch {
 	case errors.Is(err, kms.ErrEnclaveNotFound):
-		return msg + " (check --enclave)"
+		return msg + " (check the enclave name)"
 	case errors.Is(err, kms.ErrDecrypt):
 		return msg + " (wrong key, key version or ciphertext)"
 	}

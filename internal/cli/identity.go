@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -173,7 +174,7 @@ func (a *app) lsIdentityCommand() *cobra.Command {
 	enclave := addEnclaveFlag(cmd)
 	asJSON := addJSONFlag(cmd)
 	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		list, err := listAll(cmd.Context(), c.ListIdentities, *enclave, firstArg(args))
+		list, err := listAll(cmd.Context(), c.ListIdentities, *enclave, prefixArg(args))
 		if err != nil {
 			return err
 		}
@@ -266,7 +267,7 @@ as KES spells them (kes:v1:…).`,
 	}
 	asJSON := addJSONFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		info, err := identityInfo(cmd, args[0])
+		info, err := identityInfo(cmd.Context(), args[0])
 		if err != nil {
 			return err
 		}
@@ -286,7 +287,7 @@ as KES spells them (kes:v1:…).`,
 }
 
 // identityInfo computes what the identity command prints for arg.
-func identityInfo(cmd *cobra.Command, arg string) (*identityInfoJSON, error) {
+func identityInfo(ctx context.Context, arg string) (*identityInfoJSON, error) {
 	arg = strings.TrimSpace(arg)
 	var (
 		key mtls.PrivateKey
@@ -294,10 +295,12 @@ func identityInfo(cmd *cobra.Command, arg string) (*identityInfoJSON, error) {
 		err error
 	)
 	switch {
+	case arg == "":
+		return nil, usageErrorf("identity: the argument is empty")
 	case strings.HasPrefix(arg, "k1:"), strings.HasPrefix(arg, "k2:"), strings.HasPrefix(arg, "kes:"):
 		key, err = parseAPIKey(arg)
 	case strings.HasPrefix(arg, "hsm:"):
-		key, err = rootAPIKey(cmd.Context(), arg)
+		key, err = rootAPIKey(ctx, arg)
 	case strings.HasPrefix(arg, "h1:"):
 		id, err = mtls.ParseIdentity(arg)
 	case isHexIdentity(arg):

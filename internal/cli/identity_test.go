@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -132,7 +133,7 @@ func TestIdentityCommand(t *testing.T) {
 
 func TestIdentityCommandKESAgrees(t *testing.T) {
 	// The KES library computes the same identity from the KES spelling.
-	info, err := identityInfo(nil, "k1:AqwjUvaWEE9O83quGOkiO_2D1x37Za9gE4L5UHdq0Ag")
+	info, err := identityInfo(context.Background(), "k1:AqwjUvaWEE9O83quGOkiO_2D1x37Za9gE4L5UHdq0Ag")
 	if err != nil {
 		t.Fatal(err)
 	}

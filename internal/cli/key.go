@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -127,7 +128,7 @@ func (a *app) lsKeyCommand() *cobra.Command {
 	enclave := addEnclaveFlag(cmd)
 	asJSON := addJSONFlag(cmd)
 	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		list, err := listAll(cmd.Context(), c.ListKeys, *enclave, firstArg(args))
+		list, err := listAll(cmd.Context(), c.ListKeys, *enclave, prefixArg(args))
 		if err != nil {
 			return err
 		}
@@ -156,14 +157,10 @@ func (a *app) statKeyCommand() *cobra.Command {
 	asJSON := addJSONFlag(cmd)
 	cmd.Flags().UintVarP(&version, "version", "v", 0, "key version (default: the latest)")
 	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		list, err := c.KeyStatus(cmd.Context(), *enclave, &kms.KeyStatusRequest{Name: args[0], Version: int(version)})
+		k, err := single(c.KeyStatus(cmd.Context(), *enclave, &kms.KeyStatusRequest{Name: args[0], Version: int(version)}))
 		if err != nil {
 			return err
 		}
-		if len(list) != 1 {
-			return fmt.Errorf("server returned %d key status replies for 1 request", len(list))
-		}
-		k := list[0]
 		return output(cmd, *asJSON, keyView(k), func(w io.Writer) error {
 			return writeDetails(w, []field{
 				{"Name", k.Name},
@@ -194,21 +191,18 @@ func (a *app) keygenCommand() *cobra.Command {
 	cmd.Flags().UintVarP(&version, "version", "v", 0, "key version to encrypt with (default: the latest)")
 	cmd.Flags().UintVar(&length, "length", 0, "length of the data key in bytes, at most 1024 (default 32)")
 	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		list, err := c.GenerateKey(cmd.Context(), *enclave, &kms.GenerateKeyRequest{
+		reply, err := single(c.GenerateKey(cmd.Context(), *enclave, &kms.GenerateKeyRequest{
 			Name:    args[0],
 			Version: int(version),
 			Length:  int(length),
-		})
+		}))
 		if err != nil {
 			return err
 		}
-		if len(list) != 1 {
-			return fmt.Errorf("server returned %d data keys for 1 request", len(list))
-		}
 		dek := dataKeyJSON{
-			Version:    list[0].Version,
-			Plaintext:  base64.StdEncoding.EncodeToString(list[0].Plaintext),
-			Ciphertext: formatCiphertext(list[0].Version, list[0].Ciphertext),
+			Version:    reply.Version,
+			Plaintext:  base64.StdEncoding.EncodeToString(reply.Plaintext),
+			Ciphertext: formatCiphertext(reply.Version, reply.Ciphertext),
 		}
 		return output(cmd, *asJSON, dek, func(w io.Writer) error {
 			return writeDetails(w, []field{
@@ -242,18 +236,15 @@ the v<N>: prefix the server reads the key version from the ciphertext.`,
 	}
 	enclave := addEnclaveFlag(cmd)
 	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		list, err := c.Decrypt(cmd.Context(), *enclave, &kms.DecryptRequest{
+		reply, err := single(c.Decrypt(cmd.Context(), *enclave, &kms.DecryptRequest{
 			Name:       args[0],
 			Version:    version,
 			Ciphertext: ciphertext,
-		})
+		}))
 		if err != nil {
 			return err
 		}
-		if len(list) != 1 {
-			return fmt.Errorf("server returned %d plaintexts for 1 request", len(list))
-		}
-		_, err = fmt.Fprintln(cmd.OutOrStdout(), base64.StdEncoding.EncodeToString(list[0].Plaintext))
+		_, err = fmt.Fprintln(cmd.OutOrStdout(), base64.StdEncoding.EncodeToString(reply.Plaintext))
 		return err
 	})
 }
@@ -294,7 +285,7 @@ func parseCiphertext(s string) (version int, ciphertext []byte, err error) {
 		version, s = int(n), rest
 	}
 	if s == "" {
-		return 0, nil, fmt.Errorf("invalid ciphertext: it is empty")
+		return 0, nil, errors.New("invalid ciphertext: it is empty")
 	}
 	if ciphertext, err = decodeBase64(s); err != nil {
 		return 0, nil, fmt.Errorf("invalid ciphertext: not base64: %v", err)

@@ -76,7 +76,7 @@ name, a prefix ending in '*', or '*'. A deny rule always wins.
   }`,
 		Args: argsRange(2, 2),
 		PreRunE: func(cmd *cobra.Command, args []string) (err error) {
-			policy, err = a.readPolicyFile(cmd, args[1])
+			policy, err = readPolicyFile(cmd, args[1])
 			return err
 		},
 	}
@@ -88,7 +88,7 @@ name, a prefix ending in '*', or '*'. A deny rule always wins.
 }
 
 // readPolicyFile reads and parses the policy file name, or stdin for "-".
-func (a *app) readPolicyFile(cmd *cobra.Command, name string) (*kms.CreatePolicyRequest, error) {
+func readPolicyFile(cmd *cobra.Command, name string) (*kms.CreatePolicyRequest, error) {
 	var (
 		data []byte
 		err  error
@@ -197,7 +197,7 @@ func (a *app) lsPolicyCommand() *cobra.Command {
 	enclave := addEnclaveFlag(cmd)
 	asJSON := addJSONFlag(cmd)
 	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		list, err := listAll(cmd.Context(), c.ListPolicies, *enclave, firstArg(args))
+		list, err := listAll(cmd.Context(), c.ListPolicies, *enclave, prefixArg(args))
 		if err != nil {
 			return err
 		}
@@ -224,14 +224,10 @@ func (a *app) statPolicyCommand() *cobra.Command {
 	enclave := addEnclaveFlag(cmd)
 	asJSON := addJSONFlag(cmd)
 	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		list, err := c.PolicyStatus(cmd.Context(), *enclave, &kms.PolicyRequest{Name: args[0]})
+		p, err := single(c.PolicyStatus(cmd.Context(), *enclave, &kms.PolicyRequest{Name: args[0]}))
 		if err != nil {
 			return err
 		}
-		if len(list) != 1 {
-			return fmt.Errorf("server returned %d policy status replies for 1 request", len(list))
-		}
-		p := list[0]
 		return output(cmd, *asJSON, policyStatusView(p), func(w io.Writer) error {
 			return writeDetails(w, []field{
 				{"Name", p.Name},
@@ -251,14 +247,10 @@ func (a *app) getPolicyCommand() *cobra.Command {
 	enclave := addEnclaveFlag(cmd)
 	asJSON := addJSONFlag(cmd)
 	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		list, err := c.GetPolicy(cmd.Context(), *enclave, &kms.PolicyRequest{Name: args[0]})
+		p, err := single(c.GetPolicy(cmd.Context(), *enclave, &kms.PolicyRequest{Name: args[0]}))
 		if err != nil {
 			return err
 		}
-		if len(list) != 1 {
-			return fmt.Errorf("server returned %d policies for 1 request", len(list))
-		}
-		p := list[0]
 		view := policyJSON{
 			Name:      p.Name,
 			Allow:     rulesByName(p.Allow),

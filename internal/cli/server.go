@@ -49,7 +49,7 @@ state in memory, needs neither DIR nor an HSM key and listens on
 		},
 	}
 	cmd.Flags().StringVar(&opts.Address, "address", "", "listen address IP:PORT (default 0.0.0.0:7373, 127.0.0.1:7373 with --dev)")
-	cmd.Flags().StringVar(&opts.Host, "host", "", "HOST:PORT other nodes and clients reach this node at; must match the name used with 'keep add'")
+	cmd.Flags().StringVar(&opts.Host, "host", "", "HOST:PORT other nodes and clients reach this node at; must match the address used to add it to a cluster")
 	cmd.Flags().StringVar(&opts.ConfigFile, "config", "", "YAML configuration file")
 	cmd.Flags().BoolVar(&opts.Dev, "dev", false, "start a development server with in-memory state")
 	return cmd

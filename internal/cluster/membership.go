@@ -84,7 +84,26 @@ func (n *Node) addNode(ctx context.Context, inst *instance, host string) error {
 		return fmt.Errorf("cannot add %s: %w", host, err)
 	}
 	n.cfg.Logger.Info("node added to the cluster", "node", id, "host", host)
-	return nil
+	return n.waitCaughtUp(ctx, host, inst.raft.AppliedIndex())
+}
+
+// waitCaughtUp waits until the node at host has applied the log up to
+// index. Until a new node has caught up, the cluster's majority may hang on
+// it (two nodes need both): the next membership change waits for it.
+func (n *Node) waitCaughtUp(ctx context.Context, host string, index uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, membershipTimeout)
+	defer cancel()
+	for {
+		var st NodeStatus
+		if err := n.call(ctx, host, rpcStatus, struct{}{}, &st); err == nil && st.Commit >= index {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s was added but has not caught up with the cluster within %v", host, membershipTimeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (n *Node) removeNode(ctx context.Context, inst *instance, host string, deleteCluster bool) error {

@@ -398,7 +398,7 @@ func (n *Node) followers(inst *instance) []raft.ServerID {
 func (n *Node) waitApplied(ctx context.Context, index uint64) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	for n.fsm.applied.Load() < index {
+	for n.appliedIndex(n.current()) < index {
 		select {
 		case <-ctx.Done():
 			return

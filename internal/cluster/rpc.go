@@ -129,9 +129,16 @@ func (n *Node) reportApplied() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		n.call(ctx, string(leader), rpcApplied, &appliedRequest{ID: string(inst.id), Index: n.fsm.applied.Load()}, nil)
+		n.call(ctx, string(leader), rpcApplied, &appliedRequest{ID: string(inst.id), Index: n.appliedIndex(inst)}, nil)
 		cancel()
 	}
+}
+
+// appliedIndex is how far this node has applied the log: the FSM's own
+// record, which covers an entry as soon as it is applied, or raft's, which
+// also covers snapshots installed from the leader.
+func (n *Node) appliedIndex(inst *instance) uint64 {
+	return max(n.fsm.applied.Load(), inst.raft.AppliedIndex())
 }
 
 // RPCHandler serves the /v1/rpc endpoints to other nodes.

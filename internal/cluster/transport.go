@@ -39,21 +39,27 @@ type Transport struct {
 	cert     tls.Certificate
 	identity mtls.Identity
 	client   *http.Client // for /v1/rpc calls to peers
+	dialer   *net.Dialer
 
 	mu     sync.Mutex
 	stream *stream // where ServeConn delivers raft connections; nil while raft is down
 }
 
 // NewTransport returns a Transport that advertises host (host:port) and
-// authenticates with nodeKey.
-func NewTransport(host string, nodeKey mtls.PrivateKey) (*Transport, error) {
+// authenticates with nodeKey. If localIP is a specific address, connections
+// to peers leave from it: the address the node listens on is the one its
+// peers (and their firewalls) see.
+func NewTransport(host string, nodeKey mtls.PrivateKey, localIP string) (*Transport, error) {
 	// Peers check each other by identity, not by chain or key usage, so the
 	// client certificate kms-go makes for an API key serves both ends.
 	cert, err := kms.GenerateCertificate(nodeKey, nil)
 	if err != nil {
 		return nil, fmt.Errorf("failed to create node certificate: %w", err)
 	}
-	t := &Transport{addr: hostAddr(host), cert: cert, identity: nodeKey.Identity()}
+	t := &Transport{addr: hostAddr(host), cert: cert, identity: nodeKey.Identity(), dialer: &net.Dialer{Timeout: 2 * time.Second}}
+	if ip := net.ParseIP(localIP); ip != nil && !ip.IsUnspecified() {
+		t.dialer.LocalAddr = &net.TCPAddr{IP: ip}
+	}
 	t.client = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
@@ -62,7 +68,7 @@ func NewTransport(host string, nodeKey mtls.PrivateKey) (*Transport, error) {
 			MaxIdleConnsPerHost: 8,
 			IdleConnTimeout:     time.Minute,
 			TLSHandshakeTimeout: 5 * time.Second,
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+			DialContext:         t.dialer.DialContext,
 		},
 	}
 	return t, nil
@@ -186,7 +192,7 @@ func (s *stream) Addr() net.Addr { return s.t.addr }
 func (s *stream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	d := tls.Dialer{Config: s.t.clientConfig("", ALPN)}
+	d := tls.Dialer{NetDialer: s.t.dialer, Config: s.t.clientConfig("", ALPN)}
 	return d.DialContext(ctx, "tcp", string(address))
 }
 

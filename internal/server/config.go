@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -22,6 +23,8 @@ import (
 //	    - key: private.key
 //	      cert: public.crt
 //	  ca: ca.crt              # offered to clients as acceptable issuers
+//	cluster:
+//	  max_staleness: 30s      # how long a node cut off from the leader serves reads; 0 = for ever
 type Config struct {
 	Version string `yaml:"version"`
 	Admin   struct {
@@ -34,6 +37,9 @@ type Config struct {
 		} `yaml:"certs"`
 		CA string `yaml:"ca"`
 	} `yaml:"tls"`
+	Cluster struct {
+		MaxStaleness time.Duration `yaml:"max_staleness"`
+	} `yaml:"cluster"`
 }
 
 // LoadConfig reads and checks a configuration file. Unknown fields are
@@ -57,10 +63,22 @@ func LoadConfig(path string) (*Config, error) {
 			return nil, fmt.Errorf("invalid config file %s: admin.identity: %w", path, err)
 		}
 	}
+	if c.Cluster.MaxStaleness < 0 {
+		return nil, fmt.Errorf("invalid config file %s: cluster.max_staleness must not be negative", path)
+	}
 	for i, kc := range c.TLS.Certs {
 		if kc.Key == "" || kc.Cert == "" {
 			return nil, fmt.Errorf("invalid config file %s: tls.certs[%d] needs both key and cert", path, i)
 		}
 	}
 	return &c, nil
+}
+
+// maxStaleness is the configured staleness bound; 0 (serve for ever)
+// without a config file.
+func (c *Config) maxStaleness() time.Duration {
+	if c == nil {
+		return 0
+	}
+	return c.Cluster.MaxStaleness
 }

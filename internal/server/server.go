@@ -65,13 +65,13 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("failed to derive node key: %w", err)
 	}
-	trans, err := cluster.NewTransport(opts.Host, nodeKey)
+	listenIP, _, _ := net.SplitHostPort(opts.Address)
+	trans, err := cluster.NewTransport(opts.Host, nodeKey, listenIP)
 	if err != nil {
 		return err
 	}
 
 	hostName, _, _ := net.SplitHostPort(opts.Host)
-	listenIP, _, _ := net.SplitHostPort(opts.Address)
 	certs, clientCAs, err := loadCertificates(conf, []string{hostName, listenIP, "localhost", "127.0.0.1", "::1"})
 	if err != nil {
 		return err
@@ -106,13 +106,14 @@ func Run(ctx context.Context, opts Options) error {
 	restart := make(chan struct{}, 1)
 	st := state.New(h)
 	node, err := cluster.Open(ctx, cluster.Config{
-		Dir:       opts.Dir,
-		Host:      opts.Host,
-		HSM:       h,
-		State:     st,
-		Transport: trans,
-		Logger:    slog.Default(),
-		Restart:   restartFunc(restart),
+		Dir:          opts.Dir,
+		Host:         opts.Host,
+		HSM:          h,
+		State:        st,
+		Transport:    trans,
+		Logger:       slog.Default(),
+		Restart:      restartFunc(restart),
+		MaxStaleness: conf.maxStaleness(),
 	})
 	if err != nil {
 		return err
