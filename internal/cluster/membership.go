@@ -35,7 +35,7 @@ func (n *Node) AddNode(ctx context.Context, host string) error {
 	host = NormalizeHost(host)
 	inst := n.current()
 	if inst.raft.State() != raft.Leader {
-		return n.forwardToLeader(ctx, inst, &forwardRequest{AddNode: host})
+		return n.forwardToLeader(ctx, inst, &membershipRequest{AddNode: host})
 	}
 	return n.addNode(ctx, inst, host)
 }
@@ -47,18 +47,21 @@ func (n *Node) RemoveNode(ctx context.Context, host string, deleteCluster bool) 
 	host = NormalizeHost(host)
 	inst := n.current()
 	if inst.raft.State() != raft.Leader {
-		return n.forwardToLeader(ctx, inst, &forwardRequest{RemoveNode: host, DeleteCluster: deleteCluster})
+		return n.forwardToLeader(ctx, inst, &membershipRequest{RemoveNode: host, DeleteCluster: deleteCluster})
 	}
 	return n.removeNode(ctx, inst, host, deleteCluster)
 }
 
-func (n *Node) forwardToLeader(ctx context.Context, inst *instance, req *forwardRequest) error {
+func (n *Node) forwardToLeader(ctx context.Context, inst *instance, req *membershipRequest) error {
 	leader, _ := inst.raft.LeaderWithID()
 	if leader == "" {
 		return ErrNoLeader
 	}
-	_, err := n.forward(ctx, string(leader), req)
-	return err
+	var resp forwardResponse
+	if err := n.call(ctx, string(leader), rpcMembership, req, &resp); err != nil {
+		return err
+	}
+	return decodeError(resp.Err)
 }
 
 func (n *Node) addNode(ctx context.Context, inst *instance, host string) error {

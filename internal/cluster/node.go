@@ -297,7 +297,7 @@ func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 		err := ErrNoLeader
 		if leader, _ := inst.raft.LeaderWithID(); leader != "" {
 			var index uint64
-			index, err = n.forward(ctx, string(leader), &forwardRequest{Entry: data})
+			index, err = n.forward(ctx, string(leader), data)
 			if index > 0 {
 				n.waitApplied(ctx, index)
 			}

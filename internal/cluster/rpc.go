@@ -17,24 +17,26 @@ import (
 // The /v1/rpc endpoints nodes call on each other. Only callers presenting
 // the node identity reach them; clients, even SysAdmins, get 403.
 const (
-	rpcForward = "/v1/rpc/forward" // a write (or membership change) for the leader
-	rpcStatus  = "/v1/rpc/status"  // a node's status, for CLUSTER:STATUS
-	rpcJoin    = "/v1/rpc/join"    // asks a fresh node to join this cluster
-	rpcReset   = "/v1/rpc/reset"   // asks a removed node to start over as a fresh cluster
-	rpcApplied = "/v1/rpc/applied" // a follower reports how far it has applied the log
-	rpcRestart = "/v1/rpc/restart" // asks a node to restart its process
+	rpcForward    = "/v1/rpc/forward"    // a write for the leader: the body is the log entry
+	rpcMembership = "/v1/rpc/membership" // a membership change for the leader
+	rpcStatus     = "/v1/rpc/status"     // a node's status, for CLUSTER:STATUS
+	rpcJoin       = "/v1/rpc/join"       // asks a fresh node to join this cluster
+	rpcReset      = "/v1/rpc/reset"      // asks a removed node to start over as a fresh cluster
+	rpcApplied    = "/v1/rpc/applied"    // a follower's stream of how far it has applied the log
+	rpcRestart    = "/v1/rpc/restart"    // asks a node to restart its process
 )
+
+// rpcTimeout bounds an RPC whose caller set no deadline.
+const rpcTimeout = 30 * time.Second
 
 // maxRPCBody bounds RPC requests: a forwarded restore carries a backup.
 const maxRPCBody = 64 << 20
 
-// forwardRequest is a write a follower hands to the leader: a log entry, or
-// a membership change.
-type forwardRequest struct {
-	Entry         json.RawMessage `json:"entry,omitempty"`
-	AddNode       string          `json:"add_node,omitempty"`
-	RemoveNode    string          `json:"remove_node,omitempty"`
-	DeleteCluster bool            `json:"delete_cluster,omitempty"`
+// membershipRequest is a membership change a follower hands to the leader.
+type membershipRequest struct {
+	AddNode       string `json:"add_node,omitempty"`
+	RemoveNode    string `json:"remove_node,omitempty"`
+	DeleteCluster bool   `json:"delete_cluster,omitempty"`
 }
 
 type forwardResponse struct {
@@ -48,28 +50,32 @@ type joinRequest struct {
 	Leader    string `json:"leader"`
 }
 
-type appliedRequest struct {
-	ID    string `json:"id"`
-	Index uint64 `json:"index"`
-}
-
 type errorResponse struct {
 	Err *rpcError `json:"error,omitempty"`
 }
 
-// call sends an RPC to the node at host and decodes its JSON reply into
-// resp. Transport failures are ErrNodeUnavailable; errors the peer returns
-// keep their identity.
+// call sends an RPC with a JSON request to the node at host and decodes
+// its JSON reply into resp.
 func (n *Node) call(ctx context.Context, host, path string, req, resp any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
+	return n.callRaw(ctx, host, path, body, resp)
+}
+
+// callRaw sends an RPC with the given body. Transport failures are
+// ErrNodeUnavailable; errors the peer returns keep their identity.
+func (n *Node) callRaw(ctx context.Context, host, path string, body []byte, resp any) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rpcTimeout)
+		defer cancel()
+	}
 	r, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+host+path, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%w: invalid address %q: %v", ErrNodeUnavailable, host, err)
 	}
-	r.Header.Set("Content-Type", "application/json")
 	res, err := n.cfg.Transport.client.Do(r)
 	if errors.Is(err, errNotNode) {
 		return fmt.Errorf("%w: %s: %w", ErrNodeUnavailable, host, errNotNode)
@@ -95,43 +101,16 @@ func (n *Node) call(ctx context.Context, host, path string, req, resp any) error
 	return json.Unmarshal(data, resp)
 }
 
-// forward hands a write to the leader and returns the index of its entry.
-func (n *Node) forward(ctx context.Context, leader string, req *forwardRequest) (uint64, error) {
+// forward hands a log entry to the leader and returns its index.
+func (n *Node) forward(ctx context.Context, leader string, entry []byte) (uint64, error) {
 	var resp forwardResponse
-	if err := n.call(ctx, leader, rpcForward, req, &resp); err != nil {
+	if err := n.callRaw(ctx, leader, rpcForward, entry, &resp); err != nil {
 		if errors.Is(err, ErrNodeUnavailable) {
 			return 0, fmt.Errorf("%w: %w", ErrNoLeader, err)
 		}
 		return 0, err
 	}
 	return resp.Index, decodeError(resp.Err)
-}
-
-// reportApplied tells the leader, after this node applied entries, how far
-// it got. At most one report is under way at a time; entries applied in
-// the meantime are covered by the next one.
-func (n *Node) reportApplied() {
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-n.notify:
-		}
-		inst := n.current()
-		if inst == nil {
-			return
-		}
-		if inst.raft.State() != raft.Follower {
-			continue
-		}
-		leader, _ := inst.raft.LeaderWithID()
-		if leader == "" {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		n.call(ctx, string(leader), rpcApplied, &appliedRequest{ID: string(inst.id), Index: n.appliedIndex(inst)}, nil)
-		cancel()
-	}
 }
 
 // appliedIndex is how far this node has applied the log: the FSM's own
@@ -164,17 +143,11 @@ func (n *Node) RPCHandler() http.Handler {
 		})
 	}
 	handle(rpcForward, n.serveForward)
+	handle(rpcMembership, n.serveMembership)
 	handle(rpcStatus, func(context.Context, []byte) (any, error) { return n.LocalStatus(), nil })
 	handle(rpcJoin, n.serveJoin)
 	handle(rpcReset, func(ctx context.Context, _ []byte) (any, error) { return struct{}{}, n.reset(ctx) })
-	handle(rpcApplied, func(_ context.Context, body []byte) (any, error) {
-		var req appliedRequest
-		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, err
-		}
-		n.applied.update(raft.ServerID(req.ID), req.Index)
-		return struct{}{}, nil
-	})
+	mux.HandleFunc(rpcApplied, n.serveApplied)
 	handle(rpcRestart, func(context.Context, []byte) (any, error) {
 		if n.cfg.Restart == nil {
 			return nil, errors.New("restart is not supported by this node")
@@ -192,31 +165,36 @@ func writeRPC(w http.ResponseWriter, status int, v any) {
 	w.Write(body)
 }
 
-// serveForward applies a forwarded write, if this node leads.
-func (n *Node) serveForward(ctx context.Context, body []byte) (any, error) {
-	var req forwardRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, err
-	}
+// serveForward applies a forwarded log entry, if this node leads.
+func (n *Node) serveForward(ctx context.Context, entry []byte) (any, error) {
 	inst := n.current()
 	if inst.raft.State() != raft.Leader {
 		return forwardResponse{Err: encodeError(ErrNoLeader)}, nil
 	}
-	var (
-		index uint64
-		err   error
-	)
+	index, err := n.applyLocal(ctx, inst, entry)
+	return forwardResponse{Index: index, Err: encodeError(err)}, nil
+}
+
+// serveMembership carries out a forwarded membership change, if this node
+// leads.
+func (n *Node) serveMembership(ctx context.Context, body []byte) (any, error) {
+	var req membershipRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, err
+	}
+	inst := n.current()
+	var err error
 	switch {
-	case req.Entry != nil:
-		index, err = n.applyLocal(ctx, inst, req.Entry)
+	case inst.raft.State() != raft.Leader:
+		err = ErrNoLeader
 	case req.AddNode != "":
 		err = n.addNode(ctx, inst, req.AddNode)
 	case req.RemoveNode != "":
 		err = n.removeNode(ctx, inst, req.RemoveNode, req.DeleteCluster)
 	default:
-		err = errors.New("empty forward request")
+		err = errors.New("empty membership request")
 	}
-	return forwardResponse{Index: index, Err: encodeError(err)}, nil
+	return forwardResponse{Err: encodeError(err)}, nil
 }
 
 // unwrapURL drops the "Post https://…" of a url.Error, which says nothing

@@ -23,6 +23,9 @@ const DBFile = "kms.db"
 // snapshotDir is where raft keeps snapshots, inside the data directory.
 const snapshotDir = "snapshots"
 
+// logCacheSize is how many recent raft entries are kept in memory.
+const logCacheSize = 1024
+
 // sealedRootKeyName is the stable-store key of a copy of the HSM-sealed root
 // key. It lets a node check its HSM key before raft touches anything.
 var sealedRootKeyName = []byte("keep/sealed-root-key")
@@ -69,7 +72,14 @@ func openStores(ctx context.Context, dir string, h hsm.HSM) (*stores, error) {
 		db.Close()
 		return nil, fmt.Errorf("failed to open snapshot store in %s: %w", dir, err)
 	}
-	return &stores{logs: db, stable: db, snaps: snaps, closers: []io.Closer{db}}, nil
+	// The cache serves the entries the leader replicates right after
+	// writing them, instead of reading them back from bolt.
+	logs, err := raft.NewLogCache(logCacheSize, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &stores{logs: logs, stable: db, snaps: snaps, closers: []io.Closer{db}}, nil
 }
 
 // wipeStores deletes the raft state of a data directory.

@@ -61,7 +61,8 @@ func NewTransport(host string, nodeKey mtls.PrivateKey, localIP string) (*Transp
 		t.dialer.LocalAddr = &net.TCPAddr{IP: ip}
 	}
 	t.client = &http.Client{
-		Timeout: 30 * time.Second,
+		// No overall timeout: the applied-index stream lives long; every
+		// other call has a deadline (see Node.call).
 		Transport: &http.Transport{
 			TLSClientConfig:     t.clientConfig(RPCServerName, "h2", "http/1.1"),
 			ForceAttemptHTTP2:   true,

@@ -1,0 +1,108 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/hashicorp/raft"
+)
+
+// Followers tell the leader how far they have applied the log, so that the
+// leader can answer a write once every healthy follower serves it (see
+// Node.Apply). Reports are frequent, so each follower sends them on one
+// long-lived request to /v1/rpc/applied: a stream of 8-byte big-endian
+// indexes.
+
+// reportApplied streams this node's applied index to the leader after it
+// applies entries. Entries applied while a report is being written are
+// covered by the next one. The stream is reopened when the leader changes
+// or the stream breaks.
+func (n *Node) reportApplied() {
+	var s *reportStream
+	defer func() { s.close() }()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-n.notify:
+		}
+		inst := n.current()
+		if inst == nil {
+			continue
+		}
+		leader, _ := inst.raft.LeaderWithID()
+		if inst.raft.State() != raft.Follower || leader == "" {
+			s.close()
+			s = nil
+			continue
+		}
+		if s == nil || s.leader != string(leader) {
+			s.close()
+			s = n.openReportStream(string(leader), string(inst.id))
+		}
+		if err := s.send(n.appliedIndex(inst)); err != nil {
+			s.close()
+			s = nil
+		}
+	}
+}
+
+// reportStream is the body of a follower's request to /v1/rpc/applied.
+type reportStream struct {
+	leader string
+	w      *io.PipeWriter
+	cancel context.CancelFunc
+}
+
+func (n *Node) openReportStream(leader, id string) *reportStream {
+	ctx, cancel := context.WithCancel(context.Background())
+	r, w := io.Pipe()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+leader+rpcApplied+"?node="+url.QueryEscape(id), r)
+	if err == nil {
+		go func() {
+			res, err := n.cfg.Transport.client.Do(req)
+			if err == nil {
+				res.Body.Close()
+				err = io.EOF
+			}
+			r.CloseWithError(err) // the next send fails, and the stream is reopened
+		}()
+	} else {
+		r.CloseWithError(err)
+	}
+	return &reportStream{leader: leader, w: w, cancel: cancel}
+}
+
+func (s *reportStream) send(index uint64) error {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], index)
+	_, err := s.w.Write(buf[:])
+	return err
+}
+
+// close ends the stream; a nil stream is closed already.
+func (s *reportStream) close() {
+	if s != nil {
+		s.w.Close()
+		s.cancel()
+	}
+}
+
+// serveApplied reads a follower's stream of applied indexes.
+func (n *Node) serveApplied(w http.ResponseWriter, r *http.Request) {
+	if !n.cfg.Transport.IsNode(r) {
+		writeRPC(w, http.StatusForbidden, errorResponse{Err: &rpcError{Message: "access denied: only cluster nodes may call " + rpcApplied}})
+		return
+	}
+	id := raft.ServerID(r.URL.Query().Get("node"))
+	var buf [8]byte
+	for {
+		if _, err := io.ReadFull(r.Body, buf[:]); err != nil {
+			return
+		}
+		n.applied.update(id, binary.BigEndian.Uint64(buf[:]))
+	}
+}
