@@ -20,7 +20,7 @@ const (
 )
 
 // newState returns an initialized state with a fresh soft HSM.
-func newState(t *testing.T) *state.State {
+func newState(t testing.TB) *state.State {
 	t.Helper()
 	key, err := hsm.GenerateSoftKey(nil)
 	if err != nil {
@@ -47,7 +47,7 @@ func apply(s *state.State, e *state.Entry) error {
 	return s.Apply(data)
 }
 
-func mustApply(t *testing.T, s *state.State, e *state.Entry) {
+func mustApply(t testing.TB, s *state.State, e *state.Entry) {
 	t.Helper()
 	if err := apply(s, e); err != nil {
 		t.Fatalf("apply %s %q: %v", e.Op, e.Name, err)
