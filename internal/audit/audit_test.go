@@ -1,0 +1,72 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+)
+
+type failingWriter struct{ fail bool }
+
+func (w *failingWriter) Write(b []byte) (int, error) {
+	if w.fail {
+		return 0, errors.New("disk full")
+	}
+	return len(b), nil
+}
+
+func TestRecordWritesOneLine(t *testing.T) {
+	var sink bytes.Buffer
+	l := New(&sink, false)
+	e := Event{Time: time.Unix(0, 0).UTC(), Node: "n:7373", API: "minkms", Command: "KEY:GENERATE", Resource: "k", Status: 200, Latency: time.Millisecond}
+	if err := l.Record(e); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Count(sink.Bytes(), []byte("\n")) != 1 {
+		t.Fatalf("want one line, got %q", sink.String())
+	}
+	var got Event
+	if err := json.Unmarshal(sink.Bytes(), &got); err != nil || got != e {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+}
+
+func TestFailClosedAndOpen(t *testing.T) {
+	for _, failOpen := range []bool{false, true} {
+		w := &failingWriter{fail: true}
+		l := New(w, failOpen)
+		err := l.Record(Event{Command: "KEY:CREATE"})
+		if failOpen != (err == nil) {
+			t.Fatalf("failOpen=%v: Record = %v", failOpen, err)
+		}
+		if failOpen != (l.Ready() == nil) {
+			t.Fatalf("failOpen=%v: Ready = %v", failOpen, l.Ready())
+		}
+		if err != nil && !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("error %v is not ErrUnavailable", err)
+		}
+		w.fail = false // the sink recovers: the next write succeeds and clears the state
+		if err := l.Record(Event{}); err != nil || l.Ready() != nil {
+			t.Fatalf("after recovery: %v, %v", err, l.Ready())
+		}
+	}
+}
+
+func TestSubscribe(t *testing.T) {
+	l := New(nil, false)
+	c, cancel := l.Subscribe(1)
+	l.Record(Event{Command: "A"})
+	l.Record(Event{Command: "B"}) // the buffer is full: dropped for this subscriber
+	if e := <-c; e.Command != "A" {
+		t.Fatalf("got %q", e.Command)
+	}
+	cancel()
+	l.Record(Event{Command: "C"})
+	select {
+	case e := <-c:
+		t.Fatalf("event %q after cancel", e.Command)
+	default:
+	}
+}
