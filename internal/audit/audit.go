@@ -66,27 +66,35 @@ func (l *Log) Ready() error {
 	return nil
 }
 
-// Record writes e to the sink and hands it to the subscribers. It fails
-// with ErrUnavailable if the sink cannot be written and the log fails
-// closed. A subscriber too slow to take an event misses it; the sink
-// never does.
-func (l *Log) Record(e Event) error {
-	if l == nil {
+// Record writes events to the sink, in one write, and hands them to the
+// subscribers. It fails with ErrUnavailable if the sink cannot be written
+// and the log fails closed. A subscriber too slow to take an event misses
+// it; the sink never does.
+func (l *Log) Record(events ...Event) error {
+	if l == nil || len(events) == 0 {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for c := range l.subs {
-		select {
-		case c <- e:
-		default:
+		for _, e := range events {
+			select {
+			case c <- e:
+			default:
+			}
 		}
 	}
 	if l.sink == nil {
 		return nil
 	}
 	var err error
-	if l.buf, err = appendJSON(l.buf[:0], &e); err == nil {
+	l.buf = l.buf[:0]
+	for i := range events {
+		if l.buf, err = appendJSON(l.buf, &events[i]); err != nil {
+			break
+		}
+	}
+	if err == nil {
 		_, err = l.sink.Write(l.buf)
 	}
 	l.broken = err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"testing"
 	"time"
 )
@@ -68,5 +69,34 @@ func TestSubscribe(t *testing.T) {
 	case e := <-c:
 		t.Fatalf("event %q after cancel", e.Command)
 	default:
+	}
+}
+
+func TestFileSinkRecovers(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/audit.log"
+	if err := os.WriteFile(path, nil, 0o400); err != nil { // read-only
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		// root writes read-only files anyway: make the path a directory instead.
+		os.Remove(path)
+		os.Mkdir(path, 0o700)
+	}
+	l := NewFile(path, false)
+	defer l.Close()
+	if err := l.Ready(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("unwritable file: Ready = %v", err)
+	}
+	if err := l.Record(Event{Command: "KEY:CREATE"}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("unwritable file: Record = %v", err)
+	}
+	os.Remove(path)
+	if err := l.Record(Event{Command: "KEY:CREATE"}); err != nil {
+		t.Fatalf("after the file became writable: %v", err)
+	}
+	data, _ := os.ReadFile(path)
+	if !bytes.Contains(data, []byte("KEY:CREATE")) {
+		t.Fatalf("file holds %q", data)
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -25,6 +27,11 @@ import (
 //	  ca: ca.crt              # offered to clients as acceptable issuers
 //	cluster:
 //	  max_staleness: 30s      # how long a node cut off from the leader serves reads; 0 = for ever
+//	log:
+//	  level: info             # debug, info, warn or error
+//	audit:
+//	  sink: stdout            # stdout, a file path, or empty for none
+//	  fail_open: false        # serve requests even when the sink cannot be written
 type Config struct {
 	Version string `yaml:"version"`
 	Admin   struct {
@@ -40,6 +47,13 @@ type Config struct {
 	Cluster struct {
 		MaxStaleness time.Duration `yaml:"max_staleness"`
 	} `yaml:"cluster"`
+	Log struct {
+		Level string `yaml:"level"`
+	} `yaml:"log"`
+	Audit struct {
+		Sink     string `yaml:"sink"`
+		FailOpen bool   `yaml:"fail_open"`
+	} `yaml:"audit"`
 }
 
 // LoadConfig reads and checks a configuration file. Unknown fields are
@@ -66,6 +80,9 @@ func LoadConfig(path string) (*Config, error) {
 	if c.Cluster.MaxStaleness < 0 {
 		return nil, fmt.Errorf("invalid config file %s: cluster.max_staleness must not be negative", path)
 	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		return nil, fmt.Errorf("invalid config file %s: log.level: %w", path, err)
+	}
 	for i, kc := range c.TLS.Certs {
 		if kc.Key == "" || kc.Cert == "" {
 			return nil, fmt.Errorf("invalid config file %s: tls.certs[%d] needs both key and cert", path, i)
@@ -81,4 +98,38 @@ func (c *Config) maxStaleness() time.Duration {
 		return 0
 	}
 	return c.Cluster.MaxStaleness
+}
+
+// parseLevel parses a log level; empty means info.
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q is not one of debug, info, warn, error", s)
+	}
+	return l, nil
+}
+
+// logLevel is the configured log level.
+func (c *Config) logLevel() slog.Level {
+	if c == nil {
+		return slog.LevelInfo
+	}
+	l, _ := parseLevel(c.Log.Level)
+	return l
+}
+
+// openAudit opens the configured audit log: to stdout, to a file
+// (appended to), or to no sink.
+func (c *Config) openAudit(stdout io.Writer) *audit.Log {
+	switch {
+	case c == nil || c.Audit.Sink == "":
+		return audit.New(nil, false)
+	case c.Audit.Sink == "stdout":
+		return audit.New(stdout, c.Audit.FailOpen)
+	default:
+		return audit.NewFile(c.Audit.Sink, c.Audit.FailOpen)
+	}
 }

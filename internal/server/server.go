@@ -21,6 +21,7 @@ import (
 	"github.com/keep-kms/keep/internal/api/minkms"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/hsm"
+	"github.com/keep-kms/keep/internal/logging"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -51,6 +52,13 @@ func Run(ctx context.Context, opts Options) error {
 		if conf, err = LoadConfig(opts.ConfigFile); err != nil {
 			return err
 		}
+	}
+	logger, _ := logging.New(os.Stderr, conf.logLevel())
+	slog.SetDefault(logger)
+	auditLog := conf.openAudit(opts.Stdout)
+	defer auditLog.Close()
+	if err := auditLog.Ready(); err != nil {
+		slog.Error("requests are refused until the audit log can be written", "err", err)
 	}
 
 	rootKey, err := hsm.RootAPIKey(ctx, h)
@@ -120,7 +128,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer node.Close()
 
-	api := minkms.New(service.New(st, node, admin), &health{st: st, node: node}, opts.Host)
+	api := minkms.New(service.New(st, node, admin), &health{st: st, node: node}, opts.Host, auditLog)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/rpc/", node.RPCHandler())
 	api.Register(mux)

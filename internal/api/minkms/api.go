@@ -8,11 +8,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"aead.dev/mtls"
+
+	"github.com/keep-kms/keep/internal/audit"
 
 	"github.com/keep-kms/keep/internal/service"
 )
@@ -25,14 +28,16 @@ type Node interface {
 
 // API is the MinIO KMS API of one node.
 type API struct {
-	svc  *service.Service
-	node Node
-	host string // advertised host:port, reported by /version
+	svc   *service.Service
+	node  Node
+	host  string // advertised host:port, reported by /version
+	audit *audit.Log
 }
 
-// New returns the API of a node that advertises host.
-func New(svc *service.Service, node Node, host string) *API {
-	return &API{svc: svc, node: node, host: host}
+// New returns the API of a node that advertises host and records what it
+// does in log.
+func New(svc *service.Service, node Node, host string, log *audit.Log) *API {
+	return &API{svc: svc, node: node, host: host, audit: log}
 }
 
 // route is one endpoint. Every limit of the wire surface is in the table in
@@ -82,6 +87,15 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, errors.Join(errMalformed, err)
 	}
 	return body, nil
+}
+
+// remoteIP is the IP address of the client.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // callerOf identifies the client by the public key of its TLS certificate.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/minio/kms-go/kms/cmds"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/service"
 )
 
@@ -88,19 +90,71 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	if err := a.audit.Ready(); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	caller, enclave := callerOf(r), r.PathValue("enclave")
 
-	var reply []byte
+	var (
+		reply  []byte
+		failed error
+		events = make([]audit.Event, 0, len(req.cmd))
+	)
 	for i, c := range req.cmd {
+		start := time.Now()
 		resp, err := c.run(r.Context(), a, caller, enclave, req.msgs[i])
-		if err != nil {
-			writeError(w, r, err)
-			return
+		if err == nil {
+			reply, err = cmds.EncodePB(reply, req.cmds[i], resp)
 		}
-		if reply, err = cmds.EncodePB(reply, req.cmds[i], resp); err != nil {
-			writeError(w, r, err)
-			return
+		events = append(events, a.event(r, caller, enclave, req.cmds[i], req.msgs[i], start, err))
+		if err != nil {
+			failed = err
+			break
 		}
 	}
+	// The record is written before the reply: a request whose record cannot
+	// be written is refused.
+	if err := a.audit.Record(events...); err != nil {
+		failed = err
+	}
+	if failed != nil {
+		writeError(w, r, failed)
+		return
+	}
 	writeBody(w, http.StatusOK, contentTypeBinary, reply)
+}
+
+// event is the audit record of one command.
+func (a *API) event(r *http.Request, c service.Caller, enclave string, cmd cmds.Command, msg proto.Message, start time.Time, err error) audit.Event {
+	e := audit.Event{
+		Time:     start.UTC(),
+		Node:     a.host,
+		Identity: c.Identity,
+		IP:       remoteIP(r),
+		API:      "minkms",
+		Command:  cmd.String(),
+		Enclave:  enclave,
+		Resource: resourceOf(msg),
+		Status:   http.StatusOK,
+		Latency:  time.Since(start),
+	}
+	if err != nil {
+		e.Status, e.Error = statusOf(err)
+	}
+	return e
+}
+
+// resourceOf is the name a command acts on: a key, policy, enclave,
+// identity or node.
+func resourceOf(msg proto.Message) string {
+	switch m := msg.(type) {
+	case interface{ GetName() string }:
+		return m.GetName()
+	case interface{ GetIdentity() string }:
+		return m.GetIdentity()
+	case interface{ GetHost() string }:
+		return m.GetHost()
+	}
+	return ""
 }

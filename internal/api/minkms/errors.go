@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/service"
@@ -38,6 +39,7 @@ var exact = []struct {
 	{errMethodNotAllowed, http.StatusMethodNotAllowed},
 	{errTooLarge, http.StatusRequestEntityTooLarge},
 	{errNotReady, http.StatusServiceUnavailable},
+	{audit.ErrUnavailable, http.StatusServiceUnavailable},
 }
 
 // explained are errors sent with their whole text, which says what was
