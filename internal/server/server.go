@@ -53,7 +53,7 @@ func Run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	logger, _ := logging.New(os.Stderr, conf.logLevel())
+	logger, logs := logging.New(os.Stderr, conf.logLevel())
 	slog.SetDefault(logger)
 	auditLog := conf.openAudit(opts.Stdout)
 	defer auditLog.Close()
@@ -128,7 +128,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer node.Close()
 
-	api := minkms.New(service.New(st, node, admin), &health{st: st, node: node}, opts.Host, auditLog)
+	api := minkms.New(minkms.Config{
+		Service: service.New(st, node, admin),
+		Node:    &health{st: st, node: node},
+		Host:    opts.Host,
+		Audit:   auditLog,
+		Logs:    logs,
+	})
 	mux := http.NewServeMux()
 	mux.Handle("/v1/rpc/", node.RPCHandler())
 	api.Register(mux)

@@ -51,10 +51,11 @@ func (s *Service) authorize(c Caller, enclave string, cmd cmds.Command, resource
 	return nil
 }
 
-// authorizeSysAdmin admits only SysAdmins: the root identity and
+// AuthorizeSysAdmin admits only SysAdmins: the root identity and
 // identities with that privilege. Node operations (restart, backup,
-// restore, debugging) are for them alone.
-func (s *Service) authorizeSysAdmin(c Caller) error {
+// restore, profiling, log streams) are for them alone; the API layers call
+// it for those they serve themselves.
+func (s *Service) AuthorizeSysAdmin(c Caller) error {
 	priv, _, _, err := s.privilege(c)
 	if err != nil {
 		return err

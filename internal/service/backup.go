@@ -11,7 +11,7 @@ import (
 // key material sealed as it is at rest. Cluster membership is not part of
 // it.
 func (s *Service) Backup(c Caller, w io.Writer) error {
-	if err := s.authorizeSysAdmin(c); err != nil {
+	if err := s.AuthorizeSysAdmin(c); err != nil {
 		return err
 	}
 	return s.state.Snapshot(w)
@@ -20,7 +20,7 @@ func (s *Service) Backup(c Caller, w io.Writer) error {
 // Restore replaces the state of a fresh cluster with a backup. The backup
 // must come from a cluster with the same HSM key.
 func (s *Service) Restore(ctx context.Context, c Caller, backup []byte) error {
-	if err := s.authorizeSysAdmin(c); err != nil {
+	if err := s.AuthorizeSysAdmin(c); err != nil {
 		return err
 	}
 	return s.apply(ctx, c, &state.Entry{Op: state.OpRestore, Restore: backup})

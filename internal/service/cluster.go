@@ -50,7 +50,7 @@ func (s *Service) ClusterStatus(ctx context.Context, c Caller) (map[int]cluster.
 
 // Restart restarts this node, or with all every node of the cluster.
 func (s *Service) Restart(ctx context.Context, c Caller, all bool) error {
-	if err := s.authorizeSysAdmin(c); err != nil {
+	if err := s.AuthorizeSysAdmin(c); err != nil {
 		return err
 	}
 	return s.cluster.Restart(ctx, all)

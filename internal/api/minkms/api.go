@@ -16,6 +16,8 @@ import (
 	"aead.dev/mtls"
 
 	"github.com/keep-kms/keep/internal/audit"
+	"github.com/keep-kms/keep/internal/logging"
+	"github.com/keep-kms/keep/internal/profile"
 
 	"github.com/keep-kms/keep/internal/service"
 )
@@ -26,18 +28,28 @@ type Node interface {
 	Writable() bool // can serve writes
 }
 
-// API is the MinIO KMS API of one node.
-type API struct {
-	svc   *service.Service
-	node  Node
-	host  string // advertised host:port, reported by /version
-	audit *audit.Log
+// Config is what the API of a node works with.
+type Config struct {
+	Service *service.Service
+	Node    Node
+	Host    string       // advertised host:port, reported by /version
+	Audit   *audit.Log   // records every command
+	Logs    *logging.Hub // the server log, streamed by /v1/debug/log
 }
 
-// New returns the API of a node that advertises host and records what it
-// does in log.
-func New(svc *service.Service, node Node, host string, log *audit.Log) *API {
-	return &API{svc: svc, node: node, host: host, audit: log}
+// API is the MinIO KMS API of one node.
+type API struct {
+	svc      *service.Service
+	node     Node
+	host     string
+	audit    *audit.Log
+	logs     *logging.Hub
+	profiler profile.Profiler
+}
+
+// New returns the API of a node.
+func New(c Config) *API {
+	return &API{svc: c.Service, node: c.Node, host: c.Host, audit: c.Audit, logs: c.Logs}
 }
 
 // route is one endpoint. Every limit of the wire surface is in the table in

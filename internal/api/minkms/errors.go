@@ -8,6 +8,7 @@ import (
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/profile"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -40,6 +41,8 @@ var exact = []struct {
 	{errTooLarge, http.StatusRequestEntityTooLarge},
 	{errNotReady, http.StatusServiceUnavailable},
 	{audit.ErrUnavailable, http.StatusServiceUnavailable},
+	{profile.ErrRunning, http.StatusConflict},
+	{profile.ErrNotRunning, http.StatusNotFound},
 }
 
 // explained are errors sent with their whole text, which says what was

@@ -18,4 +18,6 @@ var routes = []route{
 	{method: http.MethodPost, path: "/v1/kms/{enclave...}", maxBody: MaxCommandBody, timeout: 30 * time.Second, handle: (*API).command},
 	{method: http.MethodPost, path: "/v1/debug/restart", maxBody: 0, timeout: 30 * time.Second, handle: (*API).restart},
 	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/db", maxBody: MaxBackup, timeout: time.Minute, handle: (*API).db},
+	{method: http.MethodPost + "," + http.MethodGet + "," + http.MethodDelete, path: "/v1/debug/pprof", maxBody: 0, timeout: time.Minute, handle: (*API).pprof},
+	{method: http.MethodPost, path: "/v1/debug/log", maxBody: 64 << 10, timeout: 0, handle: (*API).log},
 }
