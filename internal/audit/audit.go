@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,6 +39,7 @@ type Event struct {
 // Log delivers audit events. It is safe for concurrent use.
 type Log struct {
 	failOpen bool
+	disabled atomic.Bool // no events are written to the sink
 
 	mu     sync.Mutex
 	sink   io.Writer // nil: no sink
@@ -60,11 +62,15 @@ func (l *Log) Ready() error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.broken != nil && !l.failOpen {
+	if l.broken != nil && !l.failOpen && !l.disabled.Load() {
 		return fmt.Errorf("%w: %v", ErrUnavailable, l.broken)
 	}
 	return nil
 }
+
+// SetEnabled turns writing events to the sink on or off; subscribers get
+// events either way.
+func (l *Log) SetEnabled(on bool) { l.disabled.Store(!on) }
 
 // Record writes events to the sink, in one write, and hands them to the
 // subscribers. It fails with ErrUnavailable if the sink cannot be written
@@ -84,7 +90,7 @@ func (l *Log) Record(events ...Event) error {
 			}
 		}
 	}
-	if l.sink == nil {
+	if l.sink == nil || l.disabled.Load() {
 		return nil
 	}
 	var err error

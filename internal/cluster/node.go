@@ -50,9 +50,10 @@ type Config struct {
 	State     *state.State
 	Transport *Transport
 	Logger    *slog.Logger
-	// MaxStaleness is how long a node that lost contact with the leader
-	// keeps serving reads from its last state; 0 means for ever.
-	MaxStaleness time.Duration
+	// MaxStaleness returns how long a node that lost contact with the
+	// leader keeps serving reads from its last state; 0 means for ever. It
+	// is asked on every read, so it must be cheap; nil means for ever.
+	MaxStaleness func() time.Duration
 	// Restart restarts the process; nil where that is not supported.
 	Restart func()
 }
@@ -425,14 +426,18 @@ func (n *Node) Writable() bool {
 // CheckStale returns ErrStale if this node has been cut off from the leader
 // for longer than the staleness bound, so it must not serve reads.
 func (n *Node) CheckStale() error {
-	if n.cfg.MaxStaleness <= 0 {
+	if n.cfg.MaxStaleness == nil {
+		return nil
+	}
+	bound := n.cfg.MaxStaleness()
+	if bound <= 0 {
 		return nil
 	}
 	inst := n.current()
 	if inst.raft.State() == raft.Leader {
 		return nil
 	}
-	if time.Since(inst.raft.LastContact()) > n.cfg.MaxStaleness {
+	if time.Since(inst.raft.LastContact()) > bound {
 		return ErrStale
 	}
 	return nil

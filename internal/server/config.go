@@ -33,27 +33,27 @@ import (
 //	  sink: stdout            # stdout, a file path, or empty for none
 //	  fail_open: false        # serve requests even when the sink cannot be written
 type Config struct {
-	Version string `yaml:"version"`
+	Version string `yaml:"version" json:"version"`
 	Admin   struct {
-		Identity string `yaml:"identity"`
-	} `yaml:"admin"`
+		Identity string `yaml:"identity" json:"identity,omitempty"`
+	} `yaml:"admin" json:"admin"`
 	TLS struct {
 		Certs []struct {
-			Key  string `yaml:"key"`
-			Cert string `yaml:"cert"`
-		} `yaml:"certs"`
-		CA string `yaml:"ca"`
-	} `yaml:"tls"`
+			Key  string `yaml:"key" json:"key"`
+			Cert string `yaml:"cert" json:"cert"`
+		} `yaml:"certs" json:"certs,omitempty"`
+		CA string `yaml:"ca" json:"ca,omitempty"`
+	} `yaml:"tls" json:"tls"`
 	Cluster struct {
-		MaxStaleness time.Duration `yaml:"max_staleness"`
-	} `yaml:"cluster"`
+		MaxStaleness time.Duration `yaml:"max_staleness" json:"max_staleness"`
+	} `yaml:"cluster" json:"cluster"`
 	Log struct {
-		Level string `yaml:"level"`
-	} `yaml:"log"`
+		Level string `yaml:"level" json:"level,omitempty"`
+	} `yaml:"log" json:"log"`
 	Audit struct {
-		Sink     string `yaml:"sink"`
-		FailOpen bool   `yaml:"fail_open"`
-	} `yaml:"audit"`
+		Sink     string `yaml:"sink" json:"sink,omitempty"`
+		FailOpen bool   `yaml:"fail_open" json:"fail_open,omitempty"`
+	} `yaml:"audit" json:"audit"`
 }
 
 // LoadConfig reads and checks a configuration file. Unknown fields are
@@ -132,4 +132,17 @@ func (c *Config) openAudit(stdout io.Writer) *audit.Log {
 	default:
 		return audit.NewFile(c.Audit.Sink, c.Audit.FailOpen)
 	}
+}
+
+// nodeView is a node's configuration as /v1/config shows it. It holds no
+// secret: the HSM key appears by its HSM's name only.
+type nodeView struct {
+	Address    string  `json:"address"`
+	Host       string  `json:"host"`
+	Dir        string  `json:"dir,omitempty"`
+	Dev        bool    `json:"dev,omitempty"`
+	HSM        string  `json:"hsm"`
+	Admin      string  `json:"admin"`
+	ConfigFile string  `json:"config_file,omitempty"`
+	Config     *Config `json:"config,omitempty"`
 }

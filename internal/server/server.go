@@ -53,10 +53,11 @@ func Run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	logger, logs := logging.New(os.Stderr, conf.logLevel())
-	slog.SetDefault(logger)
 	auditLog := conf.openAudit(opts.Stdout)
 	defer auditLog.Close()
+	settings := newRuntimeSettings(conf, auditLog)
+	logger, logs := logging.New(os.Stderr, settings.level)
+	slog.SetDefault(logger)
 	if err := auditLog.Ready(); err != nil {
 		slog.Error("requests are refused until the audit log can be written", "err", err)
 	}
@@ -113,6 +114,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	restart := make(chan struct{}, 1)
 	st := state.New(h)
+	st.OnSettings(settings.apply)
 	node, err := cluster.Open(ctx, cluster.Config{
 		Dir:          opts.Dir,
 		Host:         opts.Host,
@@ -121,7 +123,7 @@ func Run(ctx context.Context, opts Options) error {
 		Transport:    trans,
 		Logger:       slog.Default(),
 		Restart:      restartFunc(restart),
-		MaxStaleness: conf.maxStaleness(),
+		MaxStaleness: settings.maxStaleness,
 	})
 	if err != nil {
 		return err
@@ -134,6 +136,11 @@ func Run(ctx context.Context, opts Options) error {
 		Host:    opts.Host,
 		Audit:   auditLog,
 		Logs:    logs,
+		NodeConfig: nodeView{
+			Address: opts.Address, Host: opts.Host, Dir: opts.Dir, Dev: opts.Dev,
+			HSM: h.Name(), Admin: admin, ConfigFile: opts.ConfigFile, Config: conf,
+		},
+		Effective: settings.Effective,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v1/rpc/", node.RPCHandler())

@@ -47,6 +47,8 @@ func (s *State) Apply(data []byte) error {
 		return s.applyDeleteIdentity(&e)
 	case OpRestore:
 		return s.applyRestore(&e)
+	case OpSetSettings:
+		return s.applySettings(&e)
 	default:
 		return fmt.Errorf("%w: unknown log entry %q", ErrInvalidArgument, e.Op)
 	}
@@ -317,4 +319,16 @@ func (s *State) deleteIdentity(id string) {
 	for _, sa := range i.ServiceAccounts {
 		s.deleteIdentity(sa)
 	}
+}
+
+func (s *State) applySettings(e *Entry) error {
+	for k, v := range e.Settings {
+		if v == "" {
+			delete(s.settings, k)
+		} else {
+			s.settings[k] = v
+		}
+	}
+	s.settingsChanged()
+	return nil
 }

@@ -23,6 +23,7 @@ const (
 	OpCreateIdentity Op = "identity.create"
 	OpDeleteIdentity Op = "identity.delete"
 	OpRestore        Op = "restore"
+	OpSetSettings    Op = "settings.set"
 )
 
 // Entry is one write, as it travels through the raft log. Everything that
@@ -36,13 +37,14 @@ type Entry struct {
 	Enclave string    `json:"enclave,omitempty"` // the enclave acted in
 	Name    string    `json:"name,omitempty"`    // the enclave, key, policy or identity acted on
 
-	Init      *InitArgs      `json:"init,omitempty"`
-	Key       *KeyArgs       `json:"key,omitempty"`
-	DeleteKey *DeleteKeyArgs `json:"delete_key,omitempty"`
-	Policy    *PolicyArgs    `json:"policy,omitempty"`
-	Assign    string         `json:"assign,omitempty"` // the policy assigned to identity Name
-	Identity  *IdentityArgs  `json:"identity,omitempty"`
-	Restore   []byte         `json:"restore,omitempty"` // a snapshot, key material sealed
+	Init      *InitArgs         `json:"init,omitempty"`
+	Key       *KeyArgs          `json:"key,omitempty"`
+	DeleteKey *DeleteKeyArgs    `json:"delete_key,omitempty"`
+	Policy    *PolicyArgs       `json:"policy,omitempty"`
+	Assign    string            `json:"assign,omitempty"` // the policy assigned to identity Name
+	Identity  *IdentityArgs     `json:"identity,omitempty"`
+	Restore   []byte            `json:"restore,omitempty"`  // a snapshot, key material sealed
+	Settings  map[string]string `json:"settings,omitempty"` // cluster-wide settings to change; "" removes one
 }
 
 // InitArgs start a cluster: its ID and its root key, sealed by the HSM.

@@ -14,6 +14,8 @@ func (s *State) Reset() {
 	defer s.mu.Unlock()
 	s.clusterID, s.sealedRootKey, s.rootKey = "", nil, crypto.Key{}
 	s.enclaves, s.identities = map[string]*enclave{}, map[string]*Identity{}
+	s.settings = map[string]string{}
+	s.settingsChanged()
 }
 
 // Fresh reports whether the state holds nothing but what init creates: no

@@ -23,6 +23,7 @@ type snapshot struct {
 	SealedRootKey []byte            `json:"sealed_root_key"`
 	Enclaves      []snapshotEnclave `json:"enclaves"`
 	Identities    []Identity        `json:"identities"`
+	Settings      map[string]string `json:"settings,omitempty"`
 }
 
 type snapshotEnclave struct {
@@ -53,6 +54,7 @@ func (s *State) Snapshot(w io.Writer) error {
 		Format:        snapshotFormat,
 		ClusterID:     s.clusterID,
 		SealedRootKey: s.sealedRootKey,
+		Settings:      maps.Clone(s.settings),
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.enclaves)) {
 		enc := s.enclaves[name]
@@ -147,9 +149,14 @@ func (s *State) Restore(r io.Reader) error {
 		restored.identities[i.ID] = &i
 	}
 
+	if snap.Settings != nil {
+		restored.settings = snap.Settings
+	}
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.clusterID, s.sealedRootKey, s.rootKey = restored.clusterID, restored.sealedRootKey, restored.rootKey
-	s.enclaves, s.identities = restored.enclaves, restored.identities
+	s.enclaves, s.identities, s.settings = restored.enclaves, restored.identities, restored.settings
+	s.settingsChanged()
 	return nil
 }

@@ -9,6 +9,7 @@ package state
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -36,6 +37,8 @@ type State struct {
 	rootKey       crypto.Key
 	enclaves      map[string]*enclave
 	identities    map[string]*Identity // by ID; an identity lives in one enclave
+	settings      map[string]string    // cluster-wide settings, validated by the service
+	onSettings    func(map[string]string)
 }
 
 type enclave struct {
@@ -63,6 +66,30 @@ func New(h Unsealer) *State {
 		hsm:        h,
 		enclaves:   map[string]*enclave{},
 		identities: map[string]*Identity{},
+		settings:   map[string]string{},
+	}
+}
+
+// OnSettings registers f to be called with a copy of the cluster-wide
+// settings whenever they change, on the goroutine that applies the change
+// and with the state locked: f must not call into the State.
+func (s *State) OnSettings(f func(map[string]string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onSettings = f
+}
+
+// Settings returns a copy of the cluster-wide settings.
+func (s *State) Settings() map[string]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.settings)
+}
+
+// settingsChanged tells the OnSettings function; the caller holds s.mu.
+func (s *State) settingsChanged() {
+	if s.onSettings != nil {
+		s.onSettings(maps.Clone(s.settings))
 	}
 }
 

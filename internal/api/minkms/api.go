@@ -35,6 +35,11 @@ type Config struct {
 	Host    string       // advertised host:port, reported by /version
 	Audit   *audit.Log   // records every command
 	Logs    *logging.Hub // the server log, streamed by /v1/debug/log
+	// NodeConfig is this node's configuration as /v1/config shows it; it
+	// must hold no secret.
+	NodeConfig any
+	// Effective returns the settings this node follows now.
+	Effective func() map[string]string
 }
 
 // API is the MinIO KMS API of one node.
@@ -45,11 +50,17 @@ type API struct {
 	audit    *audit.Log
 	logs     *logging.Hub
 	profiler profile.Profiler
+
+	nodeConfig any
+	effective  func() map[string]string
 }
 
 // New returns the API of a node.
 func New(c Config) *API {
-	return &API{svc: c.Service, node: c.Node, host: c.Host, audit: c.Audit, logs: c.Logs}
+	return &API{
+		svc: c.Service, node: c.Node, host: c.Host, audit: c.Audit, logs: c.Logs,
+		nodeConfig: c.NodeConfig, effective: c.Effective,
+	}
 }
 
 // route is one endpoint. Every limit of the wire surface is in the table in
@@ -59,6 +70,7 @@ type route struct {
 	path    string // a net/http ServeMux pattern, without method
 	maxBody int64  // bytes; larger bodies get 413
 	timeout time.Duration
+	audit   string // the command name in audit records; "" for routes not audited here
 	handle  func(a *API, w http.ResponseWriter, r *http.Request)
 }
 
@@ -84,9 +96,37 @@ func (a *API) serve(rt route) http.Handler {
 			defer cancel()
 			r = r.WithContext(ctx)
 		}
-		rt.handle(a, w, r)
+		if rt.audit == "" {
+			rt.handle(a, w, r)
+			return
+		}
+		if err := a.audit.Ready(); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		start, sw := time.Now(), &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		rt.handle(a, sw, r)
+		c := callerOf(r)
+		a.audit.Record(audit.Event{
+			Time: start.UTC(), Node: a.host, Identity: c.Identity, IP: remoteIP(r), API: "minkms",
+			Command: rt.audit, Resource: strings.TrimSpace(r.Method + " " + r.URL.RawQuery), Status: sw.status, Latency: time.Since(start),
+		})
 	})
 }
+
+// statusWriter remembers the status of a reply, for its audit record.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the writer's Flush.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // readBody reads a request body whole, within the route's limit.
 func readBody(r *http.Request) ([]byte, error) {

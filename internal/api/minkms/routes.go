@@ -16,8 +16,9 @@ var routes = []route{
 	{method: http.MethodGet, path: "/v1/health/ready", maxBody: 0, timeout: 5 * time.Second, handle: (*API).ready},
 	{method: http.MethodPost, path: "/v1/kms", maxBody: MaxCommandBody, timeout: 30 * time.Second, handle: (*API).command},
 	{method: http.MethodPost, path: "/v1/kms/{enclave...}", maxBody: MaxCommandBody, timeout: 30 * time.Second, handle: (*API).command},
-	{method: http.MethodPost, path: "/v1/debug/restart", maxBody: 0, timeout: 30 * time.Second, handle: (*API).restart},
-	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/db", maxBody: MaxBackup, timeout: time.Minute, handle: (*API).db},
-	{method: http.MethodPost + "," + http.MethodGet + "," + http.MethodDelete, path: "/v1/debug/pprof", maxBody: 0, timeout: time.Minute, handle: (*API).pprof},
-	{method: http.MethodPost, path: "/v1/debug/log", maxBody: 64 << 10, timeout: 0, handle: (*API).log},
+	{method: http.MethodPost, path: "/v1/debug/restart", maxBody: 0, timeout: 30 * time.Second, audit: "NODE:RESTART", handle: (*API).restart},
+	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/db", maxBody: MaxBackup, timeout: time.Minute, audit: "NODE:DB", handle: (*API).db},
+	{method: http.MethodPost + "," + http.MethodGet + "," + http.MethodDelete, path: "/v1/debug/pprof", maxBody: 0, timeout: time.Minute, audit: "NODE:PPROF", handle: (*API).pprof},
+	{method: http.MethodPost, path: "/v1/debug/log", maxBody: 64 << 10, timeout: 0, audit: "NODE:LOG", handle: (*API).log},
+	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/config", maxBody: 64 << 10, timeout: 30 * time.Second, audit: "NODE:CONFIG", handle: (*API).config},
 }

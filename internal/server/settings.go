@@ -1,0 +1,65 @@
+package server
+
+import (
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keep-kms/keep/internal/audit"
+	"github.com/keep-kms/keep/internal/service"
+)
+
+// runtimeSettings are the settings a running node applies: those of its
+// config file, overridden by the cluster-wide settings of the replicated
+// state, which change without a restart.
+type runtimeSettings struct {
+	file      map[string]string // from the config file
+	level     *slog.LevelVar
+	audit     *audit.Log
+	staleness atomic.Int64 // time.Duration
+	public    atomic.Bool  // metrics may be scraped without a client certificate
+
+	mu        sync.Mutex
+	effective map[string]string
+}
+
+func newRuntimeSettings(c *Config, log *audit.Log) *runtimeSettings {
+	r := &runtimeSettings{level: new(slog.LevelVar), audit: log, file: map[string]string{
+		service.SettingLogLevel:     c.logLevel().String(),
+		service.SettingAudit:        "on",
+		service.SettingMaxStaleness: c.maxStaleness().String(),
+		service.SettingMetricsAuth:  "sysadmin",
+	}}
+	r.apply(nil)
+	return r
+}
+
+// apply makes the node follow the cluster-wide settings; it is the state's
+// OnSettings function.
+func (r *runtimeSettings) apply(cluster map[string]string) {
+	eff := maps.Clone(r.file)
+	maps.Copy(eff, cluster)
+
+	var level slog.Level
+	level.UnmarshalText([]byte(eff[service.SettingLogLevel]))
+	r.level.Set(level)
+	r.audit.SetEnabled(eff[service.SettingAudit] != "off")
+	d, _ := time.ParseDuration(eff[service.SettingMaxStaleness])
+	r.staleness.Store(int64(d))
+	r.public.Store(eff[service.SettingMetricsAuth] == "public")
+
+	r.mu.Lock()
+	r.effective = eff
+	r.mu.Unlock()
+}
+
+// Effective returns the settings this node follows now.
+func (r *runtimeSettings) Effective() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.effective)
+}
+
+func (r *runtimeSettings) maxStaleness() time.Duration { return time.Duration(r.staleness.Load()) }
