@@ -90,6 +90,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 // Command groups shown in "keep --help".
 const (
 	groupServer   = "server"
+	groupCluster  = "cluster"
 	groupEnclave  = "enclave"
 	groupKey      = "key"
 	groupPolicy   = "policy"
@@ -138,6 +139,7 @@ MINIO_KMS_API_KEY or --api-key.`,
 
 	root.AddGroup(
 		&cobra.Group{ID: groupServer, Title: "Server:"},
+		&cobra.Group{ID: groupCluster, Title: "Cluster:"},
 		&cobra.Group{ID: groupEnclave, Title: "Enclaves:"},
 		&cobra.Group{ID: groupKey, Title: "Keys:"},
 		&cobra.Group{ID: groupPolicy, Title: "Policies:"},
@@ -150,6 +152,8 @@ MINIO_KMS_API_KEY or --api-key.`,
 		}
 	}
 	add(groupServer, a.serverCommand())
+	add(groupServer, a.nodeCommands()...)
+	add(groupCluster, a.clusterCommands()...)
 	add(groupEnclave, a.enclaveCommands()...)
 	add(groupKey, a.keyCommands()...)
 	add(groupPolicy, a.policyCommands()...)

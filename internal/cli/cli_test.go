@@ -59,6 +59,16 @@ func TestExitCodes(t *testing.T) {
 		{name: "no API key", args: []string{"ls-key"}, code: ExitError, message: "no API key: set MINIO_KMS_API_KEY or pass --api-key"},
 		{name: "server without dir", args: []string{"server"}, code: ExitUsage, message: "give a data directory (keep server DIR) or use --dev"},
 		{name: "server without HSM key", args: []string{"server", t.TempDir()}, code: ExitError, message: "set MINIO_KMS_HSM_KEY"},
+		{name: "add without host", args: []string{"add"}, code: ExitUsage, message: "usage: keep add HOST[:PORT]"},
+		{name: "add with a bad host", args: []string{"add", "http://node1"}, code: ExitUsage, message: "the only scheme is https://"},
+		{name: "rm with a bad port", args: []string{"rm", "node1:0"}, code: ExitUsage, message: "the port must be a number"},
+		{name: "ls with an argument", args: []string{"ls", "x"}, code: ExitUsage, message: "too many arguments"},
+		{name: "edit without --rm", args: []string{"edit", "node1"}, code: ExitUsage, message: "give the ID of a node to remove with --rm"},
+		{name: "edit with a negative ID", args: []string{"edit", "node1", "--rm", "-1"}, code: ExitUsage, message: "invalid node ID -1"},
+		{name: "restart with a bad host", args: []string{"restart", "node1", "a/b"}, code: ExitUsage, message: `invalid HOST[:PORT] "a/b"`},
+		{name: "restore without file", args: []string{"restore"}, code: ExitUsage, message: "missing argument"},
+		{name: "restore with too many arguments", args: []string{"restore", "a", "b", "c"}, code: ExitUsage, message: "too many arguments"},
+		{name: "backup without API key", args: []string{"backup"}, code: ExitError, message: "no API key"},
 		{name: "identity of a missing file", args: []string{"identity", "no-such-file"}, code: ExitUsage, message: "no such file"},
 	}
 	for _, tt := range tests {

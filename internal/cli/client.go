@@ -52,6 +52,25 @@ func addJSONFlag(cmd *cobra.Command) *bool {
 // client returns a kms-go client for the servers in MINIO_KMS_SERVER,
 // authenticated with the API key from f or MINIO_KMS_API_KEY.
 func (a *app) client(f *clientFlags) (*kms.Client, error) {
+	return a.clientTo(f, endpoints(a.getenv(EnvServer)))
+}
+
+// clientTo returns a kms-go client for the given endpoints, authenticated
+// as a.client's.
+func (a *app) clientTo(f *clientFlags, endpoints []string) (*kms.Client, error) {
+	key, err := a.apiKey(f)
+	if err != nil {
+		return nil, err
+	}
+	return kms.NewClient(&kms.Config{
+		Endpoints: endpoints,
+		APIKey:    key,
+		TLS:       clientTLS(f),
+	})
+}
+
+// apiKey returns the API key from f or MINIO_KMS_API_KEY.
+func (a *app) apiKey(f *clientFlags) (mtls.PrivateKey, error) {
 	s := f.apiKey
 	if s == "" {
 		s = strings.TrimSpace(a.getenv(EnvAPIKey))
@@ -59,18 +78,16 @@ func (a *app) client(f *clientFlags) (*kms.Client, error) {
 	if s == "" {
 		return nil, fmt.Errorf("no API key: set %s or pass --api-key", EnvAPIKey)
 	}
-	key, err := parseAPIKey(s)
-	if err != nil {
-		return nil, err
+	return parseAPIKey(s)
+}
+
+// clientTLS returns the TLS configuration of the client commands, without
+// a client certificate.
+func clientTLS(f *clientFlags) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: f.insecure, // only on the user's explicit request
 	}
-	return kms.NewClient(&kms.Config{
-		Endpoints: endpoints(a.getenv(EnvServer)),
-		APIKey:    key,
-		TLS: &tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			InsecureSkipVerify: f.insecure, // only on the user's explicit request
-		},
-	})
 }
 
 // endpoints splits the value of MINIO_KMS_SERVER into endpoints, dropping

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/minio/kms-go/kes"
@@ -162,6 +165,14 @@ func TestDescribeError(t *testing.T) {
 		{&kms.HostError{Host: "a:7373", Err: kms.Error{Code: 500}}, "internal server error"},
 		{fmt.Errorf("wrapped: %w", context.Canceled), "interrupted"},
 		{errors.New("plain"), "plain"},
+		// Transport advice is for requests to a server only, not for
+		// the server command's own errors.
+		{&kms.HostError{Host: "a:7373", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}, "a:7373: connection refused (is the server running? check MINIO_KMS_SERVER)"},
+		{&kms.HostError{Host: "a:7373", Err: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}}, "a:7373: cannot reach server: connection reset by peer (check MINIO_KMS_SERVER)"},
+		{
+			fmt.Errorf("failed to listen on 127.0.0.1:7373: %w", &net.OpError{Op: "listen", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7373}, Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}),
+			"failed to listen on 127.0.0.1:7373: listen tcp 127.0.0.1:7373: bind: address already in use",
+		},
 	}
 	for _, tt := range tests {
 		if got := describeError(tt.err); got != tt.want {

@@ -32,6 +32,16 @@ func describeError(err error) string {
 	if errors.As(err, &apiErr) {
 		return describeAPIError(apiErr)
 	}
+	if errors.Is(err, context.Canceled) {
+		return "interrupted"
+	}
+	// The advice below is about reaching a server, so it is only for
+	// errors of requests to one, which kms-go and the commands' own
+	// requests wrap in a HostError: never for errors of the server
+	// command itself, such as a listen address in use.
+	if kms.AsHostError(err) == nil {
+		return err.Error()
+	}
 
 	var (
 		certErr     *tls.CertificateVerificationError
@@ -42,8 +52,6 @@ func describeError(err error) string {
 		opErr       *net.OpError
 	)
 	switch {
-	case errors.Is(err, context.Canceled):
-		return "interrupted"
 	case errors.Is(err, context.DeadlineExceeded):
 		return at("timed out")
 	case errors.As(err, &unknownCA), errors.As(err, &hostnameErr), errors.As(err, &invalidErr), errors.As(err, &certErr):

@@ -42,7 +42,13 @@ state in memory, needs neither DIR nor an HSM key and listens on
 			opts.Stdout = cmd.OutOrStdout()
 
 			err := server.Run(cmd.Context(), opts)
-			if errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
+			switch {
+			case errors.Is(err, server.ErrRestart):
+				// Run has stopped the node; the process starts
+				// over with the same arguments. Reexec returns
+				// only if it cannot.
+				return server.Reexec()
+			case errors.Is(err, context.Canceled) && cmd.Context().Err() != nil:
 				return nil // stopped by a signal: a clean shutdown
 			}
 			return err
