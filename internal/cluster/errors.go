@@ -18,6 +18,8 @@ var (
 	ErrStale            = errors.New("node has lost contact with the cluster for longer than the staleness bound")
 	ErrNotFresh         = errors.New("node is not fresh")
 	ErrLeadershipLost   = errors.New("the leader lost its leadership during the write: it may or may not have been applied")
+	ErrShuttingDown     = errors.New("node is shutting down")
+	ErrRemoved          = errors.New("this node was removed from its cluster: stop it, delete its kms.db and start it as a fresh node, or add it again")
 )
 
 // wireErrors are the errors that keep their identity when a peer returns
@@ -30,7 +32,7 @@ var wireErrors = []error{
 	state.ErrIdentityNotFound, state.ErrIdentityExists,
 	state.ErrInvalidArgument, state.ErrNotInitialized,
 	crypto.ErrDecrypt,
-	ErrNoLeader, ErrLeadershipLost, ErrNodeExists, ErrNodeNotFound, ErrNodeUnavailable, ErrNotFresh,
+	ErrNoLeader, ErrLeadershipLost, ErrShuttingDown, ErrRemoved, ErrNodeExists, ErrNodeNotFound, ErrNodeUnavailable, ErrNotFresh,
 }
 
 // rpcError is an error as it travels between nodes: its text and, if it is

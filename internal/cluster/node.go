@@ -39,7 +39,7 @@ const (
 	// followerWait bounds how long the leader waits for healthy followers to
 	// apply a write before it answers, so that reads right after the answer
 	// see the write on every healthy node.
-	followerWait = 250 * time.Millisecond
+	followerWait = 500 * time.Millisecond
 )
 
 // Config configures a node.
@@ -75,10 +75,11 @@ type Node struct {
 // instance is one run of raft; the node replaces it when it joins a
 // cluster, is edited, or is reset.
 type instance struct {
-	raft   *raft.Raft
-	id     raft.ServerID
-	stores *stores
-	net    *raft.NetworkTransport
+	stopped bool
+	raft    *raft.Raft
+	id      raft.ServerID
+	stores  *stores
+	net     *raft.NetworkTransport
 }
 
 // Open starts the raft node of cfg. A data directory without raft state is
@@ -166,6 +167,7 @@ func (n *Node) startLocked(st *stores, id raft.ServerID) error {
 
 // stop shuts raft down and closes its stores; the caller holds n.mu.
 func (inst *instance) stop() error {
+	inst.stopped = true
 	err := inst.raft.Shutdown().Error()
 	return errors.Join(err, inst.net.Close(), inst.stores.close())
 }
@@ -291,6 +293,9 @@ func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 	deadline := time.Now().Add(leaderWait)
 	for {
 		inst := n.current()
+		if err := n.gone(inst); err != nil {
+			return err
+		}
 		if inst.raft.State() == raft.Leader {
 			_, err := n.applyLocal(ctx, inst, data)
 			return err
@@ -424,8 +429,13 @@ func (n *Node) Writable() bool {
 }
 
 // CheckStale returns ErrStale if this node has been cut off from the leader
-// for longer than the staleness bound, so it must not serve reads.
+// for longer than the staleness bound, so it must not serve reads, and
+// ErrRemoved if it is no longer part of a cluster.
 func (n *Node) CheckStale() error {
+	inst := n.current()
+	if err := n.gone(inst); err != nil {
+		return err
+	}
 	if n.cfg.MaxStaleness == nil {
 		return nil
 	}
@@ -433,7 +443,6 @@ func (n *Node) CheckStale() error {
 	if bound <= 0 {
 		return nil
 	}
-	inst := n.current()
 	if inst.raft.State() == raft.Leader {
 		return nil
 	}
@@ -452,12 +461,26 @@ func (n *Node) Close() error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.inst == nil {
+	if n.inst == nil || n.inst.stopped {
 		return nil
 	}
-	err := n.inst.stop()
-	n.inst = nil
-	return err
+	// The stopped instance stays: requests still in flight see raft shut
+	// down and get ErrShuttingDown.
+	return n.inst.stop()
+}
+
+// gone returns why this node serves nothing: it is shutting down, or it
+// was removed from its cluster; nil if neither.
+func (n *Node) gone(inst *instance) error {
+	select {
+	case <-n.done:
+		return ErrShuttingDown
+	default:
+	}
+	if inst.raft.State() == raft.Shutdown {
+		return ErrRemoved
+	}
+	return nil
 }
 
 // offlineTransport is the transport for raft functions that work on the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -17,17 +18,22 @@ import (
 // indexes.
 
 // reportApplied streams this node's applied index to the leader after it
-// applies entries. Entries applied while a report is being written are
-// covered by the next one. The stream is reopened when the leader changes
-// or the stream breaks.
+// applies entries, and every reportInterval when it applies none: a
+// follower whose reports stop is one the leader stops waiting for, so an
+// idle follower must keep reporting to count as healthy. Entries applied
+// while a report is being written are covered by the next one. The stream
+// is reopened when the leader changes or the stream breaks.
 func (n *Node) reportApplied() {
 	var s *reportStream
 	defer func() { s.close() }()
+	tick := time.NewTicker(reportInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-n.done:
 			return
 		case <-n.notify:
+		case <-tick.C:
 		}
 		inst := n.current()
 		if inst == nil {
@@ -91,12 +97,23 @@ func (s *reportStream) close() {
 	}
 }
 
-// serveApplied reads a follower's stream of applied indexes.
+// serveApplied reads a follower's stream of applied indexes, until the
+// follower ends it or this node shuts down.
 func (n *Node) serveApplied(w http.ResponseWriter, r *http.Request) {
 	if !n.cfg.Transport.IsNode(r) {
 		writeRPC(w, http.StatusForbidden, errorResponse{Err: &rpcError{Message: "access denied: only cluster nodes may call " + rpcApplied}})
 		return
 	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-n.done:
+		case <-r.Context().Done():
+		case <-done:
+		}
+		r.Body.Close() // ends the read below
+	}()
 	id := raft.ServerID(r.URL.Query().Get("node"))
 	var buf [8]byte
 	for {

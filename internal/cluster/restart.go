@@ -16,8 +16,7 @@ var ErrRestartUnsupported = errors.New("restart is not supported on this platfor
 
 // Restart restarts this node's process. With all, it first restarts every
 // other node, concurrently, and waits (at most 15 seconds) until they are
-// back, so that the cluster is never down as a whole for longer than this
-// node's own restart.
+// back; if one does not come back, this node stays up and says which.
 func (n *Node) Restart(ctx context.Context, all bool) error {
 	if n.cfg.Restart == nil {
 		return ErrRestartUnsupported
@@ -26,7 +25,11 @@ func (n *Node) Restart(ctx context.Context, all bool) error {
 		ctx, cancel := context.WithTimeout(ctx, restartTimeout)
 		defer cancel()
 		self := n.LocalStatus()
-		var wg sync.WaitGroup
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			errs []error
+		)
 		for id, host := range self.Nodes {
 			if id == self.ID {
 				continue
@@ -35,22 +38,39 @@ func (n *Node) Restart(ctx context.Context, all bool) error {
 			go func() {
 				defer wg.Done()
 				if err := n.restartPeer(ctx, host); err != nil {
-					n.cfg.Logger.Warn("restarting node", "node", id, "host", host, "err", err)
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("node %s (%s) did not restart: %w", id, host, err))
+					mu.Unlock()
 				}
 			}()
 		}
 		wg.Wait()
+		if len(errs) > 0 {
+			return fmt.Errorf("%w: %w", ErrNodeUnavailable, errors.Join(errs...))
+		}
 	}
 	n.cfg.Restart()
 	return nil
 }
 
 // restartPeer asks the node at host to restart and waits until it answers
-// again with an uptime that shows it has.
+// again with an uptime that shows it has. A node that is itself starting
+// (and answers 503) is asked again.
 func (n *Node) restartPeer(ctx context.Context, host string) error {
 	sent := time.Now()
-	if err := n.call(ctx, host, rpcRestart, struct{}{}, nil); err != nil {
-		return err
+	for {
+		err := n.call(ctx, host, rpcRestart, struct{}{}, nil)
+		if err == nil {
+			break
+		}
+		if !notReady(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	for {
 		select {

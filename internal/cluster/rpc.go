@@ -93,7 +93,7 @@ func (n *Node) callRaw(ctx context.Context, host, path string, body []byte, resp
 		if json.Unmarshal(data, &e) == nil && e.Err != nil {
 			return decodeError(e.Err)
 		}
-		return fmt.Errorf("%w: %s answered %s", ErrNodeUnavailable, host, res.Status)
+		return fmt.Errorf("%w: %w", ErrNodeUnavailable, &statusError{host: host, status: res.Status, code: res.StatusCode})
 	}
 	if resp == nil {
 		return nil
@@ -205,4 +205,19 @@ func unwrapURL(err error) error {
 		return u.Err
 	}
 	return err
+}
+
+// statusError is a peer's answer with an unexpected HTTP status.
+type statusError struct {
+	host   string
+	status string
+	code   int
+}
+
+func (e *statusError) Error() string { return e.host + " answered " + e.status }
+
+// notReady reports whether err is a peer's answer that it is not ready yet.
+func notReady(err error) bool {
+	var s *statusError
+	return errors.As(err, &s) && s.code == http.StatusServiceUnavailable
 }

@@ -8,10 +8,12 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// reportTTL is how long a follower's report of its applied index counts: a
-// follower that has not reported for longer is not healthy, and the leader
-// does not wait for it.
-const reportTTL = 2 * time.Second
+// Followers report at least every reportInterval; a follower that has not
+// reported for reportTTL is not healthy, and the leader does not wait for it.
+const (
+	reportInterval = 250 * time.Millisecond
+	reportTTL      = 2 * time.Second
+)
 
 // tracker is the leader's record of how far each follower has applied the
 // log, from the reports followers send after applying entries.

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/keep-kms/keep/internal/crypto"
@@ -38,7 +39,12 @@ func (s *State) applyRestore(e *Entry) error {
 	}
 	backup := New(s.hsm)
 	if err := backup.Restore(bytes.NewReader(e.Restore)); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+		// Not wrapped: a decryption failure here is not the client's
+		// "invalid ciphertext" and must not be reported as one.
+		if errors.Is(err, crypto.ErrDecrypt) {
+			return fmt.Errorf("%w: the backup cannot be unsealed: it comes from a cluster with another HSM key, or it is damaged", ErrInvalidArgument)
+		}
+		return fmt.Errorf("%w: invalid backup: %v", ErrInvalidArgument, err)
 	}
 	if backup.clusterID == "" {
 		return fmt.Errorf("%w: the backup holds no cluster state", ErrInvalidArgument)

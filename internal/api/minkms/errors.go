@@ -57,6 +57,8 @@ var explained = []struct {
 	{cluster.ErrNoLeader, http.StatusServiceUnavailable},
 	{cluster.ErrStale, http.StatusServiceUnavailable},
 	{cluster.ErrLeadershipLost, http.StatusServiceUnavailable},
+	{cluster.ErrRemoved, http.StatusServiceUnavailable},
+	{cluster.ErrShuttingDown, http.StatusServiceUnavailable},
 	{cluster.ErrNodeExists, http.StatusConflict},
 	{cluster.ErrNotFresh, http.StatusConflict},
 	{cluster.ErrNodeNotFound, http.StatusNotFound},
