@@ -8,7 +8,6 @@
 package audit
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +38,8 @@ type Event struct {
 // Log delivers audit events. It is safe for concurrent use.
 type Log struct {
 	failOpen bool
-	disabled atomic.Bool // no events are written to the sink
+	disabled atomic.Bool   // no events are written to the sink
+	observe  func([]Event) // sees every event; set before use
 
 	mu     sync.Mutex
 	sink   io.Writer // nil: no sink
@@ -68,6 +68,12 @@ func (l *Log) Ready() error {
 	return nil
 }
 
+// Observe makes f see every batch of events recorded from now on, whether
+// or not they reach a sink: the metrics count commands with it. Call it
+// before the log is used. f is called outside the log's lock, must be
+// fast, and must not keep the slice.
+func (l *Log) Observe(f func([]Event)) { l.observe = f }
+
 // SetEnabled turns writing events to the sink on or off; subscribers get
 // events either way.
 func (l *Log) SetEnabled(on bool) { l.disabled.Store(!on) }
@@ -79,6 +85,9 @@ func (l *Log) SetEnabled(on bool) { l.disabled.Store(!on) }
 func (l *Log) Record(events ...Event) error {
 	if l == nil || len(events) == 0 {
 		return nil
+	}
+	if l.observe != nil {
+		l.observe(events)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -93,29 +102,16 @@ func (l *Log) Record(events ...Event) error {
 	if l.sink == nil || l.disabled.Load() {
 		return nil
 	}
-	var err error
 	l.buf = l.buf[:0]
 	for i := range events {
-		if l.buf, err = appendJSON(l.buf, &events[i]); err != nil {
-			break
-		}
+		l.buf = appendJSON(l.buf, &events[i])
 	}
-	if err == nil {
-		_, err = l.sink.Write(l.buf)
-	}
+	_, err := l.sink.Write(l.buf)
 	l.broken = err
 	if err != nil && !l.failOpen {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil
-}
-
-func appendJSON(b []byte, e *Event) ([]byte, error) {
-	data, err := json.Marshal(e)
-	if err != nil {
-		return b, err
-	}
-	return append(append(b, data...), '\n'), nil
 }
 
 // Subscribe returns a channel of the events recorded from now on, and a

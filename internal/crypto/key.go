@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -33,6 +34,10 @@ type keyState struct {
 	typ      KeyType
 	material [KeySize]byte
 	scratch  sync.Pool // of *scratch
+
+	macOnce sync.Once
+	macKey  [KeySize]byte // derived from material on first use by MAC
+	macErr  error
 }
 
 // scratch is per-operation working memory, pooled so that the hot path does
@@ -111,4 +116,34 @@ func GenerateDEK(n int) ([]byte, error) {
 		return nil, fmt.Errorf("crypto: failed to generate data key: %w", err)
 	}
 	return dek, nil
+}
+
+// macInfo is the HKDF info that derives the MAC key of a key version. It
+// separates MACs from the per-message AEAD keys, which are HMACs keyed with
+// the material itself.
+const macInfo = "keep/key/hmac"
+
+// MAC returns HMAC-SHA256 of message, keyed with a MAC key derived from the
+// key material: HKDF-SHA256(material, no salt, info "keep/key/hmac"). It is
+// deterministic per key version, so no separate MAC key needs storing.
+func (k Key) MAC(message []byte) ([]byte, error) {
+	if k.s == nil {
+		return nil, errNoKey
+	}
+	s := k.s
+	s.macOnce.Do(func() {
+		key, err := hkdf.Key(sha256.New, s.material[:], nil, macInfo, KeySize)
+		if err != nil {
+			s.macErr = fmt.Errorf("crypto: failed to derive MAC key: %w", err)
+			return
+		}
+		copy(s.macKey[:], key)
+		clear(key)
+	})
+	if s.macErr != nil {
+		return nil, s.macErr
+	}
+	mac := hmac.New(sha256.New, s.macKey[:])
+	mac.Write(message)
+	return mac.Sum(nil), nil
 }

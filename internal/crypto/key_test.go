@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -144,5 +145,52 @@ func TestGenerateDEK(t *testing.T) {
 	}
 	if _, err := GenerateDEK(-1); err == nil {
 		t.Fatal("GenerateDEK(-1) succeeded")
+	}
+}
+
+func TestMAC(t *testing.T) {
+	// Expected values computed independently (Python hmac/hashlib, HKDF per
+	// RFC 5869 with an empty salt and info "keep/key/hmac").
+	seq := make([]byte, KeySize)
+	for i := range seq {
+		seq[i] = byte(i)
+	}
+	tests := []struct {
+		name     string
+		typ      KeyType
+		material []byte
+		message  string
+		want     string
+	}{
+		{"zero key, empty message", AES256, make([]byte, KeySize), "", "854878670492a3969c273ff917de38bb0b3b85d90c84594762ae93a74948d726"},
+		{"sequence key", AES256, seq, "root access key", "8f2e78243a324692ac1c89f1f226e5a33344013021335af87d3cf4862eb7232d"},
+		{"type does not matter", ChaCha20, seq, "root access key", "8f2e78243a324692ac1c89f1f226e5a33344013021335af87d3cf4862eb7232d"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, err := NewKey(tt.typ, tt.material)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 { // deterministic, also once the MAC key is cached
+				got, err := k.MAC([]byte(tt.message))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if hex.EncodeToString(got) != tt.want {
+					t.Fatalf("MAC = %x, want %s", got, tt.want)
+				}
+			}
+		})
+	}
+	a, _ := GenerateKey(AES256, nil)
+	b, _ := GenerateKey(AES256, nil)
+	ma, _ := a.MAC([]byte("m"))
+	mb, _ := b.MAC([]byte("m"))
+	if bytes.Equal(ma, mb) {
+		t.Fatal("two keys give the same MAC")
+	}
+	if _, err := (Key{}).MAC(nil); err == nil {
+		t.Fatal("MAC of the zero Key succeeded")
 	}
 }

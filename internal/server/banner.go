@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strconv"
 
+	"aead.dev/mtls"
+
+	"github.com/keep-kms/keep/internal/api/kes"
 	"github.com/keep-kms/keep/internal/buildinfo"
 	"github.com/keep-kms/keep/internal/cluster"
 )
@@ -50,9 +53,19 @@ func (b *banner) write(w io.Writer) {
 		line("", "Node %s: %s%s", id, b.Status.Nodes[id], mark)
 	}
 	line("Endpoint", "%s", b.Endpoint)
+	// Both APIs take the same key and identity, spelled their own way: the
+	// MinIO KMS API k1:… and h1:…, the KES API kes:v1:… and hex.
 	if b.APIKey != "" {
 		line("API Key", "%s", b.APIKey)
+		if k, err := mtls.ParsePrivateKey(b.APIKey); err == nil {
+			if kesKey, ok := kes.APIKey(k); ok {
+				line("", "%s", kesKey)
+			}
+		}
 	}
 	line("Admin", "%s", b.Admin)
+	if id := kes.HexIdentity(b.Admin); id != b.Admin {
+		line("", "%s", id)
+	}
 	fmt.Fprintln(w, "=> Server is up and running...")
 }

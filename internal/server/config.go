@@ -32,6 +32,8 @@ import (
 //	audit:
 //	  sink: stdout            # stdout, a file path, or empty for none
 //	  fail_open: false        # serve requests even when the sink cannot be written
+//	kes:
+//	  enclave: default        # the enclave the KES API acts on
 type Config struct {
 	Version string `yaml:"version" json:"version"`
 	Admin   struct {
@@ -54,6 +56,9 @@ type Config struct {
 		Sink     string `yaml:"sink" json:"sink,omitempty"`
 		FailOpen bool   `yaml:"fail_open" json:"fail_open,omitempty"`
 	} `yaml:"audit" json:"audit"`
+	KES struct {
+		Enclave string `yaml:"enclave" json:"enclave,omitempty"`
+	} `yaml:"kes" json:"kes"`
 }
 
 // LoadConfig reads and checks a configuration file. Unknown fields are
@@ -83,12 +88,27 @@ func LoadConfig(path string) (*Config, error) {
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		return nil, fmt.Errorf("invalid config file %s: log.level: %w", path, err)
 	}
+	if c.KES.Enclave != "" {
+		if err := state.ValidEnclaveName(c.KES.Enclave); err != nil {
+			return nil, fmt.Errorf("invalid config file %s: kes.enclave: %w", path, err)
+		}
+	}
 	for i, kc := range c.TLS.Certs {
 		if kc.Key == "" || kc.Cert == "" {
 			return nil, fmt.Errorf("invalid config file %s: tls.certs[%d] needs both key and cert", path, i)
 		}
 	}
 	return &c, nil
+}
+
+// kesEnclave is the enclave KES calls act on: kes.enclave, by default the
+// default enclave, which exists from the first start. Another enclave
+// must be created (keep enclave create) before KES calls can use it.
+func (c *Config) kesEnclave() string {
+	if c == nil || c.KES.Enclave == "" {
+		return state.DefaultEnclave
+	}
+	return c.KES.Enclave
 }
 
 // maxStaleness is the configured staleness bound; 0 (serve for ever)

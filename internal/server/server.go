@@ -18,10 +18,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keep-kms/keep/internal/api/kes"
 	"github.com/keep-kms/keep/internal/api/minkms"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/logging"
+	"github.com/keep-kms/keep/internal/metrics"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -55,6 +57,8 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	auditLog := conf.openAudit(opts.Stdout)
 	defer auditLog.Close()
+	nodeMetrics := metrics.New()
+	auditLog.Observe(nodeMetrics.CountCommands)
 	settings := newRuntimeSettings(conf, auditLog)
 	logger, logs := logging.New(os.Stderr, settings.level)
 	slog.SetDefault(logger)
@@ -85,6 +89,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go certs.watch(watchCtx, certCheckInterval)
+	nodeMetrics.SetCertificates(certs.certificates)
 	ln, err := net.Listen("tcp", opts.Address)
 	if err != nil {
 		return fmt.Errorf("failed to listen on %s: %w", opts.Address, err)
@@ -96,7 +104,7 @@ func Run(ctx context.Context, opts Options) error {
 	starting := minkms.Unavailable()
 	handler.Store(&starting)
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }),
+		Handler:           observe(nodeMetrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) })),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -129,9 +137,11 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer node.Close()
+	nodeMetrics.SetRaft(node.RaftStats)
 
+	svc := service.New(st, node, admin)
 	api := minkms.New(minkms.Config{
-		Service: service.New(st, node, admin),
+		Service: svc,
 		Node:    &health{st: st, node: node},
 		Host:    opts.Host,
 		Audit:   auditLog,
@@ -140,11 +150,23 @@ func Run(ctx context.Context, opts Options) error {
 			Address: opts.Address, Host: opts.Host, Dir: opts.Dir, Dev: opts.Dev,
 			HSM: h.Name(), Admin: admin, ConfigFile: opts.ConfigFile, Config: conf,
 		},
-		Effective: settings.Effective,
+		Effective:     settings.Effective,
+		Metrics:       nodeMetrics.Encode,
+		PublicMetrics: settings.publicMetrics,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v1/rpc/", node.RPCHandler())
 	api.Register(mux)
+	kesAPI := kes.New(kes.Config{
+		Service: svc,
+		Node:    &health{st: st, node: node},
+		Host:    opts.Host,
+		Enclave: conf.kesEnclave(),
+		Audit:   auditLog,
+		Logs:    logs,
+	})
+	kesAPI.Register(mux) // the same mux: KES and MinIO KMS paths do not collide; /version serves both
+	srv.RegisterOnShutdown(kesAPI.Close)
 	var ready http.Handler = mux
 	handler.Store(&ready)
 

@@ -63,3 +63,7 @@ func (r *runtimeSettings) Effective() map[string]string {
 }
 
 func (r *runtimeSettings) maxStaleness() time.Duration { return time.Duration(r.staleness.Load()) }
+
+// publicMetrics reports whether metrics may be scraped without a client
+// certificate (metrics.auth=public).
+func (r *runtimeSettings) publicMetrics() bool { return r.public.Load() }

@@ -22,14 +22,15 @@ import (
 // /version and the health probes serve everyone. Who may do what is decided
 // by the identity of the certificate, in the service. Connections that
 // offer the raft protocol get the node certificate and mutual
-// authentication instead.
-func tlsConfig(certs []tls.Certificate, clientCAs *x509.CertPool, trans *cluster.Transport) *tls.Config {
+// authentication instead. Each handshake gets the certificate the store
+// holds then, so reloaded certificates serve new connections.
+func tlsConfig(certs *certStore, clientCAs *x509.CertPool, trans *cluster.Transport) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: certs,
-		ClientAuth:   tls.RequestClientCert,
-		ClientCAs:    clientCAs,
-		NextProtos:   []string{"h2", "http/1.1", cluster.ALPN},
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: certs.getCertificate,
+		ClientAuth:     tls.RequestClientCert,
+		ClientCAs:      clientCAs,
+		NextProtos:     []string{"h2", "http/1.1", cluster.ALPN},
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			return trans.ServerConfig(hello), nil
 		},
@@ -37,8 +38,9 @@ func tlsConfig(certs []tls.Certificate, clientCAs *x509.CertPool, trans *cluster
 }
 
 // loadCertificates reads the configured key/certificate pairs, or makes a
-// self-signed certificate for the node's names when none is configured.
-func loadCertificates(c *Config, names []string) ([]tls.Certificate, *x509.CertPool, error) {
+// self-signed certificate for the node's names when none is configured,
+// and the CA certificates of tls.ca.
+func loadCertificates(c *Config, names []string) (*certStore, *x509.CertPool, error) {
 	var pool *x509.CertPool
 	if c != nil && c.TLS.CA != "" {
 		pem, err := os.ReadFile(c.TLS.CA)
@@ -50,19 +52,25 @@ func loadCertificates(c *Config, names []string) ([]tls.Certificate, *x509.CertP
 			return nil, nil, fmt.Errorf("tls.ca %s holds no PEM certificate", c.TLS.CA)
 		}
 	}
+	store := &certStore{}
 	if c == nil || len(c.TLS.Certs) == 0 {
 		cert, err := selfSigned(names)
-		return []tls.Certificate{cert}, pool, err
-	}
-	var certs []tls.Certificate
-	for _, kc := range c.TLS.Certs {
-		cert, err := tls.LoadX509KeyPair(kc.Cert, kc.Key)
 		if err != nil {
-			return nil, nil, fmt.Errorf("failed to load TLS certificate %s: %w", kc.Cert, err)
+			return nil, nil, err
 		}
-		certs = append(certs, cert)
+		p := &certPair{}
+		p.cert.Store(&cert)
+		store.pairs = append(store.pairs, p)
+		return store, pool, nil
 	}
-	return certs, pool, nil
+	for _, kc := range c.TLS.Certs {
+		p, err := loadPair(kc.Cert, kc.Key)
+		if err != nil {
+			return nil, nil, err
+		}
+		store.pairs = append(store.pairs, p)
+	}
+	return store, pool, nil
 }
 
 // selfSigned makes a certificate for the given host names and IPs.
@@ -97,5 +105,9 @@ func selfSigned(names []string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("failed to create self-signed certificate: %w", err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("failed to parse self-signed certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }

@@ -66,6 +66,22 @@ func (s *Service) AuthorizeSysAdmin(c Caller) error {
 	return nil
 }
 
+// AuthorizeEnclave admits SysAdmins and every identity whose home is
+// enclave, whatever its privilege or policy. The KES API calls it for the
+// routes that show the state of the server, not of keys (/v1/status,
+// /v1/ready, /v1/api, /v1/metrics): MinIO calls /v1/status with the same
+// identity it uses for its keys, and no policy command can grant it.
+func (s *Service) AuthorizeEnclave(c Caller, enclave string) error {
+	priv, home, _, err := s.privilege(c)
+	if err != nil {
+		return err
+	}
+	if priv != state.SysAdmin && home != enclaveName(enclave) {
+		return ErrPermission
+	}
+	return nil
+}
+
 // privilege resolves the effective privilege, home enclave and policy of c.
 func (s *Service) privilege(c Caller) (state.Privilege, string, string, error) {
 	if c.Identity == "" {
@@ -104,10 +120,15 @@ func isListCommand(cmd cmds.Command) bool {
 // allow rule grants what its patterns match. List commands name no resource:
 // any allow rule for them grants them, any deny rule denies them. Importing
 // a key is creating one: KEY:CREATE rules govern it, because the pinned
-// kms-go client cannot parse a policy that names KEY:IMPORT.
+// kms-go client cannot parse a policy that names KEY:IMPORT. Likewise
+// KEY:GENERATE rules govern computing a MAC (KES /v1/key/hmac): both derive
+// a secret from the key for the caller, and no policy can name KEY:MAC.
 func allows(p state.Policy, cmd cmds.Command, resource string) bool {
-	if cmd == cmds.KeyImport {
+	switch cmd {
+	case cmds.KeyImport:
 		cmd = cmds.KeyCreate
+	case cmdKeyMAC:
+		cmd = cmds.KeyGenerate
 	}
 	text := cmd.String()
 	if isListCommand(cmd) {

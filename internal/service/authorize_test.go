@@ -38,6 +38,8 @@ func TestAllows(t *testing.T) {
 		{cmds.KeyDelete, "minio-default-key", false}, // no rule: denied
 		{cmds.KeyImport, "new-key", true},            // import follows KEY:CREATE
 		{cmds.KeyImport, "old-key", false},
+		{cmdKeyMAC, "minio-default-key", true}, // MAC follows KEY:GENERATE
+		{cmdKeyMAC, "other", false},
 		{cmds.KeyList, "", true},     // a list needs any allow rule
 		{cmds.PolicyList, "", false}, // and no deny rule
 		{cmds.IdentityList, "", false},

@@ -40,6 +40,12 @@ type Config struct {
 	NodeConfig any
 	// Effective returns the settings this node follows now.
 	Effective func() map[string]string
+	// Metrics encodes the node's metrics in the format the Accept header
+	// asks for, for /v1/health/metrics.
+	Metrics func(accept http.Header) (body []byte, contentType string, err error)
+	// PublicMetrics reports whether anyone may scrape the metrics, also
+	// without a client certificate; otherwise only SysAdmins may.
+	PublicMetrics func() bool
 }
 
 // API is the MinIO KMS API of one node.
@@ -51,8 +57,10 @@ type API struct {
 	logs     *logging.Hub
 	profiler profile.Profiler
 
-	nodeConfig any
-	effective  func() map[string]string
+	nodeConfig    any
+	effective     func() map[string]string
+	metrics       func(http.Header) ([]byte, string, error)
+	publicMetrics func() bool
 }
 
 // New returns the API of a node.
@@ -60,6 +68,7 @@ func New(c Config) *API {
 	return &API{
 		svc: c.Service, node: c.Node, host: c.Host, audit: c.Audit, logs: c.Logs,
 		nodeConfig: c.NodeConfig, effective: c.Effective,
+		metrics: c.Metrics, publicMetrics: c.PublicMetrics,
 	}
 }
 

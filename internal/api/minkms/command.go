@@ -133,7 +133,7 @@ func (a *API) event(r *http.Request, c service.Caller, enclave string, cmd cmds.
 		Identity: c.Identity,
 		IP:       remoteIP(r),
 		API:      "minkms",
-		Command:  cmd.String(),
+		Command:  commandName(cmd),
 		Enclave:  enclave,
 		Resource: resourceOf(msg),
 		Status:   http.StatusOK,
@@ -143,6 +143,15 @@ func (a *API) event(r *http.Request, c service.Caller, enclave string, cmd cmds.
 		e.Status, e.Error = statusOf(err)
 	}
 	return e
+}
+
+// commandName is the name of a command in audit records. The pinned
+// kms-go names every command but KEY:IMPORT, which it spells !INVALID:203.
+func commandName(cmd cmds.Command) string {
+	if cmd == cmds.KeyImport {
+		return "KEY:IMPORT"
+	}
+	return cmd.String()
 }
 
 // resourceOf is the name a command acts on: a key, policy, enclave,

@@ -37,6 +37,28 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 	writeBody(w, http.StatusOK, contentTypeJSON, []byte("{}"))
 }
 
+// scrape serves the node's metrics (OpenMetrics or Prometheus text, by
+// Accept) to SysAdmins, or to anyone when the cluster setting metrics.auth
+// is public. Scrapes are not audited: they come every few seconds.
+func (a *API) scrape(w http.ResponseWriter, r *http.Request) {
+	if a.metrics == nil {
+		writeError(w, r, errNotFound)
+		return
+	}
+	if a.publicMetrics == nil || !a.publicMetrics() {
+		if err := a.svc.AuthorizeSysAdmin(callerOf(r)); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	body, contentType, err := a.metrics(r.Header)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeBody(w, http.StatusOK, contentType, body)
+}
+
 // Unavailable answers while a node starts: alive, but not ready.
 func Unavailable() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

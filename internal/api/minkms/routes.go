@@ -14,6 +14,7 @@ var routes = []route{
 	{method: http.MethodGet, path: "/version", maxBody: 0, timeout: 5 * time.Second, handle: (*API).version},
 	{method: http.MethodGet, path: "/v1/health/live", maxBody: 0, timeout: 5 * time.Second, handle: (*API).live},
 	{method: http.MethodGet, path: "/v1/health/ready", maxBody: 0, timeout: 5 * time.Second, handle: (*API).ready},
+	{method: http.MethodGet, path: "/v1/health/metrics", maxBody: 0, timeout: 10 * time.Second, handle: (*API).scrape},
 	{method: http.MethodPost, path: "/v1/kms", maxBody: MaxCommandBody, timeout: 30 * time.Second, handle: (*API).command},
 	{method: http.MethodPost, path: "/v1/kms/{enclave...}", maxBody: MaxCommandBody, timeout: 30 * time.Second, handle: (*API).command},
 	{method: http.MethodPost, path: "/v1/debug/restart", maxBody: 0, timeout: 30 * time.Second, audit: "NODE:RESTART", handle: (*API).restart},

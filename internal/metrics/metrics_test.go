@@ -1,0 +1,195 @@
+package metrics
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/keep-kms/keep/internal/audit"
+	"github.com/keep-kms/keep/internal/cluster"
+)
+
+// exercised returns metrics in which every family has samples.
+func exercised(t *testing.T) *Metrics {
+	t.Helper()
+	m := New()
+	r := m.Requests(APIMinKMS)
+	r.Start()
+	r.Done(http.StatusOK, 3*time.Millisecond, 100, 2000)
+	m.Requests(APIKES).Start()
+	m.CountCommands([]audit.Event{
+		{API: "minkms", Command: "KEY:GENERATE", Status: 200},
+		{API: "minkms", Command: "KEY:GENERATE", Status: 200},
+		{API: "minkms", Command: "KEY:DECRYPT", Status: 400},
+		{API: "kes", Command: "/v1/key/generate", Status: 503},
+	})
+	m.SetRaft(func() cluster.RaftStats {
+		return cluster.RaftStats{Role: "Follower", Term: 3, LastIndex: 12, CommitIndex: 11, AppliedIndex: 10, LastContact: 1500 * time.Millisecond}
+	})
+	m.SetCertificates(func() []Certificate {
+		return []Certificate{
+			{Name: "a.crt", NotAfter: time.Now().Add(24 * time.Hour)},
+			{Name: "b.crt", NotAfter: time.Now().Add(30 * 24 * time.Hour)},
+		}
+	})
+	return m
+}
+
+// scrape encodes m as Prometheus text and parses it.
+func scrape(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
+	t.Helper()
+	body, contentType, err := m.Encode(http.Header{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(contentType, "text/plain") {
+		t.Errorf("content type %q, want text/plain", contentType)
+	}
+	var p expfmt.TextParser
+	families, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse metrics: %v\n%s", err, body)
+	}
+	return families
+}
+
+// value returns the value of the sample of family name with the given
+// labels, and whether there is one.
+func value(families map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	f, ok := families[name]
+	if !ok {
+		return 0, false
+	}
+next:
+	for _, m := range f.Metric {
+		have := map[string]string{}
+		for _, l := range m.Label {
+			have[l.GetName()] = l.GetValue()
+		}
+		for k, v := range labels {
+			if have[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+func TestMetrics(t *testing.T) {
+	families := scrape(t, exercised(t))
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"keep_http_requests_total", map[string]string{"api": "minkms", "code": "200"}, 1},
+		{"keep_http_requests_in_flight", map[string]string{"api": "minkms"}, 0},
+		{"keep_http_requests_in_flight", map[string]string{"api": "kes"}, 1},
+		{"keep_http_request_duration_seconds", map[string]string{"api": "minkms"}, 1},
+		{"keep_http_request_size_bytes", map[string]string{"api": "minkms"}, 1},
+		{"keep_http_response_size_bytes", map[string]string{"api": "minkms"}, 1},
+		{"keep_commands_total", map[string]string{"api": "minkms", "command": "KEY:GENERATE", "outcome": OutcomeOK}, 2},
+		{"keep_commands_total", map[string]string{"api": "minkms", "command": "KEY:DECRYPT", "outcome": OutcomeClientError}, 1},
+		{"keep_commands_total", map[string]string{"api": "kes", "command": "/v1/key/generate", "outcome": OutcomeServerError}, 1},
+		{"keep_raft_role", map[string]string{"role": "follower"}, 1},
+		{"keep_raft_role", map[string]string{"role": "leader"}, 0},
+		{"keep_raft_term", nil, 3},
+		{"keep_raft_last_log_index", nil, 12},
+		{"keep_raft_commit_index", nil, 11},
+		{"keep_raft_applied_index", nil, 10},
+		{"keep_raft_last_contact_seconds", nil, 1.5},
+		{"keep_tls_certificate_expiring", map[string]string{"cert": "a.crt"}, 1},
+		{"keep_tls_certificate_expiring", map[string]string{"cert": "b.crt"}, 0},
+		{"keep_build_info", nil, 1},
+	} {
+		got, ok := value(families, tc.name, tc.labels)
+		if !ok || got != tc.want {
+			t.Errorf("%s%v = %v (present: %v), want %v", tc.name, tc.labels, got, ok, tc.want)
+		}
+	}
+	if left, _ := value(families, "keep_tls_certificate_expiry_seconds", map[string]string{"cert": "a.crt"}); left < 23*3600 || left > 24*3600 {
+		t.Errorf("keep_tls_certificate_expiry_seconds{cert=a.crt} = %v, want about 86400", left)
+	}
+	for _, name := range []string{"process_cpu_seconds_total", "go_goroutines"} {
+		if _, ok := families[name]; !ok {
+			t.Errorf("no %s: the process and Go collectors are missing", name)
+		}
+	}
+}
+
+func TestEncodeOpenMetrics(t *testing.T) {
+	body, contentType, err := New().Encode(http.Header{"Accept": {"application/openmetrics-text;version=1.0.0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(contentType, "application/openmetrics-text") {
+		t.Errorf("content type %q, want OpenMetrics", contentType)
+	}
+	if !bytes.HasSuffix(body, []byte("# EOF\n")) {
+		t.Errorf("OpenMetrics body does not end with # EOF")
+	}
+}
+
+// TestDashboard checks that the Grafana dashboard queries only metrics
+// that exist, and shows the ones the issue asks for.
+func TestDashboard(t *testing.T) {
+	data, err := os.ReadFile("../../docs/grafana/keep.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("keep.json: %v", err)
+	}
+	families := scrape(t, exercised(t))
+	name := regexp.MustCompile(`\b(?:keep|process|go)_[a-z0-9_]+`)
+	used := map[string]bool{}
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			for _, n := range name.FindAllString(target.Expr, -1) {
+				family := n
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					if f, ok := strings.CutSuffix(n, suffix); ok && families[f] != nil {
+						family = f
+					}
+				}
+				if families[family] == nil {
+					t.Errorf("panel %q queries %s, which is no metric of Keep", p.Title, n)
+				}
+				used[family] = true
+			}
+		}
+	}
+	for _, n := range []string{
+		"keep_http_requests_total", "keep_http_request_duration_seconds", "keep_http_requests_in_flight",
+		"keep_commands_total", "keep_raft_role", "keep_raft_commit_index", "keep_raft_last_contact_seconds",
+		"keep_tls_certificate_expiry_seconds",
+	} {
+		if !used[n] {
+			t.Errorf("the dashboard shows no %s", n)
+		}
+	}
+}
