@@ -3,6 +3,7 @@ package server
 import (
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,7 @@ type runtimeSettings struct {
 
 func newRuntimeSettings(c *Config, log *audit.Log) *runtimeSettings {
 	r := &runtimeSettings{level: new(slog.LevelVar), audit: log, file: map[string]string{
-		service.SettingLogLevel:     c.logLevel().String(),
+		service.SettingLogLevel:     strings.ToLower(c.logLevel().String()), // as the setting is spelt: info, not INFO
 		service.SettingAudit:        "on",
 		service.SettingMaxStaleness: c.maxStaleness().String(),
 		service.SettingMetricsAuth:  "sysadmin",
