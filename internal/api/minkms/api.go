@@ -99,6 +99,10 @@ func (a *API) serve(rt route) http.Handler {
 			writeError(w, r, errMethodNotAllowed)
 			return
 		}
+		if r.ContentLength > rt.maxBody {
+			writeError(w, r, errTooLarge)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
 		if rt.timeout > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
@@ -137,8 +141,17 @@ func (w *statusWriter) WriteHeader(status int) {
 // Unwrap lets http.ResponseController reach the writer's Flush.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// readBody reads a request body whole, within the route's limit.
+// readBody reads a request body whole, within the route's limit. A body of
+// known length (kms-go always sends one) is read into one buffer of that
+// size; serve has refused lengths over the limit.
 func readBody(r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, errors.Join(errMalformed, err)
+		}
+		return body, nil
+	}
 	body, err := io.ReadAll(r.Body)
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {

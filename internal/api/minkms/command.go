@@ -41,23 +41,17 @@ func handle[Req any, P interface {
 	}
 }
 
-// request is a decoded batch, checked before anything runs.
-type request struct {
-	cmds []cmds.Command
-	cmd  []command
-	msgs []proto.Message
-}
-
-// parseBatch decodes every frame of a body. A batch is either read commands
-// only, or exactly one write: a write that failed halfway through a batch
-// would leave the others done, and the client never sends such batches.
-func parseBatch(body []byte) (*request, error) {
+// parseBatch decodes every frame of a body and its message. A batch is
+// either read commands only, or exactly one write: a write that failed
+// halfway through a batch would leave the others done, and the client
+// never sends such batches.
+func parseBatch(body []byte) ([]frame, error) {
 	frames, err := decodeFrames(body)
 	if err != nil {
 		return nil, err
 	}
-	req := &request{}
-	for _, f := range frames {
+	for i := range frames {
+		f := &frames[i]
 		c, ok := commands[f.cmd]
 		if !ok {
 			return nil, fmt.Errorf("%w: unknown command %d", errMalformed, f.cmd)
@@ -65,16 +59,17 @@ func parseBatch(body []byte) (*request, error) {
 		if f.cmd.IsWrite() && len(frames) > 1 {
 			return nil, fmt.Errorf("%w: %s must be sent alone, not in a batch of %d commands", errMalformed, f.cmd, len(frames))
 		}
-		msg, err := c.decode(f.payload)
-		if err != nil {
+		if f.msg, err = c.decode(f.payload); err != nil {
 			return nil, fmt.Errorf("%w: invalid %s arguments: %v", errMalformed, f.cmd, err)
 		}
-		req.cmds = append(req.cmds, f.cmd)
-		req.cmd = append(req.cmd, c)
-		req.msgs = append(req.msgs, msg)
+		f.handler = c
 	}
-	return req, nil
+	return frames, nil
 }
+
+// replyFrameSize is a guess of the size of one reply frame, so that the
+// reply of a batch is allocated once.
+const replyFrameSize = 128
 
 // command serves POST /v1/kms[/{enclave}]: it runs every command of the
 // batch and answers with one frame per command, in order. If any command
@@ -85,7 +80,7 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	req, err := parseBatch(body)
+	frames, err := parseBatch(body)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -97,17 +92,18 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 	caller, enclave := callerOf(r), r.PathValue("enclave")
 
 	var (
-		reply  []byte
+		reply  = make([]byte, 0, replyFrameSize*len(frames))
 		failed error
-		events = make([]audit.Event, 0, len(req.cmd))
+		one    [1]audit.Event // the events of the common single command, without an allocation
+		events = one[:0]
 	)
-	for i, c := range req.cmd {
+	for _, f := range frames {
 		start := time.Now()
-		resp, err := c.run(r.Context(), a, caller, enclave, req.msgs[i])
+		resp, err := f.handler.run(r.Context(), a, caller, enclave, f.msg)
 		if err == nil {
-			reply, err = cmds.EncodePB(reply, req.cmds[i], resp)
+			reply, err = cmds.EncodePB(reply, f.cmd, resp)
 		}
-		events = append(events, a.event(r, caller, enclave, req.cmds[i], req.msgs[i], start, err))
+		events = append(events, a.event(r, caller, enclave, f.cmd, f.msg, start, err))
 		if err != nil {
 			failed = err
 			break

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/minio/kms-go/kms/cmds"
+	"google.golang.org/protobuf/proto"
 )
 
 // errMalformed marks a request body that is not a sequence of frames.
@@ -15,10 +16,13 @@ var errMalformed = errors.New("malformed request")
 // a uint32 payload length, both big-endian (spec §3.1).
 const frameHeaderLen = 6
 
-// frame is one command of a request: its number and protobuf payload.
+// frame is one command of a request: its number and protobuf payload and,
+// once parsed, its handler and decoded message.
 type frame struct {
 	cmd     cmds.Command
 	payload []byte
+	handler command
+	msg     proto.Message
 }
 
 // decodeFrames splits a request body into its frames. The payloads alias

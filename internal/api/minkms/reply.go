@@ -18,6 +18,12 @@ const (
 	contentTypeJSON   = "application/json"
 )
 
+// contentTypes are the header values of the common content types.
+var contentTypes = map[string][]string{
+	contentTypeBinary: {contentTypeBinary},
+	contentTypeJSON:   {contentTypeJSON},
+}
+
 // wantsBinary reports whether the client asked for protobuf replies.
 func wantsBinary(r *http.Request) bool {
 	return r.Header.Get("Accept") == contentTypeBinary
@@ -28,8 +34,12 @@ func wantsBinary(r *http.Request) bool {
 // Replies are never compressed.
 func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if v, ok := contentTypes[contentType]; ok {
+		h["Content-Type"] = v // shared, read-only: saves an allocation per reply
+	} else {
+		h.Set("Content-Type", contentType)
+	}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	w.Write(body)
 }

@@ -15,8 +15,11 @@ var routes = []route{
 	{method: http.MethodGet, path: "/v1/health/live", maxBody: 0, timeout: 5 * time.Second, handle: (*API).live},
 	{method: http.MethodGet, path: "/v1/health/ready", maxBody: 0, timeout: 5 * time.Second, handle: (*API).ready},
 	{method: http.MethodGet, path: "/v1/health/metrics", maxBody: 0, timeout: 10 * time.Second, handle: (*API).scrape},
-	{method: http.MethodPost, path: "/v1/kms", maxBody: MaxCommandBody, timeout: 30 * time.Second, handle: (*API).command},
-	{method: http.MethodPost, path: "/v1/kms/{enclave...}", maxBody: MaxCommandBody, timeout: 30 * time.Second, handle: (*API).command},
+	// The command routes set no timeout of their own: reads never block,
+	// and writes are bounded by the cluster's apply timeout. A timer per
+	// request would cost more than anything else in a generate.
+	{method: http.MethodPost, path: "/v1/kms", maxBody: MaxCommandBody, handle: (*API).command},
+	{method: http.MethodPost, path: "/v1/kms/{enclave...}", maxBody: MaxCommandBody, handle: (*API).command},
 	{method: http.MethodPost, path: "/v1/debug/restart", maxBody: 0, timeout: 30 * time.Second, audit: "NODE:RESTART", handle: (*API).restart},
 	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/db", maxBody: MaxBackup, timeout: time.Minute, audit: "NODE:DB", handle: (*API).db},
 	{method: http.MethodPost + "," + http.MethodGet + "," + http.MethodDelete, path: "/v1/debug/pprof", maxBody: 0, timeout: time.Minute, audit: "NODE:PPROF", handle: (*API).pprof},
