@@ -80,7 +80,10 @@ type route struct {
 	maxBody int64  // bytes; larger bodies get 413
 	timeout time.Duration
 	audit   string // the command name in audit records; "" for routes not audited here
-	handle  func(a *API, w http.ResponseWriter, r *http.Request)
+	// auditOptional serves the route while the audit log is broken (its
+	// record is written if it can be): the way out for an operator.
+	auditOptional bool
+	handle        func(a *API, w http.ResponseWriter, r *http.Request)
 }
 
 // Register adds the API's routes to mux, and a JSON 404 for every other path.
@@ -113,7 +116,7 @@ func (a *API) serve(rt route) http.Handler {
 			rt.handle(a, w, r)
 			return
 		}
-		if err := a.audit.Ready(); err != nil {
+		if err := a.audit.Ready(); err != nil && !rt.auditOptional {
 			writeError(w, r, err)
 			return
 		}

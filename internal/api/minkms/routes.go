@@ -24,5 +24,5 @@ var routes = []route{
 	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/db", maxBody: MaxBackup, timeout: time.Minute, audit: "NODE:DB", handle: (*API).db},
 	{method: http.MethodPost + "," + http.MethodGet + "," + http.MethodDelete, path: "/v1/debug/pprof", maxBody: 0, timeout: time.Minute, audit: "NODE:PPROF", handle: (*API).pprof},
 	{method: http.MethodPost, path: "/v1/debug/log", maxBody: 64 << 10, timeout: 0, audit: "NODE:LOG", handle: (*API).log},
-	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/config", maxBody: 64 << 10, timeout: 30 * time.Second, audit: "NODE:CONFIG", handle: (*API).config},
+	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/config", maxBody: 64 << 10, timeout: 30 * time.Second, audit: "NODE:CONFIG", auditOptional: true, handle: (*API).config},
 }
