@@ -177,7 +177,7 @@ func (n *Node) reset(ctx context.Context) error {
 	if err := n.restart(ctx, func(st *stores) (raft.ServerID, error) { return n.bootstrap(ctx, st) }); err != nil {
 		return err
 	}
-	return n.catchUp(ctx)
+	return n.CatchUp(ctx)
 }
 
 // restart stops raft, deletes its state, empties the state machine, and

@@ -83,8 +83,8 @@ type instance struct {
 }
 
 // Open starts the raft node of cfg. A data directory without raft state is
-// bootstrapped as a one-node cluster. Open returns once the node has caught
-// up with its cluster, so its state is current.
+// bootstrapped as a one-node cluster. The node's state is current only once
+// CatchUp has returned; in between it serves its peers (RPCHandler).
 func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -118,10 +118,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if err != nil {
 		st.close()
-		return nil, err
-	}
-	if err := n.catchUp(ctx); err != nil {
-		n.Close()
 		return nil, err
 	}
 	go n.reportApplied()
@@ -240,10 +236,10 @@ func configuration(cfg Config, st *stores) (raft.Configuration, error) {
 	return c, nil
 }
 
-// catchUp waits until this node has applied the log of its cluster. A node
+// CatchUp waits until this node has applied the log of its cluster. A node
 // that leads a cluster that has not been initialized yet (a fresh one)
 // proposes the init entry.
-func (n *Node) catchUp(ctx context.Context) error {
+func (n *Node) CatchUp(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)

@@ -12,7 +12,7 @@ import (
 const restartTimeout = 15 * time.Second
 
 // ErrRestartUnsupported is returned where the process cannot restart itself.
-var ErrRestartUnsupported = errors.New("restart is not supported on this platform")
+var ErrRestartUnsupported = errors.New("this node cannot restart itself: it runs in --dev mode (its state lives in memory) or on a platform without exec")
 
 // Restart restarts this node's process. With all, it first restarts every
 // other node, concurrently, and waits (at most 15 seconds) until they are

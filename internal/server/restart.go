@@ -8,9 +8,10 @@ import "errors"
 var ErrRestart = errors.New("restart requested")
 
 // restartFunc returns the function that asks Run to return ErrRestart once
-// the current requests are answered.
-func restartFunc(restart chan<- struct{}) func() {
-	if !restartSupported {
+// the current requests are answered; nil where a restart is not possible or
+// would lose the node's state, as in dev mode, where state is in memory.
+func restartFunc(restart chan<- struct{}, dev bool) func() {
+	if !restartSupported || dev {
 		return nil
 	}
 	return func() {

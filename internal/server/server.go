@@ -130,7 +130,7 @@ func Run(ctx context.Context, opts Options) error {
 		State:        st,
 		Transport:    trans,
 		Logger:       slog.Default(),
-		Restart:      restartFunc(restart),
+		Restart:      restartFunc(restart, opts.Dev),
 		MaxStaleness: settings.maxStaleness,
 	})
 	if err != nil {
@@ -138,6 +138,17 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer node.Close()
 	nodeMetrics.SetRaft(node.RaftStats)
+
+	// Peers may call this node while it catches up: a node that answers
+	// them only once it is current looks down to its cluster meanwhile.
+	catchingUp := http.NewServeMux()
+	catchingUp.Handle("/v1/rpc/", node.RPCHandler())
+	catchingUp.Handle("/", starting)
+	var rpcOnly http.Handler = catchingUp
+	handler.Store(&rpcOnly)
+	if err := node.CatchUp(ctx); err != nil {
+		return err
+	}
 
 	svc := service.New(st, node, admin)
 	api := minkms.New(minkms.Config{

@@ -63,6 +63,7 @@ var explained = []struct {
 	{cluster.ErrNotFresh, http.StatusConflict},
 	{cluster.ErrNodeNotFound, http.StatusNotFound},
 	{cluster.ErrNodeUnavailable, http.StatusBadGateway},
+	{cluster.ErrRestartUnsupported, http.StatusNotImplemented},
 	{state.ErrNotInitialized, http.StatusServiceUnavailable},
 }
 
