@@ -1,0 +1,473 @@
+package testnode
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"aead.dev/mtls"
+)
+
+// ReadyLine is the last line of the start-up banner.
+const ReadyLine = "=> Server is up and running..."
+
+// DefaultStartTimeout bounds how long a node may take to print ReadyLine.
+const DefaultStartTimeout = 30 * time.Second
+
+// Options configure a node. The zero value is a node on a fresh loopback
+// address with a fresh data directory and a fresh HSM key.
+type Options struct {
+	Name         string        // label in logs; default the address
+	Addr         string        // --address IP:PORT; default AllocAddr
+	Host         string        // --host HOST:PORT; default Addr; "-" leaves the flag out
+	Dir          string        // data directory; default a new t.TempDir()
+	HSMKey       string        // MINIO_KMS_HSM_KEY; default NewHSMKey; "-" leaves it unset
+	Config       string        // --config FILE, if set
+	Dev          bool          // --dev instead of DIR
+	NoAPIKey     bool          // the banner is not expected to print a k1: key
+	ExtraArgs    []string      // more arguments of keep server
+	ExtraEnv     []string      // more environment (KEY=VALUE)
+	StartTimeout time.Duration // default DefaultStartTimeout
+}
+
+// Node is one keep server process, which may be started, stopped and
+// started again on the same data directory. The exported fields are the
+// command line of the next start: a test may change them between runs
+// (e.g. Host, to start a node with another --host).
+type Node struct {
+	Name      string
+	Addr      string
+	Host      string
+	Dir       string
+	HSMKey    string
+	Config    string
+	Dev       bool
+	NoAPIKey  bool
+	ExtraArgs []string
+	ExtraEnv  []string
+
+	APIKey string          // root API key from the banner, k1:…
+	Root   mtls.PrivateKey // parsed APIKey; nil if NoAPIKey
+	Banner string          // stdout up to and including the first ReadyLine
+
+	t            testing.TB
+	startTimeout time.Duration
+	home         string
+	logDir       string
+
+	mu         sync.Mutex
+	cmd        *exec.Cmd
+	done       chan struct{}
+	waitErr    error
+	lastExit   int // exit code of the last process that ended, -1 if killed by a signal
+	starts     int
+	stdoutPath string
+	stderrPath string
+	logs       []string // every stdout/stderr file written so far
+}
+
+// StartError is returned by Node.Start when the process exited, or did not
+// come up in time.
+type StartError struct {
+	Args           []string
+	Code           int // exit code; -1 if it was killed (timeout) or by a signal
+	Stdout, Stderr string
+	Timeout        bool
+}
+
+func (e *StartError) Error() string {
+	what := fmt.Sprintf("exited with code %d before it was up", e.Code)
+	if e.Timeout {
+		what = fmt.Sprintf("did not print %q in time", ReadyLine)
+	}
+	return fmt.Sprintf("keep %s %s\nstdout:\n%s\nstderr:\n%s", strings.Join(e.Args, " "), what, e.Stdout, e.Stderr)
+}
+
+// New returns a node that is not started yet. The process is killed when
+// the test ends, and its output is logged if the test failed.
+func New(t testing.TB, opts Options) *Node {
+	t.Helper()
+	if opts.Addr == "" {
+		opts.Addr = AllocAddr(t)
+	}
+	if opts.Host == "" {
+		opts.Host = opts.Addr
+	}
+	if opts.Dir == "" && !opts.Dev {
+		opts.Dir = t.TempDir()
+	}
+	if opts.HSMKey == "" && !opts.Dev {
+		opts.HSMKey = NewHSMKey(t)
+	}
+	if opts.Name == "" {
+		opts.Name = opts.Addr
+	}
+	if opts.StartTimeout <= 0 {
+		opts.StartTimeout = DefaultStartTimeout
+	}
+	n := &Node{
+		Name:         opts.Name,
+		Addr:         opts.Addr,
+		Host:         opts.Host,
+		Dir:          opts.Dir,
+		HSMKey:       opts.HSMKey,
+		Config:       opts.Config,
+		Dev:          opts.Dev,
+		NoAPIKey:     opts.NoAPIKey,
+		ExtraArgs:    opts.ExtraArgs,
+		ExtraEnv:     opts.ExtraEnv,
+		t:            t,
+		startTimeout: opts.StartTimeout,
+		home:         t.TempDir(),
+		logDir:       t.TempDir(),
+	}
+	t.Cleanup(func() {
+		n.Kill()
+		if t.Failed() {
+			n.DumpLogs(t)
+		}
+	})
+	return n
+}
+
+// Start starts a node and waits until it is up; the test fails if it does
+// not come up.
+func Start(t testing.TB, opts Options) *Node {
+	t.Helper()
+	n := New(t, opts)
+	n.MustStart()
+	return n
+}
+
+// Args returns the arguments of keep for the next start.
+func (n *Node) Args() []string {
+	args := []string{"server"}
+	if n.Dev {
+		args = append(args, "--dev")
+	} else {
+		args = append(args, n.Dir)
+	}
+	args = append(args, "--address", n.Addr)
+	if n.Host != "-" {
+		args = append(args, "--host", n.Host)
+	}
+	if n.Config != "" {
+		args = append(args, "--config", n.Config)
+	}
+	return append(args, n.ExtraArgs...)
+}
+
+// Env returns the environment of the next start.
+func (n *Node) Env() []string {
+	env := BaseEnv(n.home)
+	if n.HSMKey != "" && n.HSMKey != "-" {
+		env = append(env, "MINIO_KMS_HSM_KEY="+n.HSMKey)
+	}
+	return append(env, n.ExtraEnv...)
+}
+
+// Endpoint is the node's client endpoint, https://ADDR.
+func (n *Node) Endpoint() string { return "https://" + n.Addr }
+
+// IP is the IP the node listens on.
+func (n *Node) IP() string { return IPOf(n.Addr) }
+
+// MustStart is Start that fails the test on error.
+func (n *Node) MustStart() {
+	n.t.Helper()
+	if err := n.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// Start (re)starts the server process with the node's current settings and
+// waits for the banner. If the process exits before it is up, Start returns
+// a *StartError with its exit code and output; if it does not come up in
+// time, Start kills it and returns a *StartError with Timeout set.
+func (n *Node) Start() error {
+	n.mu.Lock()
+	if n.cmd != nil && !n.exitedLocked() {
+		n.mu.Unlock()
+		return errors.New("start: node is still running")
+	}
+	n.starts++
+	stdoutPath := filepath.Join(n.logDir, fmt.Sprintf("stdout.%d.log", n.starts))
+	stderrPath := filepath.Join(n.logDir, fmt.Sprintf("stderr.%d.log", n.starts))
+	stdout, err1 := os.Create(stdoutPath)
+	stderr, err2 := os.Create(stderrPath)
+	if err := errors.Join(err1, err2); err != nil {
+		n.mu.Unlock()
+		return err
+	}
+	n.logs = append(n.logs, stdoutPath, stderrPath)
+	n.stdoutPath, n.stderrPath = stdoutPath, stderrPath
+
+	args := n.Args()
+	cmd := exec.Command(binaryOrEmpty(n.t), args...)
+	cmd.Env = n.Env()
+	cmd.Stdout = stdout
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		n.mu.Unlock()
+		stdout.Close()
+		stderr.Close()
+		return fmt.Errorf("start keep: %w", err)
+	}
+	done := make(chan struct{})
+	n.cmd, n.done = cmd, done
+	go func() {
+		err := cmd.Wait()
+		stdout.Close()
+		stderr.Close()
+		n.mu.Lock()
+		n.waitErr = err
+		n.lastExit = cmd.ProcessState.ExitCode()
+		n.mu.Unlock()
+		close(done)
+	}()
+	n.mu.Unlock()
+
+	deadline := time.Now().Add(n.startTimeout)
+	for {
+		out, _ := os.ReadFile(stdoutPath)
+		if i := bytes.Index(out, []byte(ReadyLine)); i >= 0 {
+			n.Banner = string(out[:i+len(ReadyLine)])
+			break
+		}
+		select {
+		case <-done:
+			return &StartError{Args: args, Code: n.ExitCode(), Stdout: readFile(stdoutPath), Stderr: readFile(stderrPath)}
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			n.Kill()
+			return &StartError{Args: args, Code: -1, Timeout: true, Stdout: readFile(stdoutPath), Stderr: readFile(stderrPath)}
+		}
+	}
+	if n.NoAPIKey {
+		return nil
+	}
+	key, err := BannerAPIKey(n.Banner)
+	if err != nil {
+		return fmt.Errorf("%w\nbanner:\n%s", err, n.Banner)
+	}
+	if n.APIKey != "" && key != n.APIKey && !n.Dev {
+		return fmt.Errorf("root API key changed across restart: %s then %s", n.APIKey, key)
+	}
+	root, err := mtls.ParsePrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("banner API key %q: %w", key, err)
+	}
+	n.APIKey, n.Root = key, root
+	return nil
+}
+
+func binaryOrEmpty(t testing.TB) string {
+	p, err := build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var apiKeyRE = regexp.MustCompile(`k1:[A-Za-z0-9_-]{43}`)
+
+// BannerAPIKey finds the k1: key on the banner line containing "API Key".
+func BannerAPIKey(banner string) (string, error) {
+	sc := bufio.NewScanner(strings.NewReader(banner))
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.Index(line, "API Key")
+		if i < 0 {
+			continue
+		}
+		if k := apiKeyRE.FindString(line[i:]); k != "" {
+			return k, nil
+		}
+	}
+	return "", errors.New("banner has no line `API Key k1:…`")
+}
+
+func (n *Node) exitedLocked() bool {
+	select {
+	case <-n.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Running reports whether the node's process is running.
+func (n *Node) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cmd != nil && !n.exitedLocked()
+}
+
+// PID is the process ID of the running process, 0 if none runs.
+func (n *Node) PID() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.exitedLocked() {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// Stop sends SIGTERM and waits for the process to exit; after 15 seconds it
+// kills it and fails the test.
+func (n *Node) Stop() {
+	n.t.Helper()
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		n.t.Errorf("%s: keep server did not exit within 15s of SIGTERM", n.Name)
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to exit.
+func (n *Node) Kill() {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-done:
+		return
+	default:
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// Restart stops the node with SIGTERM and starts it again; the test fails
+// if it does not come up.
+func (n *Node) Restart() {
+	n.t.Helper()
+	n.Stop()
+	n.MustStart()
+}
+
+// Wait waits up to timeout for the process to exit and returns its exit
+// code; ok is false if it still runs.
+func (n *Node) Wait(timeout time.Duration) (code int, ok bool) {
+	n.mu.Lock()
+	done := n.done
+	n.mu.Unlock()
+	if done == nil {
+		return 0, false
+	}
+	select {
+	case <-done:
+		return n.ExitCode(), true
+	case <-time.After(timeout):
+		return 0, false
+	}
+}
+
+// ExitCode is the exit code of the last process that ended, -1 if it was
+// killed by a signal.
+func (n *Node) ExitCode() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.lastExit
+}
+
+// Stdout is what the current (or last) process wrote to stdout so far. A
+// process that re-executes itself keeps writing to the same file.
+func (n *Node) Stdout() string {
+	n.mu.Lock()
+	p := n.stdoutPath
+	n.mu.Unlock()
+	return readFile(p)
+}
+
+// Stderr is what the current (or last) process wrote to stderr so far.
+func (n *Node) Stderr() string {
+	n.mu.Lock()
+	p := n.stderrPath
+	n.mu.Unlock()
+	return readFile(p)
+}
+
+// Ups counts the ReadyLines the current process has printed: one per start,
+// plus one per restart in place (re-exec).
+func (n *Node) Ups() int {
+	return strings.Count(n.Stdout(), ReadyLine)
+}
+
+// WaitUps waits until the current process has printed ReadyLine at least k
+// times.
+func (n *Node) WaitUps(k int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if got := n.Ups(); got >= k {
+			return nil
+		}
+		if !n.Running() {
+			return fmt.Errorf("%s: process exited (code %d) after %d starts, want %d\nstderr:\n%s", n.Name, n.ExitCode(), n.Ups(), k, tail(n.Stderr(), 4096))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %d starts within %v, want %d", n.Name, n.Ups(), timeout, k)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Logs returns every stdout and stderr file of the node, oldest first,
+// each headed by its name. Long files are cut to their last 64 KiB.
+func (n *Node) Logs() string {
+	n.mu.Lock()
+	logs := append([]string(nil), n.logs...)
+	n.mu.Unlock()
+	var b strings.Builder
+	for _, p := range logs {
+		fmt.Fprintf(&b, "==> %s (node %s)\n%s\n", filepath.Base(p), n.Name, tail(readFile(p), 64<<10))
+	}
+	return b.String()
+}
+
+// DumpLogs logs every stdout and stderr file of the node.
+func (n *Node) DumpLogs(t testing.TB) {
+	t.Logf("logs of node %s (--address %s --host %s, dir %s):\n%s", n.Name, n.Addr, n.Host, n.Dir, n.Logs())
+}
+
+func tail(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return "…[cut]…" + s[len(s)-max:]
+}
+
+func readFile(path string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "<" + err.Error() + ">"
+	}
+	return string(b)
+}
