@@ -11,10 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,6 +30,8 @@ const (
 	heartbeatTimeout = 500 * time.Millisecond
 	electionTimeout  = 500 * time.Millisecond
 	applyTimeout     = 10 * time.Second
+	// membershipCheck is how often a node checks it is still a member.
+	membershipCheck = 250 * time.Millisecond
 	// leaderWait is how long a follower waits for a leader to forward a
 	// write to: long enough for an election, short enough to fail fast
 	// when a majority is down.
@@ -56,6 +59,18 @@ type Config struct {
 	MaxStaleness func() time.Duration
 	// Restart restarts the process; nil where that is not supported.
 	Restart func()
+	// Snapshots tune raft's snapshots; zero values keep raft's defaults.
+	Snapshots Snapshots
+}
+
+// Snapshots are raft's snapshot settings: a node snapshots its state after
+// Threshold new entries, checking every Interval, and keeps TrailingLogs
+// entries after a snapshot for followers that lag a little. A follower
+// that lags more catches up from the snapshot.
+type Snapshots struct {
+	Threshold    uint64
+	Interval     time.Duration
+	TrailingLogs uint64
 }
 
 // Node is a member of a raft cluster.
@@ -67,6 +82,7 @@ type Node struct {
 	notify  chan struct{} // signalled when the state machine applies an entry
 	nudge   chan struct{} // signalled when the leader waits for followers to apply
 	done    chan struct{} // closed by Close; stops the background loops
+	removed atomic.Bool   // this node was a member of its cluster and is no more
 
 	mu   sync.RWMutex // read-held while using inst, write-held while replacing it
 	inst *instance
@@ -122,6 +138,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	go n.reportApplied()
 	go n.nudgeFollowers()
+	go n.watchMembership()
 	return n, nil
 }
 
@@ -132,6 +149,15 @@ func (n *Node) raftConfig(id raft.ServerID) *raft.Config {
 	conf.ElectionTimeout = electionTimeout
 	conf.LeaderLeaseTimeout = heartbeatTimeout / 2
 	conf.CommitTimeout = commitTimeout
+	if s := n.cfg.Snapshots; s.Threshold > 0 {
+		conf.SnapshotThreshold = s.Threshold
+	}
+	if s := n.cfg.Snapshots; s.Interval > 0 {
+		conf.SnapshotInterval = s.Interval
+	}
+	if s := n.cfg.Snapshots; s.TrailingLogs > 0 {
+		conf.TrailingLogs = s.TrailingLogs
+	}
 	conf.Logger = raftLogger()
 	return conf
 }
@@ -158,6 +184,7 @@ func (n *Node) startLocked(st *stores, id raft.ServerID) error {
 		return fmt.Errorf("failed to start raft: %w", err)
 	}
 	n.inst = &instance{raft: r, id: id, stores: st, net: net}
+	n.removed.Store(false)
 	return nil
 }
 
@@ -220,7 +247,7 @@ func (n *Node) memberID(st *stores) (raft.ServerID, error) {
 		return "", fmt.Errorf("%w: this node was being added to a cluster but never received its state; delete %s and add it again",
 			ErrNotPartOfCluster, filepath.Join(n.cfg.Dir, DBFile))
 	}
-	return "", fmt.Errorf("%w: this node was started with --host %s, but the cluster knows its nodes as %s; start it with the --host it was added with, or delete %s and add it again",
+	return "", fmt.Errorf("%w: this node was started with --host %s, but the cluster knows its nodes as %s; if it was added under another address, start it with that --host; if it was removed from the cluster, delete %s and add it again",
 		ErrNotPartOfCluster, n.cfg.Host, strings.Join(hosts, ", "), filepath.Join(n.cfg.Dir, DBFile))
 }
 
@@ -319,13 +346,12 @@ func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 }
 
 // neverArrived reports whether a forwarded write failed before it could
-// reach a leader: no leader was known, or its connection was refused.
+// reach a leader: no leader was known, or the request was never sent.
 func neverArrived(err error) bool {
 	if errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNodeUnavailable) {
 		return true
 	}
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	return errors.Is(err, errNotSent)
 }
 
 // applyLocal applies data on the leader and returns the entry's index.
@@ -473,10 +499,36 @@ func (n *Node) gone(inst *instance) error {
 		return ErrShuttingDown
 	default:
 	}
-	if inst.raft.State() == raft.Shutdown {
+	if inst.raft.State() == raft.Shutdown || n.removed.Load() {
 		return ErrRemoved
 	}
 	return nil
+}
+
+// watchMembership notices when this node is removed from its cluster.
+// Raft shuts down a removed leader, but a removed follower goes on as a
+// follower of nobody; reads must not be served from its frozen state. The
+// flag is kept current here, off the read path, which only loads it.
+func (n *Node) watchMembership() {
+	tick := time.NewTicker(membershipCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-tick.C:
+		}
+		inst := n.current()
+		f := inst.raft.GetConfiguration()
+		if f.Error() != nil {
+			continue
+		}
+		servers := f.Configuration().Servers
+		// An empty configuration is a node waiting for the log of the
+		// cluster it joins, not a removed one.
+		member := len(servers) == 0 || slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == inst.id })
+		n.removed.Store(!member)
+	}
 }
 
 // offlineTransport is the transport for raft functions that work on the

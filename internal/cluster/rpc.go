@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -25,6 +27,9 @@ const (
 	rpcApplied    = "/v1/rpc/applied"    // a follower's stream of how far it has applied the log
 	rpcRestart    = "/v1/rpc/restart"    // asks a node to restart its process
 )
+
+// errNotSent marks an RPC that failed before its request was written.
+var errNotSent = errors.New("request not sent")
 
 // rpcTimeout bounds an RPC whose caller set no deadline.
 const rpcTimeout = 30 * time.Second
@@ -76,9 +81,18 @@ func (n *Node) callRaw(ctx context.Context, host, path string, body []byte, resp
 	if err != nil {
 		return fmt.Errorf("%w: invalid address %q: %v", ErrNodeUnavailable, host, err)
 	}
+	// Whether the request was written tells a failure the peer never saw
+	// from one it may have acted on.
+	var wrote atomic.Bool
+	r = r.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+	}))
 	res, err := n.cfg.Transport.client.Do(r)
 	if errors.Is(err, errNotNode) {
 		return fmt.Errorf("%w: %s: %w", ErrNodeUnavailable, host, errNotNode)
+	}
+	if err != nil && !wrote.Load() {
+		return fmt.Errorf("%w: %s is not reachable: %w: %w", ErrNodeUnavailable, host, errNotSent, unwrapURL(err))
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %s is not reachable: %w", ErrNodeUnavailable, host, unwrapURL(err))

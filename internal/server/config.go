@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keep-kms/keep/internal/audit"
+	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -27,6 +28,9 @@ import (
 //	  ca: ca.crt              # offered to clients as acceptable issuers
 //	cluster:
 //	  max_staleness: 30s      # how long a node cut off from the leader serves reads; 0 = for ever
+//	  snapshot_threshold: 8192 # raft snapshots after this many new entries
+//	  snapshot_interval: 2m   # how often raft checks whether to snapshot
+//	  trailing_logs: 10240    # entries kept after a snapshot for lagging followers
 //	log:
 //	  level: info             # debug, info, warn or error
 //	audit:
@@ -47,7 +51,10 @@ type Config struct {
 		CA string `yaml:"ca" json:"ca,omitempty"`
 	} `yaml:"tls" json:"tls"`
 	Cluster struct {
-		MaxStaleness time.Duration `yaml:"max_staleness" json:"max_staleness"`
+		MaxStaleness      time.Duration `yaml:"max_staleness" json:"max_staleness"`
+		SnapshotThreshold uint64        `yaml:"snapshot_threshold" json:"snapshot_threshold,omitempty"`
+		SnapshotInterval  time.Duration `yaml:"snapshot_interval" json:"snapshot_interval,omitempty"`
+		TrailingLogs      uint64        `yaml:"trailing_logs" json:"trailing_logs,omitempty"`
 	} `yaml:"cluster" json:"cluster"`
 	Log struct {
 		Level string `yaml:"level" json:"level,omitempty"`
@@ -81,6 +88,9 @@ func LoadConfig(path string) (*Config, error) {
 		if err := state.ValidIdentity(c.Admin.Identity); err != nil {
 			return nil, fmt.Errorf("invalid config file %s: admin.identity: %w", path, err)
 		}
+	}
+	if c.Cluster.SnapshotInterval < 0 {
+		return nil, fmt.Errorf("invalid config file %s: cluster.snapshot_interval must not be negative", path)
 	}
 	if c.Cluster.MaxStaleness < 0 {
 		return nil, fmt.Errorf("invalid config file %s: cluster.max_staleness must not be negative", path)
@@ -165,4 +175,16 @@ type nodeView struct {
 	Admin      string  `json:"admin"`
 	ConfigFile string  `json:"config_file,omitempty"`
 	Config     *Config `json:"config,omitempty"`
+}
+
+// snapshots are the configured raft snapshot settings; zero for defaults.
+func (c *Config) snapshots() cluster.Snapshots {
+	if c == nil {
+		return cluster.Snapshots{}
+	}
+	return cluster.Snapshots{
+		Threshold:    c.Cluster.SnapshotThreshold,
+		Interval:     c.Cluster.SnapshotInterval,
+		TrailingLogs: c.Cluster.TrailingLogs,
+	}
 }

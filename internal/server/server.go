@@ -132,6 +132,7 @@ func Run(ctx context.Context, opts Options) error {
 		Logger:       slog.Default(),
 		Restart:      restartFunc(restart, opts.Dev),
 		MaxStaleness: settings.maxStaleness,
+		Snapshots:    conf.snapshots(),
 	})
 	if err != nil {
 		return err
