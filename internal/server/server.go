@@ -296,3 +296,5 @@ type health struct {
 
 func (h *health) Ready() bool    { return h.st.Initialized() }
 func (h *health) Writable() bool { return h.node.Writable() }
+
+func (h *health) Status() cluster.NodeStatus { return h.node.LocalStatus() }

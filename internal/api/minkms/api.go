@@ -16,6 +16,7 @@ import (
 	"aead.dev/mtls"
 
 	"github.com/keep-kms/keep/internal/audit"
+	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/logging"
 	"github.com/keep-kms/keep/internal/profile"
 
@@ -24,8 +25,9 @@ import (
 
 // Node tells the health endpoints what this node can do.
 type Node interface {
-	Ready() bool    // can serve reads and crypto
-	Writable() bool // can serve writes
+	Ready() bool                // can serve reads and crypto
+	Writable() bool             // can serve writes
+	Status() cluster.NodeStatus // this node's view of itself and its cluster
 }
 
 // Config is what the API of a node works with.

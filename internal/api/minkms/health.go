@@ -59,6 +59,16 @@ func (a *API) scrape(w http.ResponseWriter, r *http.Request) {
 	writeBody(w, http.StatusOK, contentType, body)
 }
 
+// status serves GET /v1/health/status: this node's status, as one entry of
+// CLUSTER:STATUS, for SysAdmins.
+func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	if err := a.svc.AuthorizeSysAdmin(callerOf(r)); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeMessage(w, r, serverStatus(a.node.Status()))
+}
+
 // Unavailable answers while a node starts: alive, but not ready.
 func Unavailable() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ var routes = []route{
 	{method: http.MethodGet, path: "/version", maxBody: 0, timeout: 5 * time.Second, handle: (*API).version},
 	{method: http.MethodGet, path: "/v1/health/live", maxBody: 0, timeout: 5 * time.Second, handle: (*API).live},
 	{method: http.MethodGet, path: "/v1/health/ready", maxBody: 0, timeout: 5 * time.Second, handle: (*API).ready},
+	{method: http.MethodGet, path: "/v1/health/status", maxBody: 0, timeout: 5 * time.Second, handle: (*API).status},
 	{method: http.MethodGet, path: "/v1/health/metrics", maxBody: 0, timeout: 10 * time.Second, handle: (*API).scrape},
 	// The command routes set no timeout of their own: reads never block,
 	// and writes are bounded by the cluster's apply timeout. A timer per
