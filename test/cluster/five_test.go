@@ -49,7 +49,7 @@ func TestFiveNodes(t *testing.T) {
 	c.nodes[third].Kill()
 	time.Sleep(100 * time.Millisecond)
 	for _, i := range rest {
-		err, took := c.timedWrite(i, enclave, "three-down", 20*time.Second)
+		took, err := c.timedWrite(i, enclave, "three-down", 20*time.Second)
 		t.Logf("write on node %d with 2 of 5 up: %s after %v", i, testnode.DescribeErr(err), took.Round(time.Millisecond))
 		wantStatus(t, err, http.StatusServiceUnavailable, "write with 2 of 5 up")
 		if took > 3*time.Second {

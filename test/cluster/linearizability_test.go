@@ -390,11 +390,6 @@ func TestLinearizability(t *testing.T) {
 	end := rec.now()
 
 	// Final reads on every node for every key.
-	var all []string
-	all = append(all, keys...)
-	uniqMu.Lock()
-	all = append(all, uniqueAcked...)
-	uniqMu.Unlock()
 	for i := range c.nodes {
 		cl := c.client(i)
 		for _, k := range keys {

@@ -81,7 +81,7 @@ func TestRemoveAndAdd(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		err, took := c.timedWrite(f, enclave, "on-removed", 10*time.Second)
+		took, err := c.timedWrite(f, enclave, "on-removed", 10*time.Second)
 		t.Logf("write on the removed, still running node: %s after %v", testnode.DescribeErr(err), took.Round(time.Millisecond))
 		if err == nil {
 			t.Errorf("a write on the removed node succeeded")
@@ -163,7 +163,7 @@ func TestRemoveAndAdd(t *testing.T) {
 		for _, i := range lost {
 			c.nodes[i].Kill()
 		}
-		err, took := c.timedWrite(s, enclave, "before-edit", 10*time.Second)
+		took, err := c.timedWrite(s, enclave, "before-edit", 10*time.Second)
 		wantStatus(t, err, http.StatusServiceUnavailable, "write on the survivor before the edit")
 		t.Logf("write on the survivor before the edit: %s after %v", testnode.DescribeErr(err), took.Round(time.Millisecond))
 		for _, i := range lost {

@@ -40,14 +40,14 @@ func (c *cluster) readAll(i int, enclave, key string, dek *kms.GenerateKeyRespon
 	return nil
 }
 
-// timedWrite creates key name through node i directly and returns the
-// error and how long it took.
-func (c *cluster) timedWrite(i int, enclave, name string, timeout time.Duration) (error, time.Duration) {
+// timedWrite creates key name through node i directly and returns how
+// long it took and the error.
+func (c *cluster) timedWrite(i int, enclave, name string, timeout time.Duration) (time.Duration, error) {
 	ctx, cancel := ctxD(timeout)
 	defer cancel()
 	start := time.Now()
 	err := c.client(i).CreateKey(ctx, enclave, &kms.CreateKeyRequest{Name: name})
-	return err, time.Since(start)
+	return time.Since(start), err
 }
 
 // TestPartition cuts the network between nodes (through the proxies) rather
@@ -82,7 +82,7 @@ func TestPartition(t *testing.T) {
 			c.wantKeys(t, i, enclave, names)
 		}
 		// A write on the isolated node fails.
-		err, took := c.timedWrite(f, enclave, "on-isolated", 40*time.Second)
+		took, err := c.timedWrite(f, enclave, "on-isolated", 40*time.Second)
 		t.Logf("write on the isolated node: %s after %v", testnode.DescribeErr(err), took.Round(time.Millisecond))
 		if err == nil {
 			t.Errorf("a write on the isolated node succeeded")
@@ -141,7 +141,7 @@ func TestPartition(t *testing.T) {
 		}
 		early := make(chan result, 1)
 		go func() {
-			err, took := c.timedWrite(l, enclave, "on-old-leader-early", 40*time.Second)
+			took, err := c.timedWrite(l, enclave, "on-old-leader-early", 40*time.Second)
 			early <- result{err, took}
 		}()
 		_, fails, created := writeUntil(c.client(majority...), enclave, "new-leader", 10*time.Second)
@@ -162,7 +162,7 @@ func TestPartition(t *testing.T) {
 		}
 		// The old leader's writes fail.
 		for i := range 3 {
-			err, took := c.timedWrite(l, enclave, fmt.Sprintf("on-old-leader-%d", i), 40*time.Second)
+			took, err := c.timedWrite(l, enclave, fmt.Sprintf("on-old-leader-%d", i), 40*time.Second)
 			t.Logf("write %d on the old leader: %s after %v", i, testnode.DescribeErr(err), took.Round(time.Millisecond))
 			if err == nil {
 				t.Errorf("write on the cut-off old leader succeeded")

@@ -18,6 +18,8 @@ import (
 	"github.com/minio/kms-go/kms/cmds"
 	pb "github.com/minio/kms-go/kms/protobuf"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // encrypt sends KEY:ENCRYPT commands with Client.Send and decodes the reply
@@ -106,8 +108,8 @@ func listAllKeys(t testing.TB, ctx context.Context, c *kms.Client, enclave, pref
 // client against one node.
 func TestAPI(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{})
-	c := rootClient(t, n)
+	n := testnode.Start(t, testnode.Options{})
+	c := n.RootClient(t)
 	ctx := ctxT(t)
 	rootID := n.Root.Identity()
 
@@ -473,7 +475,7 @@ func TestAPI(t *testing.T) {
 		errIs(t, err, kms.ErrKeyNotFound, "KeyStatus of deleted version 2")
 		_, err = c.Decrypt(ctx, "enc-1", &kms.DecryptRequest{Name: key, Ciphertext: deks[2].Ciphertext, AssociatedData: aad})
 		if !errors.Is(err, kms.ErrKeyNotFound) && !errors.Is(err, kms.ErrDecrypt) {
-			t.Errorf("Decrypt of a DEK of deleted version 2: got %s, want 404 key does not exist or 400 invalid ciphertext", describeErr(err))
+			t.Errorf("Decrypt of a DEK of deleted version 2: got %s, want 404 key does not exist or 400 invalid ciphertext", testnode.DescribeErr(err))
 		}
 		for _, v := range []int{1, 3} {
 			d, err := c.Decrypt(ctx, "enc-1", &kms.DecryptRequest{Name: key, Ciphertext: deks[v].Ciphertext, AssociatedData: aad})
@@ -499,7 +501,7 @@ func TestAPI(t *testing.T) {
 		}
 		_, err = c.Decrypt(ctx, "enc-1", &kms.DecryptRequest{Name: key, Ciphertext: deks[3].Ciphertext, AssociatedData: aad})
 		if !errors.Is(err, kms.ErrKeyNotFound) && !errors.Is(err, kms.ErrDecrypt) {
-			t.Errorf("Decrypt of a DEK of deleted version 3 after adding v4: got %s, want 404 or 400", describeErr(err))
+			t.Errorf("Decrypt of a DEK of deleted version 3 after adding v4: got %s, want 404 or 400", testnode.DescribeErr(err))
 		}
 
 		// Delete all versions.
@@ -680,7 +682,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("Identities", func(t *testing.T) {
-		user, admin, svc := newAPIKey(t), newAPIKey(t), newAPIKey(t)
+		user, admin, svc := testnode.NewAPIKey(t), testnode.NewAPIKey(t), testnode.NewAPIKey(t)
 		tags := map[string]string{"team": "storage", "env": "test"}
 		noErr(t, c.CreateIdentity(ctx, "enc-1", &kms.CreateIdentityRequest{Identity: user.Identity(), Privilege: kms.User, Tags: tags}), "CreateIdentity user")
 		noErr(t, c.CreateIdentity(ctx, "enc-1", &kms.CreateIdentityRequest{Identity: admin.Identity(), Privilege: kms.Admin}), "CreateIdentity admin")
@@ -700,7 +702,7 @@ func TestAPI(t *testing.T) {
 		}
 
 		// Service accounts belong to their creator.
-		ac := client(t, n, admin)
+		ac := n.Client(t, admin)
 		noErr(t, ac.CreateIdentity(ctx, "enc-1", &kms.CreateIdentityRequest{Identity: svc.Identity(), IsServiceAccount: true}), "admin creates a service account")
 		ids, err = c.GetIdentity(ctx, "enc-1", &kms.IdentityRequest{Identity: admin.Identity()}, &kms.IdentityRequest{Identity: svc.Identity()})
 		noErr(t, err, "GetIdentity admin svc")
@@ -742,7 +744,7 @@ func TestAPI(t *testing.T) {
 		_, err = c.GetIdentity(ctx, "enc-1", &kms.IdentityRequest{Identity: svc.Identity()})
 		errIs(t, err, kms.ErrIdentityNotFound, "GetIdentity of the service account of a deleted admin")
 		errIs(t, c.DeleteIdentity(ctx, "enc-1", &kms.DeleteIdentityRequest{Identity: admin.Identity()}), kms.ErrIdentityNotFound, "DeleteIdentity admin again")
-		_, err = client(t, n, svc).KeyStatus(ctx, "enc-1", &kms.KeyStatusRequest{Name: "type-aes"})
+		_, err = n.Client(t, svc).KeyStatus(ctx, "enc-1", &kms.KeyStatusRequest{Name: "type-aes"})
 		errIs(t, err, kms.ErrPermission, "service account of a deleted admin uses a key")
 
 		// Identities are per enclave.

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/minio/kms-go/kms"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // BenchmarkAuditCPU measures what audit logging costs: the server CPU time
@@ -41,8 +43,8 @@ func BenchmarkAuditCPU(b *testing.B) {
 	b.Cleanup(cancel)
 
 	auditFile := filepath.Join(b.TempDir(), "audit.log")
-	audited := startNode(b, nodeOpts{Config: writeConfigFile(b, "version: v1\naudit:\n  sink: "+auditFile+"\n")})
-	plain := startNode(b, nodeOpts{})
+	audited := testnode.Start(b, testnode.Options{Config: writeConfigFile(b, "version: v1\naudit:\n  sink: "+auditFile+"\n")})
+	plain := testnode.Start(b, testnode.Options{})
 	var cases []*benchCase
 	for _, cs := range benchCases() {
 		if cs.gen != nil {
@@ -52,16 +54,14 @@ func BenchmarkAuditCPU(b *testing.B) {
 	var servers []benchServer
 	for _, s := range []struct {
 		name string
-		n    *node
+		n    *testnode.Node
 	}{{"audit", audited}, {"no audit", plain}} {
-		c := rootClient(b, s.n)
+		c := s.n.RootClient(b)
 		for _, cs := range cases {
 			noErr(b, c.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: cs.enclave}), "CreateEnclave "+cs.enclave)
 			noErr(b, c.CreateKey(ctx, cs.enclave, &kms.CreateKeyRequest{Name: benchKey, Type: kms.AES256}), "CreateKey in "+cs.enclave)
 		}
-		s.n.mu.Lock()
-		servers = append(servers, benchServer{name: s.name, client: c, pid: s.n.cmd.Process.Pid})
-		s.n.mu.Unlock()
+		servers = append(servers, benchServer{name: s.name, client: c, pid: s.n.PID()})
 	}
 
 	// Warm up and size the runs from the rate of the node without audit.
@@ -69,13 +69,13 @@ func BenchmarkAuditCPU(b *testing.B) {
 	for i, cs := range cases {
 		for _, s := range servers {
 			if _, err := runLoad(ctx, s.client, cs, workers, 300); err != nil {
-				b.Fatalf("warm-up %s on %s: %s", cs.name, s.name, describeErr(err))
+				b.Fatalf("warm-up %s on %s: %s", cs.name, s.name, testnode.DescribeErr(err))
 			}
 		}
 		const probe = 1000
 		elapsed, err := runLoad(ctx, servers[1].client, cs, workers, probe)
 		if err != nil {
-			b.Fatalf("warm-up %s: %s", cs.name, describeErr(err))
+			b.Fatalf("warm-up %s: %s", cs.name, testnode.DescribeErr(err))
 		}
 		per := max(int(probe/elapsed.Seconds()*seconds), 2000) / chunks
 		ops[i] = per * chunks
@@ -150,7 +150,7 @@ func measureInterleaved(ctx context.Context, servers []benchServer, cs *benchCas
 				return nil, err
 			}
 			if _, err := runLoad(ctx, s.client, cs, workers, ops/chunks); err != nil {
-				return nil, fmt.Errorf("%s on %s: %s", cs.name, s.name, describeErr(err))
+				return nil, fmt.Errorf("%s on %s: %s", cs.name, s.name, testnode.DescribeErr(err))
 			}
 			after, err := procCPU(s.pid)
 			if err != nil {

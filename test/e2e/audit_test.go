@@ -17,6 +17,8 @@ import (
 
 	"github.com/minio/kms-go/kms"
 	"github.com/minio/kms-go/kms/cmds"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // auditEvent is one line of the audit log.
@@ -85,9 +87,9 @@ type auditCase struct {
 func TestAuditRecords(t *testing.T) {
 	t.Parallel()
 	auditFile := filepath.Join(t.TempDir(), "audit.log")
-	n := startNode(t, nodeOpts{Config: writeConfigFile(t, "version: v1\naudit:\n  sink: "+auditFile+"\n")})
+	n := testnode.Start(t, testnode.Options{Config: writeConfigFile(t, "version: v1\naudit:\n  sink: "+auditFile+"\n")})
 	ctx := ctxT(t)
-	c := rootClient(t, n)
+	c := n.RootClient(t)
 	rootID := n.Root.Identity().String()
 
 	// The secrets: an imported key, plaintexts and data keys, ciphertexts
@@ -98,7 +100,7 @@ func TestAuditRecords(t *testing.T) {
 	var secrets [][]byte
 	secrets = append(secrets, imported, plaintext, aad)
 
-	user := newAPIKey(t)
+	user := testnode.NewAPIKey(t)
 	var ciphertext []byte
 	allow := map[cmds.Command]kms.RuleSet{cmds.KeyGenerate: {}}
 	cases := []auditCase{
@@ -272,7 +274,7 @@ func TestAuditRecords(t *testing.T) {
 
 	// Probes and scrapes are not commands.
 	events, _ = auditedBy(t, auditFile, 1, 500*time.Millisecond, func() error {
-		hc := httpClient(t, n.Root, true)
+		hc := testnode.HTTPClientProto(t, n.Root, true, time.Minute)
 		for _, path := range []string{"/version", "/v1/health/live", "/v1/health/ready", "/v1/health/metrics"} {
 			do(t, hc, http.MethodGet, "https://"+n.Addr+path, nil, nil)
 		}
@@ -318,14 +320,14 @@ func TestAuditFailClosed(t *testing.T) {
 	for name, sink := range sinks {
 		for _, failOpen := range []bool{false, true} {
 			cfg := writeConfigFile(t, fmt.Sprintf("version: v1\naudit:\n  sink: %s\n  fail_open: %v\n", sink, failOpen))
-			n := startNode(t, nodeOpts{Config: cfg})
+			n := testnode.Start(t, testnode.Options{Config: cfg})
 			ctx := ctxT(t)
-			c := rootClient(t, n)
+			c := n.RootClient(t)
 			what := fmt.Sprintf("audit sink %s, fail_open %v", name, failOpen)
 
 			err := c.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: "k"})
 			_, genErr := c.GenerateKey(ctx, "", &kms.GenerateKeyRequest{Name: "k", Length: 32})
-			cfgReply := do(t, httpClient(t, n.Root, true), http.MethodGet, "https://"+n.Addr+"/v1/config", nil, nil)
+			cfgReply := do(t, testnode.HTTPClientProto(t, n.Root, true, time.Minute), http.MethodGet, "https://"+n.Addr+"/v1/config", nil, nil)
 			if cfgReply.Status != http.StatusOK {
 				t.Errorf("%s: GET /v1/config: %d, want 200", what, cfgReply.Status)
 			}
@@ -336,17 +338,17 @@ func TestAuditFailClosed(t *testing.T) {
 				errIs(t, err, kms.Error{Code: http.StatusServiceUnavailable, Err: "audit log is unavailable"}, what+": CreateKey")
 				errIs(t, genErr, kms.Error{Code: http.StatusServiceUnavailable, Err: "audit log is unavailable"}, what+": GenerateKey")
 				// Switching audit off is the way out.
-				off := do(t, httpClient(t, n.Root, true), http.MethodPut, "https://"+n.Addr+"/v1/config", []byte(`{"audit":"off"}`), nil)
+				off := do(t, testnode.HTTPClientProto(t, n.Root, true, time.Minute), http.MethodPut, "https://"+n.Addr+"/v1/config", []byte(`{"audit":"off"}`), nil)
 				if off.Status != http.StatusOK {
 					t.Fatalf("%s: PUT /v1/config audit=off: %d", what, off.Status)
 				}
 				noErr(t, c.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: "k"}), what+": CreateKey with audit off")
 			}
 			// Probes still answer: the node is alive.
-			if r := do(t, httpClient(t, nil, true), http.MethodGet, "https://"+n.Addr+"/version", nil, nil); r.Status != http.StatusOK {
+			if r := do(t, testnode.HTTPClientProto(t, nil, true, time.Minute), http.MethodGet, "https://"+n.Addr+"/version", nil, nil); r.Status != http.StatusOK {
 				t.Errorf("%s: /version: %d, want 200", what, r.Status)
 			}
-			n.kill()
+			n.Kill()
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"aead.dev/mtls"
 	"github.com/minio/kms-go/kms"
 	"github.com/minio/kms-go/kms/cmds"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // authzEnv holds the fixtures of TestPrivileges: in each of the enclaves A,
@@ -120,12 +122,12 @@ var (
 		return c.DeletePolicy(e.ctx, enclave, &kms.DeletePolicyRequest{Name: name})
 	}}
 	opAssignPolicy = authzOp{"POLICY:ASSIGN", func(e *authzEnv, c *kms.Client, enclave string) error {
-		id := newAPIKey(e.t).Identity()
+		id := testnode.NewAPIKey(e.t).Identity()
 		noErr(e.t, e.root.CreateIdentity(e.ctx, enc(enclave), &kms.CreateIdentityRequest{Identity: id, Privilege: kms.User}), "root creates identity")
 		return c.AssignPolicy(e.ctx, enclave, &kms.AssignPolicyRequest{Identity: id, Policy: "p"})
 	}}
 	opCreateIdentity = authzOp{"IDENTITY:CREATE User", func(e *authzEnv, c *kms.Client, enclave string) error {
-		return c.CreateIdentity(e.ctx, enclave, &kms.CreateIdentityRequest{Identity: newAPIKey(e.t).Identity(), Privilege: kms.User})
+		return c.CreateIdentity(e.ctx, enclave, &kms.CreateIdentityRequest{Identity: testnode.NewAPIKey(e.t).Identity(), Privilege: kms.User})
 	}}
 	opGetIdentity = authzOp{"IDENTITY:STATUS other", func(e *authzEnv, c *kms.Client, enclave string) error {
 		_, err := c.GetIdentity(e.ctx, enclave, &kms.IdentityRequest{Identity: e.target[enc(enclave)]})
@@ -136,7 +138,7 @@ var (
 		return err
 	}}
 	opDeleteIdentity = authzOp{"IDENTITY:DELETE", func(e *authzEnv, c *kms.Client, enclave string) error {
-		id := newAPIKey(e.t).Identity()
+		id := testnode.NewAPIKey(e.t).Identity()
 		noErr(e.t, e.root.CreateIdentity(e.ctx, enc(enclave), &kms.CreateIdentityRequest{Identity: id, Privilege: kms.User}), "root creates identity")
 		return c.DeleteIdentity(e.ctx, enclave, &kms.DeleteIdentityRequest{Identity: id})
 	}}
@@ -184,9 +186,9 @@ var clusterOps = []authzOp{opCreateEnclave, opDeleteEnclave, opEnclaveStatus, op
 // allowed means exactly 403 "access denied: insufficient permissions".
 func TestPrivileges(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{})
+	n := testnode.Start(t, testnode.Options{})
 	ctx := ctxT(t)
-	e := &authzEnv{t: t, ctx: ctx, root: rootClient(t, n), cts: map[string][]byte{}, target: map[string]mtls.Identity{}}
+	e := &authzEnv{t: t, ctx: ctx, root: n.RootClient(t), cts: map[string][]byte{}, target: map[string]mtls.Identity{}}
 	root := e.root
 
 	// Fixtures.
@@ -225,11 +227,11 @@ func TestPrivileges(t *testing.T) {
 		}
 		noErr(t, root.CreatePolicy(ctx, en, policyP), "CreatePolicy p in "+en)
 		noErr(t, root.CreatePolicy(ctx, en, policyQ), "CreatePolicy q in "+en)
-		e.target[en] = newAPIKey(t).Identity()
+		e.target[en] = testnode.NewAPIKey(t).Identity()
 		noErr(t, root.CreateIdentity(ctx, en, &kms.CreateIdentityRequest{Identity: e.target[en], Privilege: kms.User}), "CreateIdentity target in "+en)
 	}
 
-	sysAdmin2, adminA, svcAdminA, userP, userQ, userNone, unknown := newAPIKey(t), newAPIKey(t), newAPIKey(t), newAPIKey(t), newAPIKey(t), newAPIKey(t), newAPIKey(t)
+	sysAdmin2, adminA, svcAdminA, userP, userQ, userNone, unknown := testnode.NewAPIKey(t), testnode.NewAPIKey(t), testnode.NewAPIKey(t), testnode.NewAPIKey(t), testnode.NewAPIKey(t), testnode.NewAPIKey(t), testnode.NewAPIKey(t)
 	noErr(t, root.CreateIdentity(ctx, "", &kms.CreateIdentityRequest{Identity: sysAdmin2.Identity(), Privilege: kms.SysAdmin}), "CreateIdentity SysAdmin")
 	noErr(t, root.CreateIdentity(ctx, "A", &kms.CreateIdentityRequest{Identity: adminA.Identity(), Privilege: kms.Admin}), "CreateIdentity Admin in A")
 	noErr(t, root.CreateIdentity(ctx, "A", &kms.CreateIdentityRequest{Identity: userP.Identity(), Privilege: kms.User}), "CreateIdentity userP in A")
@@ -237,7 +239,7 @@ func TestPrivileges(t *testing.T) {
 	noErr(t, root.CreateIdentity(ctx, "A", &kms.CreateIdentityRequest{Identity: userNone.Identity(), Privilege: kms.User}), "CreateIdentity userNone in A")
 	noErr(t, root.AssignPolicy(ctx, "A", &kms.AssignPolicyRequest{Identity: userP.Identity(), Policy: "p"}), "AssignPolicy p → userP")
 	noErr(t, root.AssignPolicy(ctx, "A", &kms.AssignPolicyRequest{Identity: userQ.Identity(), Policy: "q"}), "AssignPolicy q → userQ")
-	noErr(t, client(t, n, adminA).CreateIdentity(ctx, "A", &kms.CreateIdentityRequest{Identity: svcAdminA.Identity(), IsServiceAccount: true}), "adminA creates a service account")
+	noErr(t, n.Client(t, adminA).CreateIdentity(ctx, "A", &kms.CreateIdentityRequest{Identity: svcAdminA.Identity(), IsServiceAccount: true}), "adminA creates a service account")
 
 	type row struct {
 		caller  string
@@ -321,7 +323,7 @@ func TestPrivileges(t *testing.T) {
 	}
 
 	for _, r := range rows {
-		c := client(t, n, r.key)
+		c := n.Client(t, r.key)
 		err := r.op.run(e, c, r.enclave)
 		where := r.enclave
 		if where == "" {
@@ -329,9 +331,9 @@ func TestPrivileges(t *testing.T) {
 		}
 		switch {
 		case r.allowed && err != nil:
-			t.Errorf("%s in %s: %s: got %s, want allowed", r.caller, where, r.op.name, describeErr(err))
+			t.Errorf("%s in %s: %s: got %s, want allowed", r.caller, where, r.op.name, testnode.DescribeErr(err))
 		case !r.allowed && !errors.Is(err, kms.ErrPermission):
-			t.Errorf("%s in %s: %s: got %s, want 403 %q", r.caller, where, r.op.name, describeErr(err), kms.ErrPermission.Err)
+			t.Errorf("%s in %s: %s: got %s, want 403 %q", r.caller, where, r.op.name, testnode.DescribeErr(err), kms.ErrPermission.Err)
 		}
 	}
 
@@ -342,7 +344,7 @@ func TestPrivileges(t *testing.T) {
 			priv kms.Privilege
 			en   string
 		}{{"userNone", userNone, kms.User, "A"}, {"userP", userP, kms.User, "A"}, {"adminA", adminA, kms.Admin, "A"}, {"sysadmin", sysAdmin2, kms.SysAdmin, ""}} {
-			r, err := client(t, n, c.key).GetIdentity(ctx, c.en, &kms.IdentityRequest{})
+			r, err := n.Client(t, c.key).GetIdentity(ctx, c.en, &kms.IdentityRequest{})
 			noErr(t, err, "GetIdentity self "+c.name)
 			if r[0].Identity != c.key.Identity() || r[0].Privilege != c.priv {
 				t.Errorf("GetIdentity self %s: identity %v privilege %v, want %v %v", c.name, r[0].Identity, r[0].Privilege, c.key.Identity(), c.priv)
@@ -351,11 +353,11 @@ func TestPrivileges(t *testing.T) {
 	})
 
 	t.Run("Escalation", func(t *testing.T) {
-		ac := client(t, n, adminA)
-		err := ac.CreateIdentity(ctx, "A", &kms.CreateIdentityRequest{Identity: newAPIKey(t).Identity(), Privilege: kms.SysAdmin})
+		ac := n.Client(t, adminA)
+		err := ac.CreateIdentity(ctx, "A", &kms.CreateIdentityRequest{Identity: testnode.NewAPIKey(t).Identity(), Privilege: kms.SysAdmin})
 		errIs(t, err, kms.ErrPermission, "Admin(A) creates a SysAdmin identity")
 		// Admin may create an Admin of its own enclave.
-		noErr(t, ac.CreateIdentity(ctx, "A", &kms.CreateIdentityRequest{Identity: newAPIKey(t).Identity(), Privilege: kms.Admin}), "Admin(A) creates an Admin in A")
+		noErr(t, ac.CreateIdentity(ctx, "A", &kms.CreateIdentityRequest{Identity: testnode.NewAPIKey(t).Identity(), Privilege: kms.Admin}), "Admin(A) creates an Admin in A")
 		// Admin cannot touch the root identity or promote itself.
 		err = ac.CreateIdentity(ctx, "A", &kms.CreateIdentityRequest{Identity: adminA.Identity(), Privilege: kms.SysAdmin})
 		errIs(t, err, kms.ErrPermission, "Admin(A) makes itself SysAdmin")
@@ -366,7 +368,7 @@ func TestPrivileges(t *testing.T) {
 	})
 
 	t.Run("PolicyChangesApply", func(t *testing.T) {
-		uc := client(t, n, userNone)
+		uc := n.Client(t, userNone)
 		_, err := uc.KeyStatus(ctx, "A", &kms.KeyStatusRequest{Name: "allowed-1"})
 		errIs(t, err, kms.ErrPermission, "userNone before assignment")
 		noErr(t, root.AssignPolicy(ctx, "A", &kms.AssignPolicyRequest{Identity: userNone.Identity(), Policy: "p"}), "AssignPolicy p → userNone")
@@ -375,16 +377,16 @@ func TestPrivileges(t *testing.T) {
 
 		// Overwriting p without KEY:STATUS takes it away at once.
 		noErr(t, root.CreatePolicy(ctx, "A", &kms.CreatePolicyRequest{Name: "p", Allow: map[cmds.Command]kms.RuleSet{cmds.KeyGenerate: {"*": {}}}}), "overwrite p")
-		_, err = client(t, n, userP).KeyStatus(ctx, "A", &kms.KeyStatusRequest{Name: "allowed-1"})
+		_, err = n.Client(t, userP).KeyStatus(ctx, "A", &kms.KeyStatusRequest{Name: "allowed-1"})
 		errIs(t, err, kms.ErrPermission, "userP after p lost KEY:STATUS")
-		_, err = client(t, n, userP).GenerateKey(ctx, "A", &kms.GenerateKeyRequest{Name: "allowed-secret"})
+		_, err = n.Client(t, userP).GenerateKey(ctx, "A", &kms.GenerateKeyRequest{Name: "allowed-secret"})
 		noErr(t, err, "userP after p became allow KEY:GENERATE *")
 
 		// A deleted identity loses access.
 		noErr(t, root.DeleteIdentity(ctx, "A", &kms.DeleteIdentityRequest{Identity: userP.Identity()}), "DeleteIdentity userP")
-		_, err = client(t, n, userP).GenerateKey(ctx, "A", &kms.GenerateKeyRequest{Name: "other"})
+		_, err = n.Client(t, userP).GenerateKey(ctx, "A", &kms.GenerateKeyRequest{Name: "other"})
 		errIs(t, err, kms.ErrPermission, "deleted userP generates")
-		_, err = client(t, n, userP).GetIdentity(ctx, "A", &kms.IdentityRequest{})
+		_, err = n.Client(t, userP).GetIdentity(ctx, "A", &kms.IdentityRequest{})
 		errIs(t, err, kms.ErrPermission, "deleted userP asks for itself")
 	})
 }

@@ -22,6 +22,8 @@ import (
 
 	"github.com/minio/kms-go/kms"
 	"github.com/minio/kms-go/kms/cmds"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // BenchmarkServerCPU measures the server CPU time keep spends per generate
@@ -77,14 +79,14 @@ func BenchmarkServerCPU(b *testing.B) {
 
 	// Keep: a node on a data directory, one enclave per case so that the
 	// requests to keep and to the baseline are byte for byte the same.
-	n := startNode(b, nodeOpts{})
-	kc := rootClient(b, n)
+	n := testnode.Start(b, testnode.Options{})
+	kc := n.RootClient(b)
 	cases := benchCases()
 	for _, cs := range cases {
 		noErr(b, kc.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: cs.enclave}), "CreateEnclave "+cs.enclave)
 		noErr(b, kc.CreateKey(ctx, cs.enclave, &kms.CreateKeyRequest{Name: benchKey, Type: kms.AES256}), "CreateKey in "+cs.enclave)
 		if err := cs.prepare(ctx, kc); err != nil {
-			b.Fatalf("%s: %s", cs.name, describeErr(err))
+			b.Fatalf("%s: %s", cs.name, testnode.DescribeErr(err))
 		}
 	}
 
@@ -94,7 +96,7 @@ func BenchmarkServerCPU(b *testing.B) {
 	for _, cs := range cases {
 		body, err := captureReply(ctx, kc, cs.enclave, cs.request)
 		if err != nil {
-			b.Fatalf("%s: capturing keep's reply: %s", cs.name, describeErr(err))
+			b.Fatalf("%s: capturing keep's reply: %s", cs.name, testnode.DescribeErr(err))
 		}
 		file := filepath.Join(dir, cs.enclave+".reply")
 		if err := os.WriteFile(file, body, 0o600); err != nil {
@@ -112,9 +114,7 @@ func BenchmarkServerCPU(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	n.mu.Lock()
-	keepPID := n.cmd.Process.Pid
-	n.mu.Unlock()
+	keepPID := n.PID()
 	servers := []benchServer{
 		{name: "keep", client: kc, pid: keepPID},
 		{name: "baseline", client: bc, pid: base.pid},
@@ -126,13 +126,13 @@ func BenchmarkServerCPU(b *testing.B) {
 	for i, cs := range cases {
 		for _, s := range servers {
 			if _, err := runLoad(ctx, s.client, cs, workers, 300); err != nil {
-				b.Fatalf("warm-up %s on %s: %s", cs.name, s.name, describeErr(err))
+				b.Fatalf("warm-up %s on %s: %s", cs.name, s.name, testnode.DescribeErr(err))
 			}
 		}
 		start := time.Now()
 		const probe = 1000
 		if _, err := runLoad(ctx, bc, cs, workers, probe); err != nil {
-			b.Fatalf("warm-up %s on baseline: %s", cs.name, describeErr(err))
+			b.Fatalf("warm-up %s on baseline: %s", cs.name, testnode.DescribeErr(err))
 		}
 		rate := probe / time.Since(start).Seconds()
 		ops[i] = max(int(rate*seconds), 2000)
@@ -178,7 +178,7 @@ func BenchmarkServerCPU(b *testing.B) {
 					}
 					elapsed, err := runLoad(ctx, s.client, cs, workers, per)
 					if err != nil {
-						b.Fatalf("%s on %s: %s", cs.name, s.name, describeErr(err))
+						b.Fatalf("%s on %s: %s", cs.name, s.name, testnode.DescribeErr(err))
 					}
 					after, err := procCPU(s.pid)
 					if err != nil {
@@ -456,7 +456,7 @@ type baselineProc struct {
 // the benchmark ends.
 func startBaseline(b *testing.B, dir string, args []string) baselineProc {
 	b.Helper()
-	root, err := repoRoot()
+	root, err := testnode.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -467,10 +467,10 @@ func startBaseline(b *testing.B, dir string, args []string) baselineProc {
 		b.Fatalf("go build ./test/e2e/baseline: %v\n%s", err, out)
 	}
 
-	addr := allocAddr(b)
+	addr := testnode.AllocAddr(b)
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(bin, append([]string{"-address", addr}, args...)...)
-	cmd.Env = baseEnv("")
+	cmd.Env = testnode.BaseEnv("")
 	cmd.Stdout = &syncWriter{w: &stdout}
 	cmd.Stderr = &syncWriter{w: &stderr}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -484,7 +484,7 @@ func startBaseline(b *testing.B, dir string, args []string) baselineProc {
 		<-done
 	})
 	out := cmd.Stdout.(*syncWriter)
-	deadline := time.Now().Add(startTimeout)
+	deadline := time.Now().Add(testnode.DefaultStartTimeout)
 	for !strings.Contains(out.String(), "baseline ready") {
 		select {
 		case err := <-done:

@@ -1,45 +1,26 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/minio/kms-go/kms"
 	"github.com/minio/kms-go/kms/cmds"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // runCLI runs the keep binary with args and the environment env (on top of
 // a clean one) and returns its output and exit code.
 func runCLI(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, keepBin, args...)
-	cmd.Env = append(baseEnv(t.TempDir()), env...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("keep %s: timed out", strings.Join(args, " "))
-	}
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("keep %s: %v", strings.Join(args, " "), err)
-		}
-		code = ee.ExitCode()
-	}
-	return o.String(), e.String(), code
+	r := testnode.Run(t, append(testnode.BaseEnv(t.TempDir()), env...), args...)
+	return r.Stdout, r.Stderr, r.Code
 }
 
 // cliOK runs the CLI and fails the test unless it exits 0.
@@ -123,9 +104,9 @@ func TestCLILocal(t *testing.T) {
 func TestCLI(t *testing.T) {
 	t.Parallel()
 	hsmKey := strings.TrimSpace(cliOK(t, nil, "--soft-hsm"))
-	n := startNode(t, nodeOpts{HSMKey: hsmKey})
+	n := testnode.Start(t, testnode.Options{HSMKey: hsmKey})
 	ctx := ctxT(t)
-	c := rootClient(t, n)
+	c := n.RootClient(t)
 
 	// keep identity HSM-KEY computes the root API key the banner printed.
 	if out := cliOK(t, nil, "identity", hsmKey); !strings.Contains(out, n.APIKey) {
@@ -273,7 +254,7 @@ func TestCLI(t *testing.T) {
 	if apiKey == "" {
 		t.Fatalf("keep add-identity: %q, want a new API key", out)
 	}
-	id := parseAPIKey(t, apiKey).Identity().String()
+	id := testnode.ParseAPIKey(t, apiKey).Identity().String()
 	if !strings.Contains(out, id) {
 		t.Errorf("keep add-identity: %q, want it to print the identity %s", out, id)
 	}
@@ -308,7 +289,7 @@ func TestCLI(t *testing.T) {
 	}
 
 	// A wrong API key: one line, exit 1.
-	stranger := []string{"MINIO_KMS_SERVER=https://" + n.Addr, "MINIO_KMS_API_KEY=" + newAPIKey(t).String()}
+	stranger := []string{"MINIO_KMS_SERVER=https://" + n.Addr, "MINIO_KMS_API_KEY=" + testnode.NewAPIKey(t).String()}
 	cliFails(t, stranger, 1, []string{"access denied"}, "ls-key", "-k")
 	cliFails(t, stranger, 1, []string{"access denied"}, "add-enclave", "x", "-k")
 	cliFails(t, []string{"MINIO_KMS_SERVER=https://" + n.Addr, "MINIO_KMS_API_KEY=k1:garbage"}, 1, nil, "ls-key", "-k")

@@ -4,21 +4,23 @@ import (
 	"testing"
 
 	"github.com/minio/kms-go/kms"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // TestErrors triggers every recognised error of spec §4.2 and checks it with
 // errors.Is, which compares status code and message exactly.
 func TestErrors(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{})
-	c := rootClient(t, n)
+	n := testnode.Start(t, testnode.Options{})
+	c := n.RootClient(t)
 	ctx := ctxT(t)
 
 	noErr(t, c.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "e"}), "CreateEnclave e")
 	noErr(t, c.CreateKey(ctx, "e", &kms.CreateKeyRequest{Name: "k"}), "CreateKey k")
 	g, err := c.GenerateKey(ctx, "e", &kms.GenerateKeyRequest{Name: "k", AssociatedData: []byte("ad")})
 	noErr(t, err, "GenerateKey k")
-	user := newAPIKey(t)
+	user := testnode.NewAPIKey(t)
 	noErr(t, c.CreateIdentity(ctx, "e", &kms.CreateIdentityRequest{Identity: user.Identity(), Privilege: kms.User}), "CreateIdentity user")
 
 	for _, tc := range []struct {
@@ -27,11 +29,11 @@ func TestErrors(t *testing.T) {
 		call func() error
 	}{
 		{"permission: user without policy", kms.ErrPermission, func() error {
-			_, err := client(t, n, user).GenerateKey(ctx, "e", &kms.GenerateKeyRequest{Name: "k"})
+			_, err := n.Client(t, user).GenerateKey(ctx, "e", &kms.GenerateKeyRequest{Name: "k"})
 			return err
 		}},
 		{"permission: unknown identity", kms.ErrPermission, func() error {
-			_, err := client(t, n, newAPIKey(t)).ListEnclaves(ctx, &kms.ListRequest{})
+			_, err := n.Client(t, testnode.NewAPIKey(t)).ListEnclaves(ctx, &kms.ListRequest{})
 			return err
 		}},
 		{"enclave exists", kms.ErrEnclaveExists, func() error {
@@ -58,7 +60,7 @@ func TestErrors(t *testing.T) {
 			return c.CreatePolicy(ctx, "nope", &kms.CreatePolicyRequest{Name: "p"})
 		}},
 		{"enclave not found: create identity", kms.ErrEnclaveNotFound, func() error {
-			return c.CreateIdentity(ctx, "nope", &kms.CreateIdentityRequest{Identity: newAPIKey(t).Identity(), Privilege: kms.User})
+			return c.CreateIdentity(ctx, "nope", &kms.CreateIdentityRequest{Identity: testnode.NewAPIKey(t).Identity(), Privilege: kms.User})
 		}},
 		{"key exists: create", kms.ErrKeyExists, func() error {
 			return c.CreateKey(ctx, "e", &kms.CreateKeyRequest{Name: "k"})
@@ -115,11 +117,11 @@ func TestErrors(t *testing.T) {
 			return c.AssignPolicy(ctx, "e", &kms.AssignPolicyRequest{Identity: user.Identity(), Policy: "nope"})
 		}},
 		{"identity not found: status", kms.ErrIdentityNotFound, func() error {
-			_, err := c.GetIdentity(ctx, "e", &kms.IdentityRequest{Identity: newAPIKey(t).Identity()})
+			_, err := c.GetIdentity(ctx, "e", &kms.IdentityRequest{Identity: testnode.NewAPIKey(t).Identity()})
 			return err
 		}},
 		{"identity not found: delete", kms.ErrIdentityNotFound, func() error {
-			return c.DeleteIdentity(ctx, "e", &kms.DeleteIdentityRequest{Identity: newAPIKey(t).Identity()})
+			return c.DeleteIdentity(ctx, "e", &kms.DeleteIdentityRequest{Identity: testnode.NewAPIKey(t).Identity()})
 		}},
 		{"invalid ciphertext: wrong associated data", kms.ErrDecrypt, func() error {
 			_, err := c.Decrypt(ctx, "e", &kms.DecryptRequest{Name: "k", Ciphertext: g[0].Ciphertext, AssociatedData: []byte("ae")})
@@ -139,5 +141,5 @@ func TestErrors(t *testing.T) {
 
 	// The policy of AssignPolicy to a missing identity must exist first.
 	noErr(t, c.CreatePolicy(ctx, "e", &kms.CreatePolicyRequest{Name: "p"}), "CreatePolicy p")
-	errIs(t, c.AssignPolicy(ctx, "e", &kms.AssignPolicyRequest{Identity: newAPIKey(t).Identity(), Policy: "p"}), kms.ErrIdentityNotFound, "identity not found: assign")
+	errIs(t, c.AssignPolicy(ctx, "e", &kms.AssignPolicyRequest{Identity: testnode.NewAPIKey(t).Identity(), Policy: "p"}), kms.ErrIdentityNotFound, "identity not found: assign")
 }

@@ -14,6 +14,8 @@ import (
 	pb "github.com/minio/kms-go/kms/protobuf"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // checkLength fails unless the reply carried an explicit Content-Length equal
@@ -63,9 +65,9 @@ func errMessage(t *testing.T, what string, r reply) string {
 // raw HTTPS requests, over HTTP/1.1 and HTTP/2.
 func TestHTTP(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{})
+	n := testnode.Start(t, testnode.Options{})
 	ctx := ctxT(t)
-	c := rootClient(t, n)
+	c := n.RootClient(t)
 	noErr(t, c.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: "raw"}), "CreateKey raw in default")
 	base := "https://" + n.Addr
 
@@ -74,8 +76,8 @@ func TestHTTP(t *testing.T) {
 		if h2 {
 			pname = "HTTP2"
 		}
-		anon := httpClient(t, nil, h2)
-		root := httpClient(t, n.Root, h2)
+		anon := testnode.HTTPClientProto(t, nil, h2, time.Minute)
+		root := testnode.HTTPClientProto(t, n.Root, h2, time.Minute)
 
 		t.Run(pname+"/Unauthenticated", func(t *testing.T) {
 			for _, path := range []string{"/version", "/v1/health/live", "/v1/health/ready", "/v1/health/ready?write"} {

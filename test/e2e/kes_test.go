@@ -30,6 +30,8 @@ import (
 	"github.com/minio/kms-go/kes"
 	"github.com/minio/kms-go/kms"
 	"github.com/minio/kms-go/kms/cmds"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // ---------------------------------------------------------------------------
@@ -59,7 +61,7 @@ func kesIdentity(id mtls.Identity) kes.Identity {
 
 // kesClient returns a KES client for the node that authenticates with the
 // kes:v1: spelling of k.
-func kesClient(t testing.TB, n *node, k mtls.PrivateKey) *kes.Client {
+func kesClient(t testing.TB, n *testnode.Node, k mtls.PrivateKey) *kes.Client {
 	t.Helper()
 	cert, err := kes.GenerateCertificate(kesAPIKey(t, k))
 	if err != nil {
@@ -128,7 +130,7 @@ func kesConfig(t testing.TB, enclave string) (config, auditFile string) {
 // default enclave, through the MinIO KMS API, and returns its key.
 func userWithPolicy(t testing.TB, ctx context.Context, root *kms.Client, enclave, policy string, allow, deny map[cmds.Command]kms.RuleSet) mtls.PrivateKey {
 	t.Helper()
-	k := newAPIKey(t)
+	k := testnode.NewAPIKey(t)
 	noErr(t, root.CreatePolicy(ctx, enclave, &kms.CreatePolicyRequest{Name: policy, Allow: allow, Deny: deny}), "CreatePolicy "+policy)
 	noErr(t, root.CreateIdentity(ctx, enclave, &kms.CreateIdentityRequest{Identity: k.Identity(), Privilege: kms.User}), "CreateIdentity")
 	noErr(t, root.AssignPolicy(ctx, enclave, &kms.AssignPolicyRequest{Identity: k.Identity(), Policy: policy}), "AssignPolicy "+policy)
@@ -195,7 +197,7 @@ func next[T any](t testing.TB, c <-chan T, what string) T {
 
 func TestKESBanner(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{Dev: true})
+	n := testnode.Start(t, testnode.Options{Dev: true})
 	key := kesAPIKey(t, n.Root)
 	if !strings.Contains(n.Banner, key.String()) {
 		t.Errorf("banner does not print the root API key as %s:\n%s", key, n.Banner)
@@ -214,9 +216,9 @@ func TestKESBanner(t *testing.T) {
 func TestKES(t *testing.T) {
 	t.Parallel()
 	config, auditFile := kesConfig(t, "")
-	n := startNode(t, nodeOpts{Dev: true, Config: config})
+	n := testnode.Start(t, testnode.Options{Dev: true, Config: config})
 	ctx := ctxT(t)
-	root := rootClient(t, n)
+	root := n.RootClient(t)
 	kc := kesClient(t, n, n.Root)
 	rootID := kesIdentity(n.Root.Identity())
 
@@ -386,8 +388,8 @@ func TestKES(t *testing.T) {
 		base := "https://" + n.Addr
 		noErr(t, root.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: "wire"}), "CreateKey wire")
 		for _, h2 := range []bool{false, true} {
-			hc := httpClient(t, n.Root, h2)
-			anon := httpClient(t, nil, h2)
+			hc := testnode.HTTPClientProto(t, n.Root, h2, time.Minute)
+			anon := testnode.HTTPClientProto(t, nil, h2, time.Minute)
 			proto := map[bool]string{false: "HTTP/1.1", true: "HTTP/2"}[h2]
 
 			// A body of unknown length is read: the context it carries is
@@ -480,12 +482,12 @@ func TestKES(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c2, err := kes.GenerateCertificate(kesAPIKey(t, newAPIKey(t)))
+			c2, err := kes.GenerateCertificate(kesAPIKey(t, testnode.NewAPIKey(t)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			c1.Certificate = append(c1.Certificate, c2.Certificate[0])
-			two := httpClient(t, nil, h2)
+			two := testnode.HTTPClientProto(t, nil, h2, time.Minute)
 			two.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{c1}
 			if r := do(t, two, "GET", base+"/v1/key/describe/wire", nil, nil); r.Status != 400 || kesMessage(t, r) != "tls: received more than one client certificate" {
 				t.Errorf("%s: two client certificates: %d %q", proto, r.Status, r.Body)
@@ -560,7 +562,7 @@ func TestKES(t *testing.T) {
 			t.Errorf("Metrics: %d requests in the 10s bucket, %d requests", b, m.RequestN())
 		}
 		// /v1/metrics has no more than the client understands, with a length.
-		r := do(t, httpClient(t, n.Root, true), "GET", "https://"+n.Addr+"/v1/metrics", nil, nil)
+		r := do(t, testnode.HTTPClientProto(t, n.Root, true, time.Minute), "GET", "https://"+n.Addr+"/v1/metrics", nil, nil)
 		checkLength(t, "/v1/metrics", r)
 		if !strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") || !bytes.Contains(r.Body, []byte("kes_system_up_time")) {
 			t.Errorf("/v1/metrics: %q\n%s", r.Header.Get("Content-Type"), r.Body)
@@ -673,9 +675,9 @@ func TestKES(t *testing.T) {
 
 		// Unknown identities, and identities of other enclaves, may do
 		// nothing on the KES enclave.
-		stranger := kesClient(t, n, newAPIKey(t))
+		stranger := kesClient(t, n, testnode.NewAPIKey(t))
 		noErr(t, root.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "elsewhere"}), "CreateEnclave elsewhere")
-		otherAdmin := newAPIKey(t)
+		otherAdmin := testnode.NewAPIKey(t)
 		noErr(t, root.CreateIdentity(ctx, "elsewhere", &kms.CreateIdentityRequest{Identity: otherAdmin.Identity(), Privilege: kms.Admin}), "CreateIdentity Admin elsewhere")
 		oc := kesClient(t, n, otherAdmin)
 		for name, c := range map[string]*kes.Client{"unknown identity": stranger, "Admin of another enclave": oc} {
@@ -694,7 +696,7 @@ func TestKES(t *testing.T) {
 
 		// An Admin of the KES enclave may do everything with keys there,
 		// but not follow the node's logs.
-		admin := newAPIKey(t)
+		admin := testnode.NewAPIKey(t)
 		noErr(t, root.CreateIdentity(ctx, "", &kms.CreateIdentityRequest{Identity: admin.Identity(), Privilege: kms.Admin}), "CreateIdentity Admin")
 		ac := kesClient(t, n, admin)
 		kesNoErr(t, ac.CreateKey(ctx, "admins-key"), "Admin CreateKey")
@@ -745,7 +747,7 @@ func TestKES(t *testing.T) {
 		kesNoErr(t, err, "GenerateKey")
 		_, err = root.GenerateKey(ctx, "", &kms.GenerateKeyRequest{Name: "logs"})
 		noErr(t, err, "kms GenerateKey")
-		stranger := newAPIKey(t)
+		stranger := testnode.NewAPIKey(t)
 		_, err = kesClient(t, n, stranger).GenerateKey(ctx, "logs", nil)
 		kesErrIs(t, err, kes.ErrNotAllowed, "unknown identity GenerateKey")
 
@@ -755,7 +757,7 @@ func TestKES(t *testing.T) {
 		}{{rootID, 200}, {rootID, 200}, {kesIdentity(stranger.Identity()), 403}} {
 			e := next(t, auditC, "audit stream")
 			if e.APIPath != "/v1/key/generate/logs" || e.ClientIdentity != want.identity || e.StatusCode != want.status ||
-				e.ClientIP.String() != n.host() && !e.ClientIP.IsLoopback() || e.Timestamp.Before(start.Add(-time.Second)) ||
+				e.ClientIP.String() != n.IP() && !e.ClientIP.IsLoopback() || e.Timestamp.Before(start.Add(-time.Second)) ||
 				e.ResponseTime <= 0 || e.ResponseTime > time.Minute {
 				t.Errorf("audit event %d: %+v, want generate of logs by %s with %d", i, e, want.identity, want.status)
 			}
@@ -838,31 +840,31 @@ func TestKESEnclave(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("version: v1\nkes:\n  enclave: \"no way\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, stderr, code := runServer(t, baseEnv(t.TempDir()), "server", "--dev", "--address", allocAddr(t), "--config", bad); code == 0 || !strings.Contains(stderr, "kes.enclave") {
-		t.Errorf("keep server with kes.enclave \"no way\": exit %d, stderr %q; want an error naming kes.enclave", code, stderr)
+	if r := testnode.Run(t, testnode.BaseEnv(t.TempDir()), "server", "--dev", "--address", testnode.AllocAddr(t), "--config", bad); r.Code == 0 || !strings.Contains(r.Stderr, "kes.enclave") {
+		t.Errorf("keep server with kes.enclave \"no way\": exit %d, stderr %q; want an error naming kes.enclave", r.Code, r.Stderr)
 	}
 
 	config, _ := kesConfig(t, "tenant")
-	n := startNode(t, nodeOpts{Dev: true, Config: config})
+	n := testnode.Start(t, testnode.Options{Dev: true, Config: config})
 	ctx := ctxT(t)
-	root := rootClient(t, n)
+	root := n.RootClient(t)
 	kc := kesClient(t, n, n.Root)
 
 	kesErrIs(t, kc.CreateKey(ctx, "k"), kes.ErrEnclaveNotFound, "CreateKey before the enclave exists")
 	noErr(t, root.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "tenant"}), "CreateEnclave tenant")
 	kesNoErr(t, kc.CreateKey(ctx, "k"), "CreateKey in tenant")
 	if _, err := root.KeyStatus(ctx, "tenant", &kms.KeyStatusRequest{Name: "k"}); err != nil {
-		t.Errorf("kms KeyStatus tenant/k: %s", describeErr(err))
+		t.Errorf("kms KeyStatus tenant/k: %s", testnode.DescribeErr(err))
 	}
 	_, err := root.KeyStatus(ctx, "", &kms.KeyStatusRequest{Name: "k"})
 	errIs(t, err, kms.ErrKeyNotFound, "kms KeyStatus default/k")
 
 	// Identities of the tenant enclave may use it; those of default not.
-	admin := newAPIKey(t)
+	admin := testnode.NewAPIKey(t)
 	noErr(t, root.CreateIdentity(ctx, "tenant", &kms.CreateIdentityRequest{Identity: admin.Identity(), Privilege: kms.Admin}), "CreateIdentity Admin tenant")
 	_, err = kesClient(t, n, admin).GenerateKey(ctx, "k", nil)
 	kesNoErr(t, err, "tenant Admin GenerateKey")
-	other := newAPIKey(t)
+	other := testnode.NewAPIKey(t)
 	noErr(t, root.CreateIdentity(ctx, "", &kms.CreateIdentityRequest{Identity: other.Identity(), Privilege: kms.Admin}), "CreateIdentity Admin default")
 	_, err = kesClient(t, n, other).GenerateKey(ctx, "k", nil)
 	kesErrIs(t, err, kes.ErrNotAllowed, "default Admin GenerateKey in tenant")

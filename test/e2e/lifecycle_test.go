@@ -20,6 +20,8 @@ import (
 
 	"github.com/minio/kms-go/kms"
 	"github.com/minio/kms-go/kms/cmds"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // hashDir returns the SHA-256 of every regular file under dir, by relative
@@ -57,12 +59,12 @@ func hashDir(t *testing.T, dir string) map[string]string {
 // SIGTERM and checks that all of it is back after a restart.
 func TestRestartPersistence(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{})
-	c := rootClient(t, n)
+	n := testnode.Start(t, testnode.Options{})
+	c := n.RootClient(t)
 	ctx := ctxT(t)
 
-	user := newAPIKey(t)
-	admin := newAPIKey(t)
+	user := testnode.NewAPIKey(t)
+	admin := testnode.NewAPIKey(t)
 	noErr(t, c.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "persist"}), "CreateEnclave")
 	noErr(t, c.CreateKey(ctx, "persist", &kms.CreateKeyRequest{Name: "aes", Type: kms.AES256}), "CreateKey aes")
 	noErr(t, c.CreateKey(ctx, "persist", &kms.CreateKeyRequest{Name: "chacha", Type: kms.ChaCha20}), "CreateKey chacha")
@@ -97,11 +99,11 @@ func TestRestartPersistence(t *testing.T) {
 	keysBefore := listAllKeys(t, ctx, c, "persist", "", 0)
 
 	for round := 1; round <= 2; round++ {
-		n.restart()
-		if code := n.exitCode(); code != 0 {
+		n.Restart()
+		if code := n.ExitCode(); code != 0 {
 			t.Errorf("restart %d: keep server exited with %d after SIGTERM, want 0", round, code)
 		}
-		c = rootClient(t, n)
+		c = n.RootClient(t)
 
 		_, err := c.EnclaveStatus(ctx, &kms.EnclaveStatusRequest{Name: "persist"})
 		noErr(t, err, "EnclaveStatus persist after restart")
@@ -154,15 +156,15 @@ func TestRestartPersistence(t *testing.T) {
 		}
 
 		// The identities still work, with their privileges.
-		uc := client(t, n, user)
+		uc := n.Client(t, user)
 		_, err = uc.GenerateKey(ctx, "persist", &kms.GenerateKeyRequest{Name: "aes"})
 		noErr(t, err, "user generates with aes after restart")
 		_, err = uc.GenerateKey(ctx, "persist", &kms.GenerateKeyRequest{Name: "chacha"})
 		errIs(t, err, kms.ErrPermission, "user generates with chacha after restart")
 		_, err = uc.Decrypt(ctx, "persist", &kms.DecryptRequest{Name: "chacha", Ciphertext: deks[1].Ciphertext, AssociatedData: []byte("chacha")})
 		errIs(t, err, kms.ErrPermission, "user decrypts with denied chacha after restart")
-		noErr(t, client(t, n, admin).CreateKey(ctx, "persist", &kms.CreateKeyRequest{Name: fmt.Sprintf("by-admin-%d", round)}), "admin creates key after restart")
-		keysBefore = listAllKeys(t, ctx, c, "persist", "", 0)
+		noErr(t, n.Client(t, admin).CreateKey(ctx, "persist", &kms.CreateKeyRequest{Name: fmt.Sprintf("by-admin-%d", round)}), "admin creates key after restart")
+		listAllKeys(t, ctx, c, "persist", "", 0) // lists with the new key; keysBefore is taken after the rotation below
 
 		// Rotation continues from the right version.
 		noErr(t, c.CreateKey(ctx, "persist", &kms.CreateKeyRequest{Name: "chacha", AddVersion: true}), "rotate chacha after restart")
@@ -179,29 +181,29 @@ func TestRestartPersistence(t *testing.T) {
 // must fail with the documented message and leave the directory alone.
 func TestWrongHSMKey(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{})
+	n := testnode.Start(t, testnode.Options{})
 	ctx := ctxT(t)
-	c := rootClient(t, n)
+	c := n.RootClient(t)
 	noErr(t, c.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: "k"}), "CreateKey")
 	g, err := c.GenerateKey(ctx, "", &kms.GenerateKeyRequest{Name: "k"})
 	noErr(t, err, "GenerateKey")
-	n.stop()
+	n.Stop()
 
 	before := hashDir(t, n.Dir)
 	if _, ok := before["kms.db"]; !ok {
 		t.Errorf("no kms.db in the data directory: %v", slices.Sorted(maps.Keys(before)))
 	}
-	env := append(baseEnv(t.TempDir()), "MINIO_KMS_HSM_KEY="+newHSMKey(t))
-	stdout, stderr, code := runServer(t, env, "server", n.Dir, "--address", n.Addr, "--host", n.Addr)
+	env := append(testnode.BaseEnv(t.TempDir()), "MINIO_KMS_HSM_KEY="+testnode.NewHSMKey(t))
+	r := testnode.Run(t, env, "server", n.Dir, "--address", n.Addr, "--host", n.Addr)
 	const want = "failed to unseal root encryption key with HSM: invalid ciphertext"
-	if code == 0 {
+	if r.Code == 0 {
 		t.Errorf("keep server with another HSM key: exit code 0, want non-zero")
 	}
-	if !strings.Contains(stderr, want) {
-		t.Errorf("keep server with another HSM key: stderr %q, want it to contain %q", stderr, want)
+	if !strings.Contains(r.Stderr, want) {
+		t.Errorf("keep server with another HSM key: stderr %q, want it to contain %q", r.Stderr, want)
 	}
-	if strings.Contains(stdout, readyLine) {
-		t.Errorf("keep server with another HSM key printed %q", readyLine)
+	if strings.Contains(r.Stdout, testnode.ReadyLine) {
+		t.Errorf("keep server with another HSM key printed %q", testnode.ReadyLine)
 	}
 	after := hashDir(t, n.Dir)
 	if !maps.Equal(before, after) {
@@ -218,8 +220,8 @@ func TestWrongHSMKey(t *testing.T) {
 	}
 
 	// The right key still opens everything.
-	n.start()
-	d, err := rootClient(t, n).Decrypt(ctx, "", &kms.DecryptRequest{Name: "k", Ciphertext: g[0].Ciphertext})
+	n.MustStart()
+	d, err := n.RootClient(t).Decrypt(ctx, "", &kms.DecryptRequest{Name: "k", Ciphertext: g[0].Ciphertext})
 	noErr(t, err, "Decrypt after failed start with the wrong key")
 	if !bytes.Equal(d[0].Plaintext, g[0].Plaintext) {
 		t.Errorf("Decrypt after failed start: plaintext differs")
@@ -238,7 +240,7 @@ func TestStartFailures(t *testing.T) {
 		return p
 	}
 	aFile := write("not-a-dir", "x")
-	hsmKey := newHSMKey(t)
+	hsmKey := testnode.NewHSMKey(t)
 
 	for _, tc := range []struct {
 		name     string
@@ -263,27 +265,27 @@ func TestStartFailures(t *testing.T) {
 		if dir == "fresh" {
 			dir = filepath.Join(t.TempDir(), "data")
 		}
-		env := baseEnv(t.TempDir())
+		env := testnode.BaseEnv(t.TempDir())
 		if tc.hsmKey != "" {
 			env = append(env, "MINIO_KMS_HSM_KEY="+tc.hsmKey)
 		}
-		addr := allocAddr(t)
+		addr := testnode.AllocAddr(t)
 		args := []string{"server", dir, "--address", addr, "--host", addr}
 		if tc.config != "" {
 			args = append(args, "--config", tc.config)
 		}
 		start := time.Now()
-		stdout, stderr, code := runServer(t, env, args...)
-		if code == 0 {
+		r := testnode.Run(t, env, args...)
+		if r.Code == 0 {
 			t.Errorf("%s: exit code 0, want non-zero", tc.name)
 		}
 		if time.Since(start) > 10*time.Second {
 			t.Errorf("%s: took %v to fail", tc.name, time.Since(start))
 		}
-		if strings.Contains(stdout, readyLine) {
-			t.Errorf("%s: printed %q", tc.name, readyLine)
+		if strings.Contains(r.Stdout, testnode.ReadyLine) {
+			t.Errorf("%s: printed %q", tc.name, testnode.ReadyLine)
 		}
-		msg := strings.TrimSpace(stderr)
+		msg := strings.TrimSpace(r.Stderr)
 		switch {
 		case msg == "":
 			t.Errorf("%s: nothing on stderr", tc.name)
@@ -297,10 +299,10 @@ func TestStartFailures(t *testing.T) {
 				t.Errorf("%s: stderr %q does not mention %q", tc.name, msg, s)
 			}
 		}
-		if tc.hsmKey != "" && strings.Contains(stderr, strings.TrimPrefix(tc.hsmKey, "hsm:aes256:")) && len(tc.hsmKey) > 20 {
+		if tc.hsmKey != "" && strings.Contains(r.Stderr, strings.TrimPrefix(tc.hsmKey, "hsm:aes256:")) && len(tc.hsmKey) > 20 {
 			t.Errorf("%s: stderr repeats the HSM key", tc.name)
 		}
-		t.Logf("%s: exit %d: %s", tc.name, code, msg)
+		t.Logf("%s: exit %d: %s", tc.name, r.Code, msg)
 	}
 }
 
@@ -308,10 +310,10 @@ func TestStartFailures(t *testing.T) {
 // alone, and that admin.identity in the config replaces it.
 func TestRootAPIKey(t *testing.T) {
 	t.Parallel()
-	hsmKey := newHSMKey(t)
-	n1 := startNode(t, nodeOpts{HSMKey: hsmKey})
-	n2 := startNode(t, nodeOpts{HSMKey: hsmKey})
-	n3 := startNode(t, nodeOpts{})
+	hsmKey := testnode.NewHSMKey(t)
+	n1 := testnode.Start(t, testnode.Options{HSMKey: hsmKey})
+	n2 := testnode.Start(t, testnode.Options{HSMKey: hsmKey})
+	n3 := testnode.Start(t, testnode.Options{})
 	if n1.APIKey != n2.APIKey {
 		t.Errorf("two nodes with the same HSM key print different root API keys: %s and %s", n1.APIKey, n2.APIKey)
 	}
@@ -319,42 +321,42 @@ func TestRootAPIKey(t *testing.T) {
 		t.Errorf("nodes with different HSM keys print the same root API key %s", n1.APIKey)
 	}
 	ctx := ctxT(t)
-	r, err := rootClient(t, n2).GetIdentity(ctx, "", &kms.IdentityRequest{})
+	r, err := n2.RootClient(t).GetIdentity(ctx, "", &kms.IdentityRequest{})
 	noErr(t, err, "GetIdentity self with the root key")
 	if r[0].Privilege != kms.SysAdmin {
 		t.Errorf("root API key: privilege %v, want SysAdmin", r[0].Privilege)
 	}
 	// n1's key is root on n2: the key does not depend on DIR or address.
-	noErr(t, client(t, n2, n1.Root).CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "by-n1-key"}), "CreateEnclave on n2 with n1's root key")
-	_, err = client(t, n3, n1.Root).ListEnclaves(ctx, &kms.ListRequest{})
+	noErr(t, n2.Client(t, n1.Root).CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "by-n1-key"}), "CreateEnclave on n2 with n1's root key")
+	_, err = n3.Client(t, n1.Root).ListEnclaves(ctx, &kms.ListRequest{})
 	errIs(t, err, kms.ErrPermission, "n1's root key on a node with another HSM key")
 
 	// admin.identity replaces the HSM-derived root identity.
-	admin := newAPIKey(t)
+	admin := testnode.NewAPIKey(t)
 	cfg := filepath.Join(t.TempDir(), "keep.yaml")
 	if err := os.WriteFile(cfg, []byte("version: v1\nadmin:\n  identity: "+admin.Identity().String()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n4 := startNode(t, nodeOpts{HSMKey: hsmKey, Config: cfg, NoAPIKey: true})
+	n4 := testnode.Start(t, testnode.Options{HSMKey: hsmKey, Config: cfg, NoAPIKey: true})
 	if strings.Contains(n4.Banner, n1.APIKey) {
 		t.Errorf("banner with admin.identity still prints the HSM-derived root API key:\n%s", n4.Banner)
 	}
-	noErr(t, client(t, n4, admin).CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "by-admin"}), "CreateEnclave by admin.identity")
-	r, err = client(t, n4, admin).GetIdentity(ctx, "", &kms.IdentityRequest{})
+	noErr(t, n4.Client(t, admin).CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "by-admin"}), "CreateEnclave by admin.identity")
+	r, err = n4.Client(t, admin).GetIdentity(ctx, "", &kms.IdentityRequest{})
 	noErr(t, err, "GetIdentity self by admin.identity")
 	if r[0].Privilege != kms.SysAdmin || r[0].Identity != admin.Identity() {
 		t.Errorf("admin.identity self: %v %v, want %v SysAdmin", r[0].Identity, r[0].Privilege, admin.Identity())
 	}
-	_, err = client(t, n4, n1.Root).ListEnclaves(ctx, &kms.ListRequest{})
+	_, err = n4.Client(t, n1.Root).ListEnclaves(ctx, &kms.ListRequest{})
 	errIs(t, err, kms.ErrPermission, "HSM-derived root key on a node whose config names admin.identity")
 }
 
 // TestDevMode starts keep server --dev: no DIR, no HSM key, in memory.
 func TestDevMode(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{Dev: true, HSMKey: "-"})
+	n := testnode.Start(t, testnode.Options{Dev: true, HSMKey: "-"})
 	ctx := ctxT(t)
-	c := rootClient(t, n)
+	c := n.RootClient(t)
 	noErr(t, c.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: "dev"}), "CreateKey in dev mode")
 	g, err := c.GenerateKey(ctx, "", &kms.GenerateKeyRequest{Name: "dev"})
 	noErr(t, err, "GenerateKey in dev mode")
@@ -365,8 +367,8 @@ func TestDevMode(t *testing.T) {
 	}
 	noErr(t, c.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "dev-enclave"}), "CreateEnclave in dev mode")
 	// Nothing survives.
-	n.restart()
-	c = client(t, n, n.Root)
+	n.Restart()
+	c = n.Client(t, n.Root)
 	_, err = c.KeyStatus(ctx, "", &kms.KeyStatusRequest{Name: "dev"})
 	if err == nil {
 		t.Errorf("dev mode: a key survived a restart")
@@ -377,9 +379,9 @@ func TestDevMode(t *testing.T) {
 // acknowledged creation survives.
 func TestKill9(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{})
+	n := testnode.Start(t, testnode.Options{})
 	ctx := ctxT(t)
-	c := rootClient(t, n)
+	c := n.RootClient(t)
 
 	var (
 		mu    sync.Mutex
@@ -417,7 +419,7 @@ func TestKill9(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	n.kill() // SIGKILL while the writers are still going
+	n.Kill() // SIGKILL while the writers are still going
 	close(stop)
 	wg.Wait()
 	mu.Lock()
@@ -428,8 +430,8 @@ func TestKill9(t *testing.T) {
 	}
 	t.Logf("%d key creations acknowledged before kill -9", len(names))
 
-	n.start()
-	c = rootClient(t, n)
+	n.MustStart()
+	c = n.RootClient(t)
 	var missing []string
 	for chunk := range slices.Chunk(names, 500) {
 		reqs := make([]*kms.KeyStatusRequest, len(chunk))
@@ -438,7 +440,7 @@ func TestKill9(t *testing.T) {
 		}
 		if _, err := c.KeyStatus(ctx, "", reqs...); err != nil {
 			if !errors.Is(err, kms.ErrKeyNotFound) {
-				t.Fatalf("KeyStatus after kill -9: %s", describeErr(err))
+				t.Fatalf("KeyStatus after kill -9: %s", testnode.DescribeErr(err))
 			}
 			for _, name := range chunk {
 				if _, err := c.KeyStatus(ctx, "", &kms.KeyStatusRequest{Name: name}); err != nil {
@@ -453,7 +455,7 @@ func TestKill9(t *testing.T) {
 	// The node still takes writes, also for names that were in flight.
 	for w := range 4 {
 		if err := c.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: fmt.Sprintf("after-%d", w)}); err != nil {
-			t.Errorf("CreateKey after restart: %s", describeErr(err))
+			t.Errorf("CreateKey after restart: %s", testnode.DescribeErr(err))
 		}
 	}
 }
@@ -462,9 +464,9 @@ func TestKill9(t *testing.T) {
 // material the test knows: an imported key, the HSM key, generated DEKs.
 func TestSecretsAtRest(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{})
+	n := testnode.Start(t, testnode.Options{})
 	ctx := ctxT(t)
-	c := rootClient(t, n)
+	c := n.RootClient(t)
 
 	imported := randBytes(t, 32)
 	importedChaCha := randBytes(t, 32)
@@ -485,7 +487,7 @@ func TestSecretsAtRest(t *testing.T) {
 	for _, g := range gs {
 		deks = append(deks, g.Plaintext)
 	}
-	n.stop()
+	n.Stop()
 
 	hsmRaw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(n.HSMKey, "hsm:aes256:"))
 	if err != nil || len(hsmRaw) != 32 {
@@ -547,10 +549,10 @@ func TestSecretsAtRest(t *testing.T) {
 		t.Logf("searched %d files: no secret found", nfiles)
 	}
 	// And the data is really there: start again, the imported key still works.
-	n.start()
-	g, err := rootClient(t, n).GenerateKey(ctx, "secrets", &kms.GenerateKeyRequest{Name: "imported", Version: 1})
+	n.MustStart()
+	g, err := n.RootClient(t).GenerateKey(ctx, "secrets", &kms.GenerateKeyRequest{Name: "imported", Version: 1})
 	noErr(t, err, "GenerateKey after restart")
-	d, err := rootClient(t, n).Decrypt(ctx, "secrets", &kms.DecryptRequest{Name: "imported", Ciphertext: g[0].Ciphertext})
+	d, err := n.RootClient(t).Decrypt(ctx, "secrets", &kms.DecryptRequest{Name: "imported", Ciphertext: g[0].Ciphertext})
 	noErr(t, err, "Decrypt after restart")
 	if !bytes.Equal(d[0].Plaintext, g[0].Plaintext) {
 		t.Errorf("round trip after restart differs")
@@ -562,7 +564,7 @@ func TestSecretsAtRest(t *testing.T) {
 func TestTLSConfig(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	addr := allocAddr(t)
+	addr := testnode.AllocAddr(t)
 	host := strings.Split(addr, ":")[0]
 	ca := newCA(t, "Keep e2e CA")
 	leaf := ca.issue(t, host)
@@ -574,7 +576,7 @@ func TestTLSConfig(t *testing.T) {
 	cfg := filepath.Join(dir, "keep.yaml")
 	writeFile(t, cfg, []byte(fmt.Sprintf("version: v1\ntls:\n  certs:\n    - key: %s\n      cert: %s\n  ca: %s\n", keyFile, certFile, caFile)))
 
-	n := startNode(t, nodeOpts{Addr: addr, Config: cfg})
+	n := testnode.Start(t, testnode.Options{Addr: addr, Config: cfg})
 	ctx := ctxT(t)
 
 	verified, err := kms.NewClient(&kms.Config{
@@ -622,14 +624,14 @@ func TestTLSConfig(t *testing.T) {
 	}
 
 	// The CA-verified node survives a restart with the same certificate.
-	n.restart()
+	n.Restart()
 	noErr(t, func() error {
 		_, err := verified.KeyStatus(ctx, "", &kms.KeyStatusRequest{Name: "tls"})
 		return err
 	}(), "KeyStatus over a verified connection after restart")
 
 	// Without certificates in the config, the node makes its own.
-	n2 := startNode(t, nodeOpts{})
+	n2 := testnode.Start(t, testnode.Options{})
 	conn, err = tls.Dial("tcp", n2.Addr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatalf("TLS dial to a node with a generated certificate: %v", err)

@@ -27,17 +27,19 @@ import (
 	"github.com/minio/kms-go/kms"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // ---------------------------------------------------------------------------
 // Helpers for monitoring and settings
 
 // metricsURL is the metrics endpoint of a node.
-func metricsURL(n *node) string { return "https://" + n.Addr + "/v1/health/metrics" }
+func metricsURL(n *testnode.Node) string { return "https://" + n.Addr + "/v1/health/metrics" }
 
 // scrape reads the metrics of n with hc and returns the status and, for a
 // 200, the parsed metric families.
-func scrape(t *testing.T, hc *http.Client, n *node) (int, map[string]*dto.MetricFamily) {
+func scrape(t *testing.T, hc *http.Client, n *testnode.Node) (int, map[string]*dto.MetricFamily) {
 	t.Helper()
 	r := do(t, hc, http.MethodGet, metricsURL(n), nil, nil)
 	if r.Status != http.StatusOK {
@@ -53,7 +55,7 @@ func scrape(t *testing.T, hc *http.Client, n *node) (int, map[string]*dto.Metric
 }
 
 // mustScrape is scrape that fails the test unless the scrape succeeds.
-func mustScrape(t *testing.T, hc *http.Client, n *node) map[string]*dto.MetricFamily {
+func mustScrape(t *testing.T, hc *http.Client, n *testnode.Node) map[string]*dto.MetricFamily {
 	t.Helper()
 	status, families := scrape(t, hc, n)
 	if status != http.StatusOK {
@@ -102,7 +104,7 @@ func value(families map[string]*dto.MetricFamily, name string, labels ...string)
 }
 
 // cliEnv is the environment of a keep client command talking to n as root.
-func cliEnv(n *node) []string {
+func cliEnv(n *testnode.Node) []string {
 	return []string{"MINIO_KMS_SERVER=https://" + n.Addr, "MINIO_KMS_API_KEY=" + n.APIKey}
 }
 
@@ -114,9 +116,9 @@ type nodeConfig struct {
 }
 
 // getConfig reads GET /v1/config of n as root.
-func getConfig(t *testing.T, n *node) nodeConfig {
+func getConfig(t *testing.T, n *testnode.Node) nodeConfig {
 	t.Helper()
-	r := do(t, httpClient(t, n.Root, true), http.MethodGet, "https://"+n.Addr+"/v1/config", nil, map[string]string{"Accept": "application/json"})
+	r := do(t, testnode.HTTPClientProto(t, n.Root, true, time.Minute), http.MethodGet, "https://"+n.Addr+"/v1/config", nil, map[string]string{"Accept": "application/json"})
 	if r.Status != http.StatusOK {
 		t.Fatalf("GET /v1/config of %s: %d %s", n.Addr, r.Status, r.Body)
 	}
@@ -142,18 +144,6 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 	}
 }
 
-// stderrLog returns what the running server process of n wrote to stderr.
-func stderrLog(n *node) string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for i := len(n.logs) - 1; i >= 0; i-- {
-		if strings.Contains(filepath.Base(n.logs[i]), "stderr") {
-			return readFile(n.logs[i])
-		}
-	}
-	return ""
-}
-
 // writeConfigFile writes a node config file into a new directory.
 func writeConfigFile(t testing.TB, yaml string) string {
 	t.Helper()
@@ -175,12 +165,12 @@ type cliProcess struct {
 func startCLI(t *testing.T, env []string, args ...string) *cliProcess {
 	t.Helper()
 	p := &cliProcess{
-		cmd:    exec.Command(keepBin, args...),
+		cmd:    exec.Command(testnode.Binary(t), args...),
 		stdout: &syncWriter{w: new(bytes.Buffer)},
 		stderr: &syncWriter{w: new(bytes.Buffer)},
 		done:   make(chan error, 1),
 	}
-	p.cmd.Env = append(baseEnv(t.TempDir()), env...)
+	p.cmd.Env = append(testnode.BaseEnv(t.TempDir()), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -215,10 +205,10 @@ func (p *cliProcess) interrupt(t *testing.T) int {
 // with the requests made, and that metrics.auth decides who may scrape.
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{})
+	n := testnode.Start(t, testnode.Options{})
 	ctx := ctxT(t)
-	c := rootClient(t, n)
-	root, anon := httpClient(t, n.Root, true), httpClient(t, nil, true)
+	c := n.RootClient(t)
+	root, anon := testnode.HTTPClientProto(t, n.Root, true, time.Minute), testnode.HTTPClientProto(t, nil, true, time.Minute)
 	noErr(t, c.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: "metrics"}), "CreateKey")
 
 	before := mustScrape(t, root, n)
@@ -303,12 +293,12 @@ func TestMetrics(t *testing.T) {
 
 	// metrics.auth: sysadmin (the default) refuses clients without a
 	// certificate and identities without SysAdmin; public lets anyone in.
-	user := newAPIKey(t)
+	user := testnode.NewAPIKey(t)
 	noErr(t, c.CreateIdentity(ctx, "", &kms.CreateIdentityRequest{Identity: user.Identity(), Privilege: kms.Admin}), "CreateIdentity")
 	if status, _ := scrape(t, anon, n); status != http.StatusForbidden {
 		t.Errorf("scrape without certificate, metrics.auth=sysadmin: status %d, want 403", status)
 	}
-	if status, _ := scrape(t, httpClient(t, user, true), n); status != http.StatusForbidden {
+	if status, _ := scrape(t, testnode.HTTPClientProto(t, user, true, time.Minute), n); status != http.StatusForbidden {
 		t.Errorf("scrape by an Admin, metrics.auth=sysadmin: status %d, want 403", status)
 	}
 	cliOK(t, cliEnv(n), "config", "set", "-k", "metrics.auth=public")
@@ -325,11 +315,11 @@ func TestMetrics(t *testing.T) {
 // node of a two-node cluster and checks that both nodes follow them.
 func TestClusterSettings(t *testing.T) {
 	t.Parallel()
-	hsmKey := newHSMKey(t)
-	n1 := startNode(t, nodeOpts{HSMKey: hsmKey})
-	n2 := startNode(t, nodeOpts{HSMKey: hsmKey})
+	hsmKey := testnode.NewHSMKey(t)
+	n1 := testnode.Start(t, testnode.Options{HSMKey: hsmKey})
+	n2 := testnode.Start(t, testnode.Options{HSMKey: hsmKey})
 	ctx := ctxT(t)
-	c1, c2 := rootClient(t, n1), rootClient(t, n2)
+	c1, c2 := n1.RootClient(t), n2.RootClient(t)
 	noErr(t, c1.AddNode(ctx, &kms.AddClusterNodeRequest{Host: n2.Addr}), "AddNode")
 	noErr(t, c1.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: "settings"}), "CreateKey")
 	if !waitFor(10*time.Second, func() bool {
@@ -341,9 +331,9 @@ func TestClusterSettings(t *testing.T) {
 
 	// Node 2 logs no debug lines at the default level.
 	debugLine := `"level":"DEBUG","msg":"request"`
-	do(t, httpClient(t, nil, true), http.MethodGet, "https://"+n2.Addr+"/version", nil, nil)
+	do(t, testnode.HTTPClientProto(t, nil, true, time.Minute), http.MethodGet, "https://"+n2.Addr+"/version", nil, nil)
 	time.Sleep(200 * time.Millisecond)
-	if strings.Contains(stderrLog(n2), debugLine) {
+	if strings.Contains(n2.Stderr(), debugLine) {
 		t.Fatalf("node 2 logs requests at debug level before log.level=debug")
 	}
 
@@ -351,16 +341,16 @@ func TestClusterSettings(t *testing.T) {
 	if !strings.Contains(out, "log.level") || !strings.Contains(out, "cluster") {
 		t.Errorf("keep config set: %q, want the settings table", out)
 	}
-	for _, n := range []*node{n1, n2} {
+	for _, n := range []*testnode.Node{n1, n2} {
 		if !waitFor(5*time.Second, func() bool { return getConfig(t, n).Effective["log.level"] == "debug" }) {
 			t.Errorf("%s: effective log.level %q, want debug", n.Addr, getConfig(t, n).Effective["log.level"])
 		}
 	}
 	if !waitFor(5*time.Second, func() bool {
-		do(t, httpClient(t, nil, true), http.MethodGet, "https://"+n2.Addr+"/version", nil, nil)
-		return strings.Contains(stderrLog(n2), debugLine)
+		do(t, testnode.HTTPClientProto(t, nil, true, time.Minute), http.MethodGet, "https://"+n2.Addr+"/version", nil, nil)
+		return strings.Contains(n2.Stderr(), debugLine)
 	}) {
-		t.Errorf("node 2 logs no request at debug level after log.level=debug; stderr:\n%s", stderrLog(n2))
+		t.Errorf("node 2 logs no request at debug level after log.level=debug; stderr:\n%s", n2.Stderr())
 	}
 	var view nodeConfig
 	cliJSON(t, cliEnv(n2), &view, "config", "get", "-k")
@@ -371,12 +361,12 @@ func TestClusterSettings(t *testing.T) {
 	// cluster.max_staleness: node 2, cut off from the leader, serves reads
 	// for as long as the setting says, then refuses them.
 	cliOK(t, cliEnv(n1), "config", "set", "-k", "cluster.max_staleness=2s")
-	for _, n := range []*node{n1, n2} {
+	for _, n := range []*testnode.Node{n1, n2} {
 		if !waitFor(5*time.Second, func() bool { return getConfig(t, n).Effective["cluster.max_staleness"] == "2s" }) {
 			t.Errorf("%s: effective cluster.max_staleness %q, want 2s", n.Addr, getConfig(t, n).Effective["cluster.max_staleness"])
 		}
 	}
-	n1.kill()
+	n1.Kill()
 	_, err := c2.KeyStatus(ctx, "", &kms.KeyStatusRequest{Name: "settings"})
 	noErr(t, err, "KeyStatus on node 2 right after the leader died")
 	if !waitFor(10*time.Second, func() bool {
@@ -394,7 +384,7 @@ func TestClusterSettings(t *testing.T) {
 func TestCertificateRotation(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	addr := allocAddr(t)
+	addr := testnode.AllocAddr(t)
 	host, _, _ := net.SplitHostPort(addr)
 	ca := newCA(t, "Keep rotation CA")
 	soon := ca.issue(t, host) // valid for 24 hours: expires within 48
@@ -402,11 +392,9 @@ func TestCertificateRotation(t *testing.T) {
 	writeFile(t, keyFile, soon.keyPEM)
 	writeFile(t, certFile, soon.certPEM)
 	cfg := writeConfigFile(t, fmt.Sprintf("version: v1\ntls:\n  certs:\n    - key: %s\n      cert: %s\n", keyFile, certFile))
-	n := startNode(t, nodeOpts{Addr: addr, Config: cfg})
-	n.mu.Lock()
-	pid := n.cmd.Process.Pid
-	n.mu.Unlock()
-	root := httpClient(t, n.Root, true)
+	n := testnode.Start(t, testnode.Options{Addr: addr, Config: cfg})
+	pid := n.PID()
+	root := testnode.HTTPClientProto(t, n.Root, true, time.Minute)
 
 	served := func() *x509.Certificate {
 		conn, err := tls.Dial("tcp", n.Addr, &tls.Config{RootCAs: ca.pool(), ServerName: host})
@@ -423,8 +411,8 @@ func TestCertificateRotation(t *testing.T) {
 	if v := value(f, "keep_tls_certificate_expiring", "cert", certFile); v != 1 {
 		t.Errorf("keep_tls_certificate_expiring{cert=%s} = %v for a certificate valid 24h, want 1", certFile, v)
 	}
-	if !waitFor(5*time.Second, func() bool { return strings.Contains(stderrLog(n), "TLS certificate expires soon") }) {
-		t.Errorf("no warning of the certificate expiring within 48 hours; stderr:\n%s", stderrLog(n))
+	if !waitFor(5*time.Second, func() bool { return strings.Contains(n.Stderr(), "TLS certificate expires soon") }) {
+		t.Errorf("no warning of the certificate expiring within 48 hours; stderr:\n%s", n.Stderr())
 	}
 
 	// Rotate: a certificate valid for 90 days, files replaced one by one.
@@ -432,12 +420,9 @@ func TestCertificateRotation(t *testing.T) {
 	replaceFile(t, certFile, later.certPEM)
 	replaceFile(t, keyFile, later.keyPEM)
 	if !waitFor(30*time.Second, func() bool { return bytes.Equal(served().Raw, later.cert.Raw) }) {
-		t.Fatalf("new connections do not get the new certificate 30s after rotation; stderr:\n%s", stderrLog(n))
+		t.Fatalf("new connections do not get the new certificate 30s after rotation; stderr:\n%s", n.Stderr())
 	}
-	n.mu.Lock()
-	restarted := n.cmd.Process.Pid != pid || n.exited()
-	n.mu.Unlock()
-	if restarted {
+	if n.PID() != pid { // PID is 0 once the process has exited
 		t.Errorf("the node restarted to rotate its certificate")
 	}
 	f = mustScrape(t, root, n)
@@ -447,7 +432,7 @@ func TestCertificateRotation(t *testing.T) {
 	if v := value(f, "keep_tls_certificate_expiry_seconds", "cert", certFile); v < 89*24*3600 {
 		t.Errorf("keep_tls_certificate_expiry_seconds = %v after rotation, want about 90 days", v)
 	}
-	if !strings.Contains(stderrLog(n), "TLS certificate reloaded") {
+	if !strings.Contains(n.Stderr(), "TLS certificate reloaded") {
 		t.Errorf("the reload is not logged")
 	}
 }
@@ -501,9 +486,9 @@ func replaceFile(t *testing.T, path string, data []byte) {
 // ends them with Ctrl-C.
 func TestLogsCLI(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{})
+	n := testnode.Start(t, testnode.Options{})
 	ctx := ctxT(t)
-	c := rootClient(t, n)
+	c := n.RootClient(t)
 	noErr(t, c.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: "logs"}), "CreateKey")
 	env := cliEnv(n)
 	cliOK(t, env, "config", "set", "-k", "log.level=debug")
@@ -553,7 +538,7 @@ func TestLogsCLI(t *testing.T) {
 // Ctrl-C.
 func TestPprofCLI(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOpts{})
+	n := testnode.Start(t, testnode.Options{})
 	env := cliEnv(n)
 	dir := t.TempDir()
 

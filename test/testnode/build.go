@@ -1,20 +1,18 @@
 // Package testnode runs the keep binary for tests the way a user does: it
-// builds ./cmd/keep once per test process, starts real server processes on
-// 127.0.0.x loopback addresses, stops (SIGTERM), kills (SIGKILL) and
-// restarts them, reads the root API key from their banner, and gives
-// kms-go clients and a CLI runner for them.
+// builds ./cmd/keep once per test process (Main, Binary), starts real server
+// processes on 127.0.0.x loopback addresses (Start, New; Options), stops
+// (SIGTERM), kills (SIGKILL) and restarts them (Node.Stop, Kill, Restart,
+// MustStart), reads the root API key from their banner (BannerAPIKey), and
+// gives kms-go and raw HTTPS clients (Client, Node.Client, RootClient,
+// HTTPClient, HTTPClientProto), runs keep to completion (Run, CLI) and
+// makes addresses and keys (AllocAddr, AllocIP, FreePort, NewHSMKey,
+// NewAPIKey, ParseAPIKey, BaseEnv). Start returns a *StartError (exit code,
+// stdout, stderr) for a node that is expected to fail; Ups/WaitUps follow a
+// process that re-executes itself; PID, Stdout and Stderr look at the
+// running process.
 //
 // It is an ordinary (non-test) package so that every end-to-end suite can
-// share it: test/cluster uses it, and test/e2e can move to it. The e2e
-// harness maps onto it one to one: TestMain → Main, startNode → Start
-// (nodeOpts → Options), node.start/stop/kill/restart → Start (or
-// MustStart)/Stop/Kill/Restart, runServer → Run, client/rootClient →
-// Node.Client/RootClient, httpClient → HTTPClientProto, allocAddr,
-// newHSMKey, newAPIKey, parseAPIKey, baseEnv, bannerAPIKey → AllocAddr,
-// NewHSMKey, NewAPIKey, ParseAPIKey, BaseEnv, BannerAPIKey. Beyond it:
-// Start returns a *StartError (exit code, stdout, stderr) for a node that
-// is expected to fail, Ups/WaitUps follow a process that re-executes
-// itself, PID, and CLI runs client commands against given servers.
+// share it: test/e2e and test/cluster use it.
 //
 // Set KEEP_BINARY to test a prebuilt binary instead of building ./cmd/keep.
 package testnode
