@@ -1,0 +1,311 @@
+package miniotest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/keep-kms/keep/test/testnode"
+)
+
+var showLogs = flag.Bool("minio.logs", false, "log the output of MinIO and Keep also when a test passes")
+
+// minioStartTimeout bounds how long MinIO may take to answer its
+// readiness probe with 200 after it was started.
+const minioStartTimeout = 2 * time.Minute
+
+// minioServer is one MinIO server process on a single drive (a fresh
+// directory), listening on a fresh 127.0.0.x address, plain HTTP. It can be
+// stopped and started again on the same drive.
+type minioServer struct {
+	t        testing.TB
+	name     string
+	addr     string // S3 API, IP:PORT
+	console  string // console address (the console is off)
+	dir      string // the drive
+	certsDir string // --certs-dir: CAs/ holds the CA that signed Keep's certificates
+	home     string
+	logDir   string
+	kmsEnv   []string // MINIO_KMS_* variables
+	user     string
+	password string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{}
+	starts int
+	log    string   // output file of the current process
+	logs   []string // every output file so far
+}
+
+// newMinIO returns a MinIO server that is not started yet, with the KMS
+// configured by kmsEnv and ca (if not nil) in its certs dir's CAs/. The
+// process is killed when the test ends and its output logged if the test
+// failed.
+func newMinIO(t testing.TB, name string, ca *testCA, kmsEnv ...string) *minioServer {
+	t.Helper()
+	addr := testnode.AllocAddr(t)
+	m := &minioServer{
+		t:        t,
+		name:     name,
+		addr:     addr,
+		console:  testnode.FreePort(t, testnode.IPOf(addr)),
+		dir:      t.TempDir(),
+		certsDir: t.TempDir(),
+		home:     t.TempDir(),
+		logDir:   t.TempDir(),
+		kmsEnv:   kmsEnv,
+		user:     "keeptest",
+		password: randomHex(t, 16),
+	}
+	if ca != nil {
+		pem, err := os.ReadFile(ca.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(m.certsDir, "CAs"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(m.certsDir, "CAs", "keep-ca.crt"), pem, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		m.kill()
+		if t.Failed() || *showLogs {
+			t.Logf("logs of MinIO %s (%s, drive %s, env %q):\n%s", m.name, m.addr, m.dir, m.kmsEnv, m.Logs())
+		}
+	})
+	return m
+}
+
+func randomHex(t testing.TB, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// args is the command line of the server.
+func (m *minioServer) args() []string {
+	return []string{"server", m.dir, "--address", m.addr, "--console-address", m.console, "--certs-dir", m.certsDir}
+}
+
+// env is the environment of the server.
+func (m *minioServer) env() []string {
+	env := append(testnode.BaseEnv(m.home),
+		"MINIO_ROOT_USER="+m.user,
+		"MINIO_ROOT_PASSWORD="+m.password,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+	)
+	return append(env, m.kmsEnv...)
+}
+
+// start starts the server and waits until its readiness probe answers 200
+// (which needs the KMS). It returns an error with the server's output if
+// the process exits first or is not ready in time.
+func (m *minioServer) start() error {
+	m.mu.Lock()
+	if m.cmd != nil && !m.exitedLocked() {
+		m.mu.Unlock()
+		return errors.New("minio: still running")
+	}
+	m.starts++
+	m.log = filepath.Join(m.logDir, fmt.Sprintf("minio.%d.log", m.starts))
+	out, err := os.Create(m.log)
+	if err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	m.logs = append(m.logs, m.log)
+	cmd := exec.Command(minioBinary, m.args()...)
+	cmd.Env = m.env()
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		m.mu.Unlock()
+		out.Close()
+		return fmt.Errorf("start minio: %w", err)
+	}
+	done := make(chan struct{})
+	m.cmd, m.done = cmd, done
+	go func() {
+		cmd.Wait()
+		out.Close()
+		close(done)
+	}()
+	m.mu.Unlock()
+
+	deadline := time.Now().Add(minioStartTimeout)
+	for {
+		code, err := m.ready(10 * time.Second)
+		if err == nil && code == http.StatusOK {
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("minio %s exited (%v) before it was ready; output:\n%s", m.name, cmd.ProcessState, tail(readFile(m.log), 16<<10))
+		default:
+		}
+		if time.Now().After(deadline) {
+			m.kill()
+			return fmt.Errorf("minio %s not ready within %v (last probe: %d %v); output:\n%s", m.name, minioStartTimeout, code, err, tail(readFile(m.log), 16<<10))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (m *minioServer) mustStart() {
+	m.t.Helper()
+	if err := m.start(); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+func (m *minioServer) exitedLocked() bool {
+	select {
+	case <-m.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and waits for the process to exit, killing it after
+// 30 seconds.
+func (m *minioServer) stop() {
+	m.mu.Lock()
+	cmd, done := m.cmd, m.done
+	m.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		m.t.Logf("minio %s did not exit within 30s of SIGTERM; killing it", m.name)
+		m.kill()
+	}
+}
+
+// kill kills the process group and waits for the process to exit.
+func (m *minioServer) kill() {
+	m.mu.Lock()
+	cmd, done := m.cmd, m.done
+	m.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+}
+
+// pid is the process ID of the running server, 0 if none runs.
+func (m *minioServer) pid() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil || m.exitedLocked() {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
+// restart stops the server and starts it again on the same drive.
+func (m *minioServer) restart() {
+	m.t.Helper()
+	m.stop()
+	m.mustStart()
+}
+
+// ready asks /minio/health/ready, which has MinIO generate a data key with
+// its default key, and returns the HTTP status.
+func (m *minioServer) ready(timeout time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.addr+"/minio/health/ready", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// client returns a minio-go client for the server; maxRetries 0 keeps
+// minio-go's default (10), 1 disables retries.
+func (m *minioServer) client(maxRetries int) *minio.Client {
+	m.t.Helper()
+	tr, err := minio.DefaultTransport(false)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	tr.MaxIdleConnsPerHost = 256
+	m.t.Cleanup(tr.CloseIdleConnections)
+	c, err := minio.New(m.addr, &minio.Options{
+		Creds:      credentials.NewStaticV4(m.user, m.password, ""),
+		Transport:  tr,
+		MaxRetries: maxRetries,
+	})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return c
+}
+
+// Logs returns every output file, oldest first, each cut to its last
+// 64 KiB.
+func (m *minioServer) Logs() string {
+	m.mu.Lock()
+	logs := append([]string(nil), m.logs...)
+	m.mu.Unlock()
+	var b strings.Builder
+	for _, p := range logs {
+		fmt.Fprintf(&b, "==> %s (minio %s)\n%s\n", filepath.Base(p), m.name, tail(readFile(p), 64<<10))
+	}
+	return b.String()
+}
+
+func tail(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return "…[cut]…" + s[len(s)-max:]
+}
+
+func readFile(path string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "<" + err.Error() + ">"
+	}
+	return string(b)
+}
