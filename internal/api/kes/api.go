@@ -25,6 +25,7 @@ import (
 
 	"aead.dev/mtls"
 
+	"github.com/keep-kms/keep/internal/api/replystatus"
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/logging"
 	"github.com/keep-kms/keep/internal/service"
@@ -139,12 +140,12 @@ func (a *API) serve(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, hr *http.Request) {
 		start := time.Now()
 		if rt.metered {
-			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			sw := replystatus.New(w)
 			w = sw
 			a.metrics.active.Inc()
 			defer func() {
 				a.metrics.active.Dec()
-				a.metrics.observe(sw.status, time.Since(start))
+				a.metrics.observe(sw.Status, time.Since(start))
 			}()
 		}
 		r := &request{Request: hr, route: rt, start: start}
@@ -300,17 +301,3 @@ func allowHeader(method string) string {
 	}
 	return method
 }
-
-// statusWriter remembers the status of a reply, for the metrics.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(status int) {
-	w.status = status
-	w.ResponseWriter.WriteHeader(status)
-}
-
-// Unwrap lets http.ResponseController reach the writer's Flush.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

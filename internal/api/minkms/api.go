@@ -17,6 +17,7 @@ import (
 
 	"aead.dev/mtls"
 
+	"github.com/keep-kms/keep/internal/api/replystatus"
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/logging"
@@ -124,29 +125,15 @@ func (a *API) serve(rt route) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		start, sw := time.Now(), &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		start, sw := time.Now(), replystatus.New(w)
 		rt.handle(a, sw, r)
 		c := callerOf(r)
 		a.audit.Record(audit.Event{
 			Time: start.UTC(), Node: a.host, Identity: c.Identity, IP: remoteIP(r), API: "minkms",
-			Command: rt.audit, Resource: strings.TrimSpace(r.Method + " " + r.URL.RawQuery), Status: sw.status, Latency: time.Since(start),
+			Command: rt.audit, Resource: strings.TrimSpace(r.Method + " " + r.URL.RawQuery), Status: sw.Status, Latency: time.Since(start),
 		})
 	})
 }
-
-// statusWriter remembers the status of a reply, for its audit record.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(status int) {
-	w.status = status
-	w.ResponseWriter.WriteHeader(status)
-}
-
-// Unwrap lets http.ResponseController reach the writer's Flush.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // readBody reads a request body whole, within the route's limit. A body of
 // known length (kms-go always sends one) is read into one buffer of that
