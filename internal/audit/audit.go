@@ -102,10 +102,7 @@ func (l *Log) Record(events ...Event) error {
 	if l.sink == nil || l.disabled.Load() {
 		return nil
 	}
-	l.buf = l.buf[:0]
-	for i := range events {
-		l.buf = appendJSON(l.buf, &events[i])
-	}
+	l.buf = appendJSONs(l.buf[:0], events)
 	_, err := l.sink.Write(l.buf)
 	l.broken = err
 	if err != nil && !l.failOpen {

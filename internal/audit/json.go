@@ -10,6 +10,34 @@ import (
 // it, without reflection: audit records are written on the hot path of
 // every request, and encoding/json costs several microseconds per event.
 func appendJSON(b []byte, e *Event) []byte {
+	return appendRest(appendPrefix(b, e), e)
+}
+
+// appendJSONs appends the events as lines of JSON. The leading fields of a
+// record (time, node, identity, IP, API) are the same for all the commands
+// of a batch: they are encoded once for a run of records that share them.
+func appendJSONs(b []byte, events []Event) []byte {
+	var prefix []byte
+	for i := range events {
+		e := &events[i]
+		if i > 0 && samePrefix(&events[i-1], e) {
+			b = append(b, prefix...)
+		} else {
+			start := len(b)
+			b = appendPrefix(b, e)
+			prefix = b[start:len(b):len(b)]
+		}
+		b = appendRest(b, e)
+	}
+	return b
+}
+
+func samePrefix(a, b *Event) bool {
+	return a.Time.Equal(b.Time) && a.Node == b.Node && a.Identity == b.Identity && a.IP == b.IP && a.API == b.API
+}
+
+// appendPrefix appends the start of a record, up to and with its API.
+func appendPrefix(b []byte, e *Event) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","node":`...)
@@ -17,7 +45,11 @@ func appendJSON(b []byte, e *Event) []byte {
 	b = appendField(b, "identity", e.Identity)
 	b = appendField(b, "ip", e.IP)
 	b = append(b, `,"api":`...)
-	b = appendString(b, e.API)
+	return appendString(b, e.API)
+}
+
+// appendRest appends the rest of a record after appendPrefix.
+func appendRest(b []byte, e *Event) []byte {
 	b = append(b, `,"command":`...)
 	b = appendString(b, e.Command)
 	b = appendField(b, "enclave", e.Enclave)

@@ -47,3 +47,22 @@ func BenchmarkAppendJSON(b *testing.B) {
 		buf = appendJSON(buf[:0], &e)
 	}
 }
+
+// TestAppendJSONs checks that records sharing their leading fields encode
+// as each would alone.
+func TestAppendJSONs(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 8, 0, 0, 123, time.UTC)
+	events := []Event{
+		{Time: t0, Node: "n:7373", Identity: "h1:x", IP: "127.0.0.1", API: "minkms", Command: "KEY:GENERATE", Resource: "a", Status: 200},
+		{Time: t0, Node: "n:7373", Identity: "h1:x", IP: "127.0.0.1", API: "minkms", Command: "KEY:GENERATE", Resource: "b", Status: 404, Error: "key does not exist"},
+		{Time: t0.Add(time.Second), Node: "n:7373", API: "kes", Command: "KEY:CREATE", Resource: "c", Status: 200},
+		{Time: t0.Add(time.Second), Node: "n:7373", API: "kes", Command: "KEY:CREATE", Resource: "d", Status: 200},
+	}
+	var want []byte
+	for i := range events {
+		want = appendJSON(want, &events[i])
+	}
+	if got := appendJSONs(nil, events); !bytes.Equal(got, want) {
+		t.Fatalf("appendJSONs:\n got %s\nwant %s", got, want)
+	}
+}

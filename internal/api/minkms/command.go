@@ -97,13 +97,14 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 		one    [1]audit.Event // the events of the common single command, without an allocation
 		events = one[:0]
 	)
+	received := time.Now().UTC() // the time of every record of the batch
 	for _, f := range frames {
 		start := time.Now()
 		resp, err := f.handler.run(r.Context(), a, caller, enclave, f.msg)
 		if err == nil {
 			reply, err = cmds.EncodePB(reply, f.cmd, resp)
 		}
-		events = append(events, a.event(r, caller, enclave, f.cmd, f.msg, start, err))
+		events = append(events, a.event(r, caller, enclave, f.cmd, f.msg, received, start, err))
 		if err != nil {
 			failed = err
 			break
@@ -121,10 +122,11 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 	writeBody(w, http.StatusOK, contentTypeBinary, reply)
 }
 
-// event is the audit record of one command.
-func (a *API) event(r *http.Request, c service.Caller, enclave string, cmd cmds.Command, msg proto.Message, start time.Time, err error) audit.Event {
+// event is the audit record of one command of a request received at the
+// given time, which started at start.
+func (a *API) event(r *http.Request, c service.Caller, enclave string, cmd cmds.Command, msg proto.Message, received, start time.Time, err error) audit.Event {
 	e := audit.Event{
-		Time:     start.UTC(),
+		Time:     received,
 		Node:     a.host,
 		Identity: c.Identity,
 		IP:       remoteIP(r),
