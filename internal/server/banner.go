@@ -23,6 +23,7 @@ type banner struct {
 	APIKey    string // "" when the config names the admin identity
 	Admin     string
 	Dev       bool
+	DevCert   string // the file of a dev node's self-signed certificate
 }
 
 func (b *banner) write(w io.Writer) {
@@ -53,6 +54,9 @@ func (b *banner) write(w io.Writer) {
 		line("", "Node %s: %s%s", id, b.Status.Nodes[id], mark)
 	}
 	line("Endpoint", "%s", b.Endpoint)
+	if b.DevCert != "" {
+		line("Certificate", "%s (self-signed: clients that verify, such as MinIO, must trust it)", b.DevCert)
+	}
 	// Both APIs take the same key and identity, spelled their own way: the
 	// MinIO KMS API k1:… and h1:…, the KES API kes:v1:… and hex.
 	if b.APIKey != "" {

@@ -99,6 +99,12 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	var devCert string
+	if opts.Dev && (conf == nil || len(conf.TLS.Certs) == 0) {
+		if devCert, err = writeDevCertificate(certs, opts.Address); err != nil {
+			return fmt.Errorf("failed to write the dev certificate: %w", err)
+		}
+	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go certs.watch(watchCtx, certCheckInterval)
@@ -201,6 +207,7 @@ func Run(ctx context.Context, opts Options) error {
 		APIKey:    apiKey,
 		Admin:     admin,
 		Dev:       opts.Dev,
+		DevCert:   devCert,
 	}).write(opts.Stdout)
 
 	select {

@@ -7,10 +7,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -110,4 +112,20 @@ func selfSigned(names []string) (tls.Certificate, error) {
 		return tls.Certificate{}, fmt.Errorf("failed to parse self-signed certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// writeDevCertificate writes the self-signed certificate of a dev node to
+// a file, so that clients that verify certificates (MinIO) can trust it,
+// and returns the file's path. Only dev nodes do this: a node with a data
+// directory must not write anything before its HSM key is checked.
+func writeDevCertificate(store *certStore, address string) (string, error) {
+	cert := store.pairs[0].cert.Load()
+	_, port, _ := net.SplitHostPort(address)
+	dir := filepath.Join(os.TempDir(), "keep-dev-"+port)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "public.crt")
+	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
+	return path, os.WriteFile(path, data, 0o644)
 }

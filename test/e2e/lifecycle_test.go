@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -366,6 +367,28 @@ func TestDevMode(t *testing.T) {
 		t.Errorf("dev mode round trip differs")
 	}
 	noErr(t, c.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "dev-enclave"}), "CreateEnclave in dev mode")
+
+	// The banner names the file of the self-signed certificate, and a
+	// client that trusts that file verifies the node (as MinIO does).
+	var certFile string
+	for _, line := range strings.Split(n.Stdout(), "\n") {
+		if f, ok := strings.CutPrefix(line, "Certificate"); ok {
+			certFile = strings.Fields(f)[0]
+		}
+	}
+	pemData, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatalf("dev certificate %q from the banner: %v", certFile, err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemData) {
+		t.Fatalf("dev certificate %s holds no PEM certificate", certFile)
+	}
+	verified, err := kms.NewClient(&kms.Config{Endpoints: []string{n.Addr}, APIKey: n.Root, TLS: &tls.Config{RootCAs: roots}})
+	noErr(t, err, "client trusting the dev certificate")
+	_, err = verified.KeyStatus(ctx, "", &kms.KeyStatusRequest{Name: "dev"})
+	noErr(t, err, "KeyStatus with the dev certificate verified")
+
 	// Nothing survives.
 	n.Restart()
 	c = n.Client(t, n.Root)
