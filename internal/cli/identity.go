@@ -72,6 +72,7 @@ func (a *app) identityCommands() []*cobra.Command {
 func (a *app) addIdentityCommand() *cobra.Command {
 	var (
 		admin, sysAdmin, service bool
+		ed25519Key               bool
 		tagList                  []string
 		ids                      []mtls.Identity
 		tags                     map[string]string
@@ -82,10 +83,13 @@ func (a *app) addIdentityCommand() *cobra.Command {
 		Long: `Register identities, or create a new API key and register its identity.
 
 Without IDENTITY, add-identity generates a new API key (k2:…), registers its
-identity and prints both. The API key is not stored anywhere: keep it safe.
+identity and prints both. With --ed25519 the key is an Ed25519 key (k1:…),
+which KES clients and MinIO in KES mode also accept, spelled kes:v1:…; both
+spellings are printed. The API key is not stored anywhere: keep it safe.
 An identity is User unless --admin or --sysadmin is given; a User may do
 only what its policy (set-policy) allows.`,
 		Example: `  keep add-identity -e tenant-1 --admin
+  keep add-identity -e minio --admin --ed25519     # a key for MinIO in KES mode
   keep add-identity h1:FALvKoL5sB2mfvXrbheZ8tgKjIJZ60gN-VH9TcfK7Q0 --tag team=storage`,
 		Args: argsRange(0, -1),
 		PreRunE: func(cmd *cobra.Command, args []string) (err error) {
@@ -104,6 +108,7 @@ only what its policy (set-policy) allows.`,
 	cmd.Flags().BoolVar(&sysAdmin, "sysadmin", false, "give the identity the SysAdmin privilege: everything, in every enclave")
 	cmd.Flags().BoolVar(&service, "service", false, "make it a service account of the calling identity")
 	cmd.Flags().StringArrayVar(&tagList, "tag", nil, "attach a KEY=VALUE tag (repeatable)")
+	cmd.Flags().BoolVar(&ed25519Key, "ed25519", false, "generate an Ed25519 API key (k1:…, also usable as kes:v1:…) instead of a P-256 one (k2:…)")
 	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, _ []string) error {
 		privilege := kms.User
 		switch {
@@ -130,17 +135,25 @@ only what its policy (set-policy) allows.`,
 			return nil
 		}
 
-		key, err := mtls.GenerateKeyECDSA(elliptic.P256(), rand.Reader)
+		var key mtls.PrivateKey
+		var err error
+		if ed25519Key {
+			key, err = mtls.GenerateKeyEdDSA(rand.Reader)
+		} else {
+			key, err = mtls.GenerateKeyECDSA(elliptic.P256(), rand.Reader)
+		}
 		if err != nil {
 			return fmt.Errorf("cannot generate API key: %v", err)
 		}
 		if err := create(key.Identity()); err != nil {
 			return err
 		}
-		if err := writeDetails(cmd.OutOrStdout(), []field{
-			{"API Key", key.String()},
-			{"Identity", key.Identity().String()},
-		}); err != nil {
+		details := []field{{"API Key", key.String()}}
+		if kes := kesAPIKey(key); kes != "" {
+			details = append(details, field{"KES API Key", kes})
+		}
+		details = append(details, field{"Identity", key.Identity().String()})
+		if err := writeDetails(cmd.OutOrStdout(), details); err != nil {
 			return err
 		}
 		fmt.Fprintln(cmd.ErrOrStderr(), "Store the API key safely: it is shown only once.")
