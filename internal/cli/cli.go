@@ -103,7 +103,8 @@ func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "keep",
 		Short: "Keep is a clustered key management server speaking the MinIO KMS API",
-		Long: `Keep is a clustered key management server speaking the MinIO KMS API.
+		Long: `Keep is a clustered key management server speaking the MinIO KMS API and
+the KES API.
 
 Client commands connect to the servers in MINIO_KMS_SERVER (comma-separated,
 default https://localhost:7373) and authenticate with the API key in
