@@ -589,13 +589,13 @@ func TestTLSConfig(t *testing.T) {
 	dir := t.TempDir()
 	addr := testnode.AllocAddr(t)
 	host := strings.Split(addr, ":")[0]
-	ca := newCA(t, "Keep e2e CA")
-	leaf := ca.issue(t, host)
+	ca := testnode.NewCA(t, "Keep e2e CA")
+	leaf := ca.Issue(t, host, 0)
 	keyFile, certFile := filepath.Join(dir, "private.key"), filepath.Join(dir, "public.crt")
 	caFile := filepath.Join(dir, "ca.crt")
-	writeFile(t, keyFile, leaf.keyPEM)
-	writeFile(t, certFile, leaf.certPEM)
-	writeFile(t, caFile, ca.certPEM)
+	writeFile(t, keyFile, leaf.KeyPEM)
+	writeFile(t, certFile, leaf.CertPEM)
+	writeFile(t, caFile, ca.CertPEM)
 	cfg := filepath.Join(dir, "keep.yaml")
 	writeFile(t, cfg, []byte(fmt.Sprintf("version: v1\ntls:\n  certs:\n    - key: %s\n      cert: %s\n  ca: %s\n", keyFile, certFile, caFile)))
 
@@ -605,7 +605,7 @@ func TestTLSConfig(t *testing.T) {
 	verified, err := kms.NewClient(&kms.Config{
 		Endpoints: []string{n.Addr},
 		APIKey:    n.Root,
-		TLS:       &tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12},
+		TLS:       &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
 	})
 	noErr(t, err, "NewClient")
 	noErr(t, verified.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: "tls"}), "CreateKey over a verified connection")
@@ -616,21 +616,21 @@ func TestTLSConfig(t *testing.T) {
 	}
 
 	// The server presents exactly the configured leaf.
-	conn, err := tls.Dial("tcp", n.Addr, &tls.Config{RootCAs: ca.pool(), ServerName: host})
+	conn, err := tls.Dial("tcp", n.Addr, &tls.Config{RootCAs: ca.Pool(), ServerName: host})
 	if err != nil {
 		t.Fatalf("TLS dial with the CA: %v", err)
 	}
-	if got := conn.ConnectionState().PeerCertificates[0]; !bytes.Equal(got.Raw, leaf.cert.Raw) {
-		t.Errorf("server presents certificate %v, want the configured one %v", got.Subject, leaf.cert.Subject)
+	if got := conn.ConnectionState().PeerCertificates[0]; !bytes.Equal(got.Raw, leaf.Cert.Raw) {
+		t.Errorf("server presents certificate %v, want the configured one %v", got.Subject, leaf.Cert.Subject)
 	}
 	conn.Close()
 
 	// Another CA does not verify it.
-	other := newCA(t, "Other CA")
+	other := testnode.NewCA(t, "Other CA")
 	unverified, err := kms.NewClient(&kms.Config{
 		Endpoints: []string{n.Addr},
 		APIKey:    n.Root,
-		TLS:       &tls.Config{RootCAs: other.pool()},
+		TLS:       &tls.Config{RootCAs: other.Pool()},
 	})
 	noErr(t, err, "NewClient")
 	_, err = unverified.KeyStatus(ctx, "", &kms.KeyStatusRequest{Name: "tls"})
@@ -640,7 +640,7 @@ func TestTLSConfig(t *testing.T) {
 	}
 
 	// Wrong host name: the certificate names 127.0.0.x only.
-	conn, err = tls.Dial("tcp", n.Addr, &tls.Config{RootCAs: ca.pool(), ServerName: "kms.example.net"})
+	conn, err = tls.Dial("tcp", n.Addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "kms.example.net"})
 	if err == nil {
 		conn.Close()
 		t.Errorf("TLS dial with ServerName kms.example.net succeeded, want a host name mismatch")

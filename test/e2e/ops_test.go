@@ -3,14 +3,9 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -386,25 +381,25 @@ func TestCertificateRotation(t *testing.T) {
 	dir := t.TempDir()
 	addr := testnode.AllocAddr(t)
 	host, _, _ := net.SplitHostPort(addr)
-	ca := newCA(t, "Keep rotation CA")
-	soon := ca.issue(t, host) // valid for 24 hours: expires within 48
+	ca := testnode.NewCA(t, "Keep rotation CA")
+	soon := ca.Issue(t, host, 0) // valid for 24 hours: expires within 48
 	keyFile, certFile := filepath.Join(dir, "private.key"), filepath.Join(dir, "public.crt")
-	writeFile(t, keyFile, soon.keyPEM)
-	writeFile(t, certFile, soon.certPEM)
+	writeFile(t, keyFile, soon.KeyPEM)
+	writeFile(t, certFile, soon.CertPEM)
 	cfg := writeConfigFile(t, fmt.Sprintf("version: v1\ntls:\n  certs:\n    - key: %s\n      cert: %s\n", keyFile, certFile))
 	n := testnode.Start(t, testnode.Options{Addr: addr, Config: cfg})
 	pid := n.PID()
 	root := testnode.HTTPClientProto(t, n.Root, true, time.Minute)
 
 	served := func() *x509.Certificate {
-		conn, err := tls.Dial("tcp", n.Addr, &tls.Config{RootCAs: ca.pool(), ServerName: host})
+		conn, err := tls.Dial("tcp", n.Addr, &tls.Config{RootCAs: ca.Pool(), ServerName: host})
 		if err != nil {
 			t.Fatalf("TLS dial: %v", err)
 		}
 		defer conn.Close()
 		return conn.ConnectionState().PeerCertificates[0]
 	}
-	if !bytes.Equal(served().Raw, soon.cert.Raw) {
+	if !bytes.Equal(served().Raw, soon.Cert.Raw) {
 		t.Fatal("the node does not serve the configured certificate")
 	}
 	f := mustScrape(t, root, n)
@@ -416,10 +411,10 @@ func TestCertificateRotation(t *testing.T) {
 	}
 
 	// Rotate: a certificate valid for 90 days, files replaced one by one.
-	later := issueLeaf(t, ca, host, 90*24*time.Hour)
-	replaceFile(t, certFile, later.certPEM)
-	replaceFile(t, keyFile, later.keyPEM)
-	if !waitFor(30*time.Second, func() bool { return bytes.Equal(served().Raw, later.cert.Raw) }) {
+	later := ca.Issue(t, host, 90*24*time.Hour)
+	replaceFile(t, certFile, later.CertPEM)
+	replaceFile(t, keyFile, later.KeyPEM)
+	if !waitFor(30*time.Second, func() bool { return bytes.Equal(served().Raw, later.Cert.Raw) }) {
 		t.Fatalf("new connections do not get the new certificate 30s after rotation; stderr:\n%s", n.Stderr())
 	}
 	if n.PID() != pid { // PID is 0 once the process has exited
@@ -434,41 +429,6 @@ func TestCertificateRotation(t *testing.T) {
 	}
 	if !strings.Contains(n.Stderr(), "TLS certificate reloaded") {
 		t.Errorf("the reload is not logged")
-	}
-}
-
-// issueLeaf is testCA.issue with a validity of its own.
-func issueLeaf(t *testing.T, ca *testCA, ip string, validity time.Duration) *testLeaf {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: "keep " + ip},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP(ip)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testLeaf{
-		cert:    cert,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
 	}
 }
 

@@ -1,4 +1,4 @@
-package e2e
+package testnode
 
 import (
 	"crypto/ecdsa"
@@ -13,29 +13,24 @@ import (
 	"time"
 )
 
-type testCA struct {
+// CA is a throw-away certificate authority for tests (ECDSA P-256, valid
+// for a day), for nodes with CA-signed certificates and clients that
+// verify them.
+type CA struct {
+	Cert    *x509.Certificate
+	CertPEM []byte
 	key     *ecdsa.PrivateKey
-	cert    *x509.Certificate
-	certPEM []byte
 }
 
-type testLeaf struct {
-	cert    *x509.Certificate
-	certPEM []byte
-	keyPEM  []byte
+// Leaf is a certificate a CA issued, with its private key.
+type Leaf struct {
+	Cert    *x509.Certificate
+	CertPEM []byte
+	KeyPEM  []byte // PKCS #8
 }
 
-func serial(t *testing.T) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-// newCA returns a self-signed ECDSA P-256 certificate authority.
-func newCA(t *testing.T, name string) *testCA {
+// NewCA returns a new CA with the given common name.
+func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -58,18 +53,23 @@ func newCA(t *testing.T, name string) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{key: key, cert: cert, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &CA{Cert: cert, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), key: key}
 }
 
-func (ca *testCA) pool() *x509.CertPool {
+// Pool returns a pool holding the CA, for clients that verify.
+func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
+	p.AddCert(ca.Cert)
 	return p
 }
 
-// issue returns a server certificate for the IP address ip signed by ca.
-func (ca *testCA) issue(t *testing.T, ip string) *testLeaf {
+// Issue returns a server (and client) certificate for the IP address ip,
+// valid for validity from now (a day if 0).
+func (ca *CA) Issue(t testing.TB, ip string, validity time.Duration) *Leaf {
 	t.Helper()
+	if validity == 0 {
+		validity = 24 * time.Hour
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -78,12 +78,12 @@ func (ca *testCA) issue(t *testing.T, ip string) *testLeaf {
 		SerialNumber: serial(t),
 		Subject:      pkix.Name{CommonName: "keep " + ip},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotAfter:     time.Now().Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IPAddresses:  []net.IP{net.ParseIP(ip)},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,9 +95,18 @@ func (ca *testCA) issue(t *testing.T, ip string) *testLeaf {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testLeaf{
-		cert:    cert,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
+	return &Leaf{
+		Cert:    cert,
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
 	}
+}
+
+func serial(t testing.TB) *big.Int {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
