@@ -29,13 +29,7 @@ import (
 // KEEP_BENCH_WORKERS client goroutines; the reported ratio is the median
 // of the rounds' ratios. Goal (from the issue): at most 1.10.
 func BenchmarkAuditCPU(b *testing.B) {
-	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		b.Skip("needs /proc/PID/stat")
-	}
-	seconds := envFloat(b, "KEEP_BENCH_SECONDS", 2.5)
-	rounds := envInt(b, "KEEP_BENCH_ROUNDS", 5)
-	workers := envInt(b, "KEEP_BENCH_WORKERS", 8)
-	chunks := envInt(b, "KEEP_BENCH_CHUNKS", 4)
+	seconds, rounds, workers, chunks := benchSettings(b)
 	tick := clockTick()
 	const goal = 1.10
 

@@ -26,6 +26,18 @@ import (
 	"github.com/keep-kms/keep/test/testnode"
 )
 
+// benchSettings skips a CPU benchmark where there is no /proc/PID/stat and
+// reads its settings from the environment: KEEP_BENCH_SECONDS of load per
+// case and round, KEEP_BENCH_ROUNDS, KEEP_BENCH_WORKERS client goroutines
+// and KEEP_BENCH_CHUNKS turns per round.
+func benchSettings(b *testing.B) (seconds float64, rounds, workers, chunks int) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		b.Skip("needs /proc/PID/stat")
+	}
+	return envFloat(b, "KEEP_BENCH_SECONDS", 2.5), envInt(b, "KEEP_BENCH_ROUNDS", 5),
+		envInt(b, "KEEP_BENCH_WORKERS", 8), envInt(b, "KEEP_BENCH_CHUNKS", 4)
+}
+
 // BenchmarkServerCPU measures the server CPU time keep spends per generate
 // and decrypt, over the full HTTPS stack with the kms-go client on
 // keep-alive connections, beside a baseline measured in the same run: a
@@ -59,13 +71,7 @@ import (
 // the baseline; in batches of 16, per operation at most 0.15 times the
 // baseline single request. Linux only (/proc).
 func BenchmarkServerCPU(b *testing.B) {
-	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		b.Skip("needs /proc/PID/stat")
-	}
-	seconds := envFloat(b, "KEEP_BENCH_SECONDS", 2.5)
-	rounds := envInt(b, "KEEP_BENCH_ROUNDS", 5)
-	workers := envInt(b, "KEEP_BENCH_WORKERS", 8)
-	chunks := envInt(b, "KEEP_BENCH_CHUNKS", 4)
+	seconds, rounds, workers, chunks := benchSettings(b)
 	profDir := os.Getenv("KEEP_BENCH_PROFILE")
 	if profDir != "" {
 		if err := os.MkdirAll(profDir, 0o755); err != nil {
