@@ -6,14 +6,10 @@ import (
 	"unicode/utf8"
 )
 
-// appendJSON appends e as one line of JSON, as encoding/json would encode
-// it, without reflection: audit records are written on the hot path of
-// every request, and encoding/json costs several microseconds per event.
-func appendJSON(b []byte, e *Event) []byte {
-	return appendRest(appendPrefix(b, e), e)
-}
-
-// appendJSONs appends the events as lines of JSON. The leading fields of a
+// appendJSONs appends the events as lines of JSON, as encoding/json would
+// encode them, without reflection: audit records are written on the hot
+// path of every request, and encoding/json costs several microseconds per
+// event. The leading fields of a
 // record (time, node, identity, IP, API) are the same for all the commands
 // of a batch: they are encoded once for a run of records that share them.
 func appendJSONs(b []byte, events []Event) []byte {

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// TestAppendJSON checks that appendJSON writes what encoding/json writes.
+// TestAppendJSON checks that appendJSONs writes what encoding/json writes.
 func TestAppendJSON(t *testing.T) {
 	events := []Event{
 		{},
@@ -22,8 +22,8 @@ func TestAppendJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 		want = append(want, '\n')
-		if got := appendJSON(nil, &e); !bytes.Equal(got, want) {
-			t.Errorf("appendJSON:\n got %s\nwant %s", got, want)
+		if got := appendJSONs(nil, []Event{e}); !bytes.Equal(got, want) {
+			t.Errorf("appendJSONs:\n got %s\nwant %s", got, want)
 		}
 	}
 }
@@ -44,7 +44,7 @@ func BenchmarkAppendJSON(b *testing.B) {
 		API: "minkms", Command: "KEY:GENERATE", Enclave: "minio", Resource: "minio-default-key", Status: 200, Latency: 52345}
 	var buf []byte
 	for b.Loop() {
-		buf = appendJSON(buf[:0], &e)
+		buf = appendJSONs(buf[:0], []Event{e})
 	}
 }
 
@@ -60,7 +60,7 @@ func TestAppendJSONs(t *testing.T) {
 	}
 	var want []byte
 	for i := range events {
-		want = appendJSON(want, &events[i])
+		want = appendJSONs(want, events[i:i+1])
 	}
 	if got := appendJSONs(nil, events); !bytes.Equal(got, want) {
 		t.Fatalf("appendJSONs:\n got %s\nwant %s", got, want)

@@ -26,9 +26,18 @@ func newCommandCounter() *prometheus.CounterVec {
 func (m *Metrics) CountCommands(events []audit.Event) {
 	for i := range events {
 		e := &events[i]
-		m.commands.WithLabelValues(e.API, e.Command, outcome(e.Status)).Inc()
+		k := commandKey{e.API, e.Command, outcome(e.Status)}
+		c, ok := m.resolved.Load(k)
+		if !ok {
+			c, _ = m.resolved.LoadOrStore(k, m.commands.WithLabelValues(k.api, k.command, k.outcome))
+		}
+		c.(prometheus.Counter).Inc()
 	}
 }
+
+// commandKey names a command counter. The set is small and bounded: the
+// APIs' command names and route names, times three outcomes.
+type commandKey struct{ api, command, outcome string }
 
 // outcome classifies an HTTP status.
 func outcome(status int) string {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,6 +30,9 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	http     httpMetrics
 	commands *prometheus.CounterVec
+	// resolved caches the counters of commands: resolving one hashes its
+	// three label values, for every command of every request.
+	resolved sync.Map // commandKey → prometheus.Counter
 	state    *stateCollector
 }
 
