@@ -108,7 +108,7 @@ func BenchmarkMinIOPut(b *testing.B) {
 	for r := range *benchRounds {
 		for j := range servers {
 			i := (j + r) % len(servers) // alternate who goes first
-			keep0, minio0 := processCPU(keep.nodes[0].PID()), processCPU(servers[i].pid())
+			keep0, minio0 := processCPU(keep.nodes[0].PID()), processCPU(servers[i].PID())
 			rate, n, err := putRound(clients[i], data, *benchClients, *benchRound, *benchNames)
 			if err != nil {
 				b.Fatalf("%s: round %d: %v", servers[i].name, r+1, err)
@@ -116,7 +116,7 @@ func BenchmarkMinIOPut(b *testing.B) {
 			if i == 0 {
 				keepCPU += processCPU(keep.nodes[0].PID()) - keep0
 			}
-			minioCPU[i] += processCPU(servers[i].pid()) - minio0
+			minioCPU[i] += processCPU(servers[i].PID()) - minio0
 			puts[i] += float64(n)
 			rates[i] = append(rates[i], rate)
 		}

@@ -131,7 +131,7 @@ func installMinIO(budget time.Duration) (string, error) {
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		return "", fmt.Errorf("building MinIO took longer than %v, which would leave the tests too little of go test's -timeout: "+
-			"run again (the Go build cache keeps what was compiled), raise -timeout, or set KEEP_MINIO_BINARY\n%s", budget, tail(string(out), 4<<10))
+			"run again (the Go build cache keeps what was compiled), raise -timeout, or set KEEP_MINIO_BINARY\n%s", budget, testnode.Tail(string(out), 4<<10))
 	}
 	if err != nil {
 		return "", fmt.Errorf("go install %s@%s: %v\n%s", minioModule, minioVersion, err, out)

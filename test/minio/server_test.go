@@ -4,16 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -40,17 +36,11 @@ type minioServer struct {
 	dir      string // the drive
 	certsDir string // --certs-dir: CAs/ holds the CA that signed Keep's certificates
 	home     string
-	logDir   string
 	kmsEnv   []string // MINIO_KMS_* variables
 	user     string
 	password string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{}
-	starts int
-	log    string   // output file of the current process
-	logs   []string // every output file so far
+	*testnode.Process // the MinIO process: Kill, PID, Logs, …
 }
 
 // newMinIO returns a MinIO server that is not started yet, with the KMS
@@ -68,7 +58,7 @@ func newMinIO(t testing.TB, name string, ca *testCA, kmsEnv ...string) *minioSer
 		dir:      t.TempDir(),
 		certsDir: t.TempDir(),
 		home:     t.TempDir(),
-		logDir:   t.TempDir(),
+		Process:  testnode.NewProcess("minio "+name, t.TempDir()),
 		kmsEnv:   kmsEnv,
 		user:     "keeptest",
 		password: randomHex(t, 16),
@@ -86,7 +76,7 @@ func newMinIO(t testing.TB, name string, ca *testCA, kmsEnv ...string) *minioSer
 		}
 	}
 	t.Cleanup(func() {
-		m.kill()
+		m.Kill()
 		if t.Failed() || *showLogs {
 			t.Logf("logs of MinIO %s (%s, drive %s, env %q):\n%s", m.name, m.addr, m.dir, m.kmsEnv, m.Logs())
 		}
@@ -123,36 +113,13 @@ func (m *minioServer) env() []string {
 // (which needs the KMS). It returns an error with the server's output if
 // the process exits first or is not ready in time.
 func (m *minioServer) start() error {
-	m.mu.Lock()
-	if m.cmd != nil && !m.exitedLocked() {
-		m.mu.Unlock()
-		return errors.New("minio: still running")
-	}
-	m.starts++
-	m.log = filepath.Join(m.logDir, fmt.Sprintf("minio.%d.log", m.starts))
-	out, err := os.Create(m.log)
-	if err != nil {
-		m.mu.Unlock()
-		return err
-	}
-	m.logs = append(m.logs, m.log)
 	cmd := exec.Command(minioBinary, m.args()...)
 	cmd.Env = m.env()
-	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		m.mu.Unlock()
-		out.Close()
-		return fmt.Errorf("start minio: %w", err)
+	done, err := m.Process.Start(cmd, true)
+	if err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	m.cmd, m.done = cmd, done
-	go func() {
-		cmd.Wait()
-		out.Close()
-		close(done)
-	}()
-	m.mu.Unlock()
 
 	deadline := time.Now().Add(minioStartTimeout)
 	for {
@@ -162,12 +129,12 @@ func (m *minioServer) start() error {
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("minio %s exited (%v) before it was ready; output:\n%s", m.name, cmd.ProcessState, tail(readFile(m.log), 16<<10))
+			return fmt.Errorf("minio %s exited (code %d) before it was ready; output:\n%s", m.name, m.ExitCode(), testnode.Tail(m.Stdout(), 16<<10))
 		default:
 		}
 		if time.Now().After(deadline) {
-			m.kill()
-			return fmt.Errorf("minio %s not ready within %v (last probe: %d %v); output:\n%s", m.name, minioStartTimeout, code, err, tail(readFile(m.log), 16<<10))
+			m.Kill()
+			return fmt.Errorf("minio %s not ready within %v (last probe: %d %v); output:\n%s", m.name, minioStartTimeout, code, err, testnode.Tail(m.Stdout(), 16<<10))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -180,58 +147,12 @@ func (m *minioServer) mustStart() {
 	}
 }
 
-func (m *minioServer) exitedLocked() bool {
-	select {
-	case <-m.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // stop sends SIGTERM and waits for the process to exit, killing it after
 // 30 seconds.
 func (m *minioServer) stop() {
-	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	m.mu.Unlock()
-	if cmd == nil {
-		return
+	if !m.Process.Stop(30 * time.Second) {
+		m.t.Logf("minio %s did not exit within 30s of SIGTERM; killed it", m.name)
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		m.t.Logf("minio %s did not exit within 30s of SIGTERM; killing it", m.name)
-		m.kill()
-	}
-}
-
-// kill kills the process group and waits for the process to exit.
-func (m *minioServer) kill() {
-	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	m.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-done
-}
-
-// pid is the process ID of the running server, 0 if none runs.
-func (m *minioServer) pid() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil || m.exitedLocked() {
-		return 0
-	}
-	return m.cmd.Process.Pid
 }
 
 // restart stops the server and starts it again on the same drive.
@@ -277,35 +198,4 @@ func (m *minioServer) client(maxRetries int) *minio.Client {
 		m.t.Fatal(err)
 	}
 	return c
-}
-
-// Logs returns every output file, oldest first, each cut to its last
-// 64 KiB.
-func (m *minioServer) Logs() string {
-	m.mu.Lock()
-	logs := append([]string(nil), m.logs...)
-	m.mu.Unlock()
-	var b strings.Builder
-	for _, p := range logs {
-		fmt.Fprintf(&b, "==> %s (minio %s)\n%s\n", filepath.Base(p), m.name, tail(readFile(p), 64<<10))
-	}
-	return b.String()
-}
-
-func tail(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	return "…[cut]…" + s[len(s)-max:]
-}
-
-func readFile(path string) string {
-	if path == "" {
-		return ""
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "<" + err.Error() + ">"
-	}
-	return string(b)
 }

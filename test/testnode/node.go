@@ -2,16 +2,11 @@ package testnode
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,20 +55,11 @@ type Node struct {
 	Root   mtls.PrivateKey // parsed APIKey; nil if NoAPIKey
 	Banner string          // stdout up to and including the first ReadyLine
 
+	*Process // the keep server process: Running, PID, Kill, Wait, Stdout, Logs, …
+
 	t            testing.TB
 	startTimeout time.Duration
 	home         string
-	logDir       string
-
-	mu         sync.Mutex
-	cmd        *exec.Cmd
-	done       chan struct{}
-	waitErr    error
-	lastExit   int // exit code of the last process that ended, -1 if killed by a signal
-	starts     int
-	stdoutPath string
-	stderrPath string
-	logs       []string // every stdout/stderr file written so far
 }
 
 // StartError is returned by Node.Start when the process exited, or did not
@@ -129,7 +115,7 @@ func New(t testing.TB, opts Options) *Node {
 		t:            t,
 		startTimeout: opts.StartTimeout,
 		home:         t.TempDir(),
-		logDir:       t.TempDir(),
+		Process:      NewProcess("node "+opts.Name, t.TempDir()),
 	}
 	t.Cleanup(func() {
 		n.Kill()
@@ -195,64 +181,29 @@ func (n *Node) MustStart() {
 // a *StartError with its exit code and output; if it does not come up in
 // time, Start kills it and returns a *StartError with Timeout set.
 func (n *Node) Start() error {
-	n.mu.Lock()
-	if n.cmd != nil && !n.exitedLocked() {
-		n.mu.Unlock()
-		return errors.New("start: node is still running")
-	}
-	n.starts++
-	stdoutPath := filepath.Join(n.logDir, fmt.Sprintf("stdout.%d.log", n.starts))
-	stderrPath := filepath.Join(n.logDir, fmt.Sprintf("stderr.%d.log", n.starts))
-	stdout, err1 := os.Create(stdoutPath)
-	stderr, err2 := os.Create(stderrPath)
-	if err := errors.Join(err1, err2); err != nil {
-		n.mu.Unlock()
-		return err
-	}
-	n.logs = append(n.logs, stdoutPath, stderrPath)
-	n.stdoutPath, n.stderrPath = stdoutPath, stderrPath
-
 	args := n.Args()
 	cmd := exec.Command(binaryOrEmpty(n.t), args...)
 	cmd.Env = n.Env()
-	cmd.Stdout = stdout
-	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		n.mu.Unlock()
-		stdout.Close()
-		stderr.Close()
-		return fmt.Errorf("start keep: %w", err)
+	done, err := n.Process.Start(cmd, false)
+	if err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	n.cmd, n.done = cmd, done
-	go func() {
-		err := cmd.Wait()
-		stdout.Close()
-		stderr.Close()
-		n.mu.Lock()
-		n.waitErr = err
-		n.lastExit = cmd.ProcessState.ExitCode()
-		n.mu.Unlock()
-		close(done)
-	}()
-	n.mu.Unlock()
 
 	deadline := time.Now().Add(n.startTimeout)
 	for {
-		out, _ := os.ReadFile(stdoutPath)
-		if i := bytes.Index(out, []byte(ReadyLine)); i >= 0 {
-			n.Banner = string(out[:i+len(ReadyLine)])
+		out := n.Stdout()
+		if i := strings.Index(out, ReadyLine); i >= 0 {
+			n.Banner = out[:i+len(ReadyLine)]
 			break
 		}
 		select {
 		case <-done:
-			return &StartError{Args: args, Code: n.ExitCode(), Stdout: readFile(stdoutPath), Stderr: readFile(stderrPath)}
+			return &StartError{Args: args, Code: n.ExitCode(), Stdout: n.Stdout(), Stderr: n.Stderr()}
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			n.Kill()
-			return &StartError{Args: args, Code: -1, Timeout: true, Stdout: readFile(stdoutPath), Stderr: readFile(stderrPath)}
+			return &StartError{Args: args, Code: -1, Timeout: true, Stdout: n.Stdout(), Stderr: n.Stderr()}
 		}
 	}
 	if n.NoAPIKey {
@@ -299,67 +250,13 @@ func BannerAPIKey(banner string) (string, error) {
 	return "", errors.New("banner has no line `API Key k1:…`")
 }
 
-func (n *Node) exitedLocked() bool {
-	select {
-	case <-n.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Running reports whether the node's process is running.
-func (n *Node) Running() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cmd != nil && !n.exitedLocked()
-}
-
-// PID is the process ID of the running process, 0 if none runs.
-func (n *Node) PID() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd == nil || n.exitedLocked() {
-		return 0
-	}
-	return n.cmd.Process.Pid
-}
-
 // Stop sends SIGTERM and waits for the process to exit; after 15 seconds it
 // kills it and fails the test.
 func (n *Node) Stop() {
 	n.t.Helper()
-	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
+	if !n.Process.Stop(15 * time.Second) {
 		n.t.Errorf("%s: keep server did not exit within 15s of SIGTERM", n.Name)
 	}
-}
-
-// Kill sends SIGKILL and waits for the process to exit.
-func (n *Node) Kill() {
-	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-done:
-		return
-	default:
-	}
-	_ = cmd.Process.Kill()
-	<-done
 }
 
 // Restart stops the node with SIGTERM and starts it again; the test fails
@@ -368,48 +265,6 @@ func (n *Node) Restart() {
 	n.t.Helper()
 	n.Stop()
 	n.MustStart()
-}
-
-// Wait waits up to timeout for the process to exit and returns its exit
-// code; ok is false if it still runs.
-func (n *Node) Wait(timeout time.Duration) (code int, ok bool) {
-	n.mu.Lock()
-	done := n.done
-	n.mu.Unlock()
-	if done == nil {
-		return 0, false
-	}
-	select {
-	case <-done:
-		return n.ExitCode(), true
-	case <-time.After(timeout):
-		return 0, false
-	}
-}
-
-// ExitCode is the exit code of the last process that ended, -1 if it was
-// killed by a signal.
-func (n *Node) ExitCode() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.lastExit
-}
-
-// Stdout is what the current (or last) process wrote to stdout so far. A
-// process that re-executes itself keeps writing to the same file.
-func (n *Node) Stdout() string {
-	n.mu.Lock()
-	p := n.stdoutPath
-	n.mu.Unlock()
-	return readFile(p)
-}
-
-// Stderr is what the current (or last) process wrote to stderr so far.
-func (n *Node) Stderr() string {
-	n.mu.Lock()
-	p := n.stderrPath
-	n.mu.Unlock()
-	return readFile(p)
 }
 
 // Ups counts the ReadyLines the current process has printed: one per start,
@@ -427,7 +282,7 @@ func (n *Node) WaitUps(k int, timeout time.Duration) error {
 			return nil
 		}
 		if !n.Running() {
-			return fmt.Errorf("%s: process exited (code %d) after %d starts, want %d\nstderr:\n%s", n.Name, n.ExitCode(), n.Ups(), k, tail(n.Stderr(), 4096))
+			return fmt.Errorf("%s: process exited (code %d) after %d starts, want %d\nstderr:\n%s", n.Name, n.ExitCode(), n.Ups(), k, Tail(n.Stderr(), 4096))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: %d starts within %v, want %d", n.Name, n.Ups(), timeout, k)
@@ -436,38 +291,7 @@ func (n *Node) WaitUps(k int, timeout time.Duration) error {
 	}
 }
 
-// Logs returns every stdout and stderr file of the node, oldest first,
-// each headed by its name. Long files are cut to their last 64 KiB.
-func (n *Node) Logs() string {
-	n.mu.Lock()
-	logs := append([]string(nil), n.logs...)
-	n.mu.Unlock()
-	var b strings.Builder
-	for _, p := range logs {
-		fmt.Fprintf(&b, "==> %s (node %s)\n%s\n", filepath.Base(p), n.Name, tail(readFile(p), 64<<10))
-	}
-	return b.String()
-}
-
 // DumpLogs logs every stdout and stderr file of the node.
 func (n *Node) DumpLogs(t testing.TB) {
 	t.Logf("logs of node %s (--address %s --host %s, dir %s):\n%s", n.Name, n.Addr, n.Host, n.Dir, n.Logs())
-}
-
-func tail(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	return "…[cut]…" + s[len(s)-max:]
-}
-
-func readFile(path string) string {
-	if path == "" {
-		return ""
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "<" + err.Error() + ">"
-	}
-	return string(b)
 }
