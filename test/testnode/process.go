@@ -203,14 +203,15 @@ func (p *Process) Stderr() string {
 }
 
 // Logs returns every output file of the process, oldest first, each headed
-// by its name. Long files are cut to their last 64 KiB.
+// by its name. Long files are cut to their last 8 KiB, so that a failing test's own messages stay in
+// view above them.
 func (p *Process) Logs() string {
 	p.mu.Lock()
 	logs := append([]string(nil), p.logs...)
 	p.mu.Unlock()
 	var b strings.Builder
 	for _, path := range logs {
-		fmt.Fprintf(&b, "==> %s (%s)\n%s\n", filepath.Base(path), p.label, Tail(readFile(path), 64<<10))
+		fmt.Fprintf(&b, "==> %s (%s)\n%s\n", filepath.Base(path), p.label, Tail(readFile(path), 8<<10))
 	}
 	return b.String()
 }
