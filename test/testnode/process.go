@@ -203,8 +203,8 @@ func (p *Process) Stderr() string {
 }
 
 // Logs returns every output file of the process, oldest first, each headed
-// by its name. Long files are cut to their last 8 KiB, so that a failing test's own messages stay in
-// view above them.
+// by its name. Long files are cut to their last 8 KiB, so that a failing
+// test's own messages stay in view above them.
 func (p *Process) Logs() string {
 	p.mu.Lock()
 	logs := append([]string(nil), p.logs...)
