@@ -78,7 +78,8 @@ type Node struct {
 	cfg     Config
 	fsm     *fsm // shared by every raft instance of the node
 	started time.Time
-	applied *tracker
+	applied *tracker // on the leader: how far followers have applied
+	lease   *lease   // on a follower: whether the leader counts it
 	notify  chan struct{} // signalled when the state machine applies an entry
 	nudge   chan struct{} // signalled when the leader waits for followers to apply
 	done    chan struct{} // closed by Close; stops the background loops
@@ -109,6 +110,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		cfg:     cfg,
 		started: time.Now(),
 		applied: newTracker(),
+		lease:   newLease(),
 		notify:  make(chan struct{}, 1),
 		nudge:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
@@ -450,26 +452,27 @@ func (n *Node) Writable() bool {
 	}
 }
 
-// CheckStale returns ErrStale if this node has been cut off from the leader
-// for longer than the staleness bound, so it must not serve reads, and
-// ErrRemoved if it is no longer part of a cluster.
-func (n *Node) CheckStale() error {
+// AwaitReads prepares this node to serve a read. It returns ErrRemoved if
+// the node is no longer part of a cluster, and ErrStale if it has been cut
+// off from the leader for longer than the staleness bound. A follower that
+// follows a leader first makes sure its state holds every write the leader
+// has acknowledged (see lease), waiting a little if it must; the leader
+// serves at once.
+func (n *Node) AwaitReads() error {
 	inst := n.current()
 	if err := n.gone(inst); err != nil {
 		return err
 	}
-	if n.cfg.MaxStaleness == nil {
-		return nil
-	}
-	bound := n.cfg.MaxStaleness()
-	if bound <= 0 {
-		return nil
-	}
 	if inst.raft.State() == raft.Leader {
 		return nil
 	}
-	if time.Since(inst.raft.LastContact()) > bound {
-		return ErrStale
+	if n.cfg.MaxStaleness != nil {
+		if bound := n.cfg.MaxStaleness(); bound > 0 && time.Since(inst.raft.LastContact()) > bound {
+			return ErrStale
+		}
+	}
+	if leader, _ := inst.raft.LeaderWithID(); leader != "" {
+		n.awaitReads(context.Background(), inst, string(leader))
 	}
 	return nil
 }

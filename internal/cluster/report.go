@@ -14,8 +14,12 @@ import (
 // Followers tell the leader how far they have applied the log, so that the
 // leader can answer a write once every healthy follower serves it (see
 // Node.Apply). Reports are frequent, so each follower sends them on one
-// long-lived request to /v1/rpc/applied: a stream of 8-byte big-endian
-// indexes.
+// long-lived request to /v1/rpc/applied. A report is 16 bytes: the applied
+// index and the report's send time, both big-endian; the send time is in
+// nanoseconds since the follower started and means nothing to the leader.
+// The leader answers each report it counts with an echo on the response,
+// also 16 bytes: the report's send time and the leader's applied index.
+// The echoes are the follower's lease (see lease.go).
 
 // reportApplied streams this node's applied index to the leader after it
 // applies entries, and every reportInterval when it applies none: a
@@ -49,7 +53,7 @@ func (n *Node) reportApplied() {
 			s.close()
 			s = n.openReportStream(string(leader), string(inst.id))
 		}
-		if err := s.send(n.appliedIndex(inst)); err != nil {
+		if err := s.send(n.appliedIndex(inst), time.Since(n.started)); err != nil {
 			s.close()
 			s = nil
 		}
@@ -71,9 +75,10 @@ func (n *Node) openReportStream(leader, id string) *reportStream {
 		go func() {
 			res, err := n.cfg.Transport.client.Do(req)
 			if err == nil {
+				err = n.readEchoes(leader, res.Body)
 				res.Body.Close()
-				err = io.EOF
 			}
+			n.lease.drop(leader)
 			r.CloseWithError(err) // the next send fails, and the stream is reopened
 		}()
 	} else {
@@ -82,9 +87,26 @@ func (n *Node) openReportStream(leader, id string) *reportStream {
 	return &reportStream{leader: leader, w: w, cancel: cancel}
 }
 
-func (s *reportStream) send(index uint64) error {
-	var buf [8]byte
-	binary.BigEndian.PutUint64(buf[:], index)
+// readEchoes renews this follower's lease with every echo of the leader,
+// until the stream ends; it always returns an error.
+func (n *Node) readEchoes(leader string, body io.Reader) error {
+	var buf [16]byte
+	for {
+		if _, err := io.ReadFull(body, buf[:]); err != nil {
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
+			return err
+		}
+		sent := n.started.Add(time.Duration(binary.BigEndian.Uint64(buf[:8])))
+		n.lease.renew(leader, sent, binary.BigEndian.Uint64(buf[8:]))
+	}
+}
+
+func (s *reportStream) send(index uint64, sent time.Duration) error {
+	var buf [16]byte
+	binary.BigEndian.PutUint64(buf[:8], index)
+	binary.BigEndian.PutUint64(buf[8:], uint64(sent))
 	_, err := s.w.Write(buf[:])
 	return err
 }
@@ -115,11 +137,31 @@ func (n *Node) serveApplied(w http.ResponseWriter, r *http.Request) {
 		r.Body.Close() // ends the read below
 	}()
 	id := raft.ServerID(r.URL.Query().Get("node"))
-	var buf [8]byte
+	rc := http.NewResponseController(w)
+	var buf [16]byte
+	var echoed time.Time
 	for {
 		if _, err := io.ReadFull(r.Body, buf[:]); err != nil {
 			return
 		}
-		n.applied.update(id, binary.BigEndian.Uint64(buf[:]))
+		n.applied.update(id, binary.BigEndian.Uint64(buf[:8]))
+		// Only a leader counts followers, so only a leader grants leases.
+		// The applied index is read after the update: a write acknowledged
+		// without waiting for this follower is applied here already.
+		// Under load a follower reports after every batch it applies; one
+		// echo per echoInterval keeps its lease alive just as well.
+		inst := n.current()
+		if inst.raft.State() != raft.Leader || time.Since(echoed) < echoInterval {
+			continue
+		}
+		echoed = time.Now()
+		copy(buf[:8], buf[8:])
+		binary.BigEndian.PutUint64(buf[8:], n.appliedIndex(inst))
+		if _, err := w.Write(buf[:]); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
 	}
 }

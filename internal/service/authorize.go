@@ -9,11 +9,12 @@ import (
 	"github.com/keep-kms/keep/internal/state"
 )
 
-// admit is the gate of every operation: reads are refused while this node
-// is too stale to serve them, and then the caller must be authorized.
+// admit is the gate of every operation: reads wait until this node's state
+// holds every acknowledged write and are refused while it is too stale to
+// serve them, and then the caller must be authorized.
 func (s *Service) admit(c Caller, enclave string, cmd cmds.Command, resource string) error {
 	if !cmd.IsWrite() {
-		if err := s.cluster.CheckStale(); err != nil {
+		if err := s.cluster.AwaitReads(); err != nil {
 			return err
 		}
 	}

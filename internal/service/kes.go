@@ -53,7 +53,8 @@ func (s *Service) Self(c Caller) (state.Identity, state.Policy, error) {
 }
 
 // CheckReads returns why this node may not serve reads now (it has been
-// cut off from the leader for too long), or nil.
+// cut off from the leader for too long), or nil once its state holds every
+// acknowledged write.
 func (s *Service) CheckReads() error {
-	return s.cluster.CheckStale()
+	return s.cluster.AwaitReads()
 }

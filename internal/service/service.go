@@ -26,9 +26,11 @@ type Cluster interface {
 	Edit(ctx context.Context, remove []string) error
 	Restart(ctx context.Context, all bool) error
 	ClusterStatus(ctx context.Context) (up map[int]cluster.NodeStatus, down map[int]string)
-	// CheckStale fails when this node has been cut off from the leader for
-	// longer than it may serve reads from its last state.
-	CheckStale() error
+	// AwaitReads returns once this node's state holds every acknowledged
+	// write, within a short bound, and fails when the node must not serve
+	// reads: it has been cut off from the leader for longer than it may
+	// serve from its last state, or it left its cluster.
+	AwaitReads() error
 }
 
 // Caller is who sent a request: the identity of its client certificate, or
