@@ -78,8 +78,8 @@ type Node struct {
 	cfg     Config
 	fsm     *fsm // shared by every raft instance of the node
 	started time.Time
-	applied *tracker // on the leader: how far followers have applied
-	lease   *lease   // on a follower: whether the leader counts it
+	applied *tracker      // on the leader: how far followers have applied
+	lease   *lease        // on a follower: whether the leader counts it
 	notify  chan struct{} // signalled when the state machine applies an entry
 	nudge   chan struct{} // signalled when the leader waits for followers to apply
 	done    chan struct{} // closed by Close; stops the background loops
