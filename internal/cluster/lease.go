@@ -93,11 +93,7 @@ func (n *Node) awaitReads(ctx context.Context, inst *instance, leader string) {
 			}
 			return
 		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return
-		case <-ctx.Done():
+		if !awaitChange(ctx, changed, timer) {
 			return
 		}
 	}

@@ -66,15 +66,20 @@ func (t *tracker) wait(ctx context.Context, index uint64, followers []raft.Serve
 			}
 		}
 		t.mu.Unlock()
-		if done {
-			return
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return
-		case <-ctx.Done():
+		if done || !awaitChange(ctx, changed, timer) {
 			return
 		}
 	}
+}
+
+// awaitChange waits until changed is closed, and reports false instead if
+// timer fires or ctx ends first.
+func awaitChange(ctx context.Context, changed <-chan struct{}, timer *time.Timer) bool {
+	select {
+	case <-changed:
+		return true
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return false
 }
