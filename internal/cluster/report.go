@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"encoding/binary"
 	"io"
 	"net/http"
@@ -93,7 +94,7 @@ func (n *Node) readEchoes(leader string, body io.Reader) error {
 	var buf [16]byte
 	for {
 		if _, err := io.ReadFull(body, buf[:]); err != nil {
-			if err == io.ErrUnexpectedEOF {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
 				err = io.EOF
 			}
 			return err
