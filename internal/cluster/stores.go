@@ -12,13 +12,28 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/migrate"
 	"go.etcd.io/bbolt"
 
 	"github.com/keep-kms/keep/internal/hsm"
 )
 
-// DBFile is the name of the raft log and stable store in the data directory.
+// DBFile is the name of raft's stable store in the data directory: the
+// current term, the vote and a copy of the sealed root key. A data directory
+// without it is a fresh node; see openStores.
 const DBFile = "kms.db"
+
+// walDir is where raft-wal keeps the raft log, inside the data directory.
+// A write costs one append and one fsync there, where bolt spends two
+// fsyncs and a copy-on-write B-tree commit.
+const walDir = "wal"
+
+// walSegmentSize is the size of a log segment file, allocated up front.
+// Keep's entries are small: a segment holds tens of thousands of them, more
+// than the log keeps between snapshots.
+const walSegmentSize = 16 << 20
 
 // snapshotDir is where raft keeps snapshots, inside the data directory.
 const snapshotDir = "snapshots"
@@ -46,17 +61,28 @@ func (s *stores) close() error {
 	return errors.Join(errs...)
 }
 
-// openStores opens kms.db (or memory stores in dev mode) after checking that
-// the HSM unseals the root key stored there. The check opens the file
-// read-only, so that a start with the wrong HSM key changes nothing on disk.
+// openStores opens the stores of a data directory (or memory stores in dev
+// mode): kms.db, the log in wal/ and the snapshots. It first checks that the
+// HSM unseals the root key stored in kms.db, with the file opened read-only,
+// so that a start with the wrong HSM key changes nothing on disk.
+//
+// Without kms.db the node starts fresh, as the documented reset ("delete
+// kms.db and start again") expects: a log or snapshots left beside it are
+// removed, because raft must not resume a log without the term and vote
+// kept in kms.db.
 func openStores(ctx context.Context, dir string, h hsm.HSM) (*stores, error) {
 	if dir == "" {
 		mem := raft.NewInmemStore()
 		return &stores{logs: mem, stable: mem, snaps: raft.NewInmemSnapshotStore()}, nil
 	}
 	path := filepath.Join(dir, DBFile)
-	if _, err := os.Stat(path); err == nil {
+	switch _, err := os.Stat(path); {
+	case err == nil:
 		if err := checkHSM(ctx, path, h); err != nil {
+			return nil, err
+		}
+	case errors.Is(err, os.ErrNotExist):
+		if err := wipeStores(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -67,19 +93,66 @@ func openStores(ctx context.Context, dir string, h hsm.HSM) (*stores, error) {
 	if err != nil {
 		return nil, openError(path, err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger())
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("failed to open snapshot store in %s: %w", dir, err)
-	}
-	// The cache serves the entries the leader replicates right after
-	// writing them, instead of reading them back from bolt.
-	logs, err := raft.NewLogCache(logCacheSize, db)
+	log, meta, err := openWAL(ctx, filepath.Join(dir, walDir), db)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	return &stores{logs: logs, stable: db, snaps: snaps, closers: []io.Closer{db}}, nil
+	st := &stores{stable: db, closers: []io.Closer{log, meta, db}}
+	if st.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger()); err != nil {
+		st.close()
+		return nil, fmt.Errorf("failed to open snapshot store in %s: %w", dir, err)
+	}
+	// The cache serves the entries the leader replicates right after
+	// writing them, instead of reading them back from disk.
+	if st.logs, err = raft.NewLogCache(logCacheSize, log); err != nil {
+		st.close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// openWAL opens the raft log in dir. A log that an earlier version of Keep
+// kept in kms.db is moved into it first. The caller closes the log, then its
+// meta store: WAL.Close leaves the meta store open, and its file lock would
+// block the next open of dir in this process (a node reset or edit).
+func openWAL(ctx context.Context, dir string, db *raftboltdb.BoltStore) (*wal.WAL, *metadb.BoltMetaDB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("failed to create raft log directory: %w", err)
+	}
+	meta := &metadb.BoltMetaDB{}
+	log, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(walSegmentSize), wal.WithLogger(raftLogger()))
+	if err != nil {
+		meta.Close()
+		return nil, nil, fmt.Errorf("failed to open raft log in %s: %w", dir, err)
+	}
+	if err := moveLogs(ctx, log, db); err != nil {
+		log.Close()
+		meta.Close()
+		return nil, nil, fmt.Errorf("failed to move the raft log from %s to %s: %w", DBFile, dir, err)
+	}
+	return log, meta, nil
+}
+
+// moveLogs moves the entries of src into dst, unless dst already holds
+// them: a move interrupted after the copy only deletes on the next start.
+func moveLogs(ctx context.Context, dst, src raft.LogStore) error {
+	first, err := src.FirstIndex()
+	if err != nil {
+		return err
+	}
+	last, err := src.LastIndex()
+	if err != nil || last == 0 {
+		return err
+	}
+	if copied, err := dst.LastIndex(); err != nil {
+		return err
+	} else if copied == 0 {
+		if err := migrate.CopyLogs(ctx, dst, src, 1<<20, nil); err != nil {
+			return err
+		}
+	}
+	return src.DeleteRange(first, last)
 }
 
 // wipeStores deletes the raft state of a data directory.
@@ -90,8 +163,10 @@ func wipeStores(dir string) error {
 	if err := os.Remove(filepath.Join(dir, DBFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("failed to delete %s: %w", DBFile, err)
 	}
-	if err := os.RemoveAll(filepath.Join(dir, snapshotDir)); err != nil {
-		return fmt.Errorf("failed to delete snapshots: %w", err)
+	for _, sub := range []string{walDir, snapshotDir} {
+		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+			return fmt.Errorf("failed to delete %s: %w", sub, err)
+		}
 	}
 	return nil
 }

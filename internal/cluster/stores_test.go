@@ -1,0 +1,143 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/keep-kms/keep/internal/hsm"
+)
+
+func testHSM(t *testing.T) hsm.HSM {
+	t.Helper()
+	key, err := hsm.GenerateSoftKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hsm.ParseSoftKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func testLogs(first, last uint64) []*raft.Log {
+	var logs []*raft.Log
+	for i := first; i <= last; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: fmt.Appendf(nil, "entry %d", i)})
+	}
+	return logs
+}
+
+// logRange returns the first and last index of s and checks that every
+// entry between them holds the data testLogs gave it.
+func logRange(t *testing.T, s raft.LogStore) (uint64, uint64) {
+	t.Helper()
+	first, err := s.FirstIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := s.LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := first; i <= last && last > 0; i++ {
+		var l raft.Log
+		if err := s.GetLog(i, &l); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("entry %d", i); string(l.Data) != want {
+			t.Fatalf("entry %d holds %q, want %q", i, l.Data, want)
+		}
+	}
+	return first, last
+}
+
+// TestOpenStoresMovesBoltLog opens a data directory whose raft log is still
+// in kms.db, as earlier versions kept it: the log moves into the WAL, and
+// kms.db keeps its stable values but no entries.
+func TestOpenStoresMovesBoltLog(t *testing.T) {
+	dir := t.TempDir()
+	db, err := raftboltdb.NewBoltStore(filepath.Join(dir, DBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.StoreLogs(testLogs(5, 300)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetUint64([]byte("CurrentTerm"), 7); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	h := testHSM(t)
+	for run := range 2 { // the second start finds the log moved already
+		st, err := openStores(context.Background(), dir, h)
+		if err != nil {
+			t.Fatalf("start %d: %v", run, err)
+		}
+		if first, last := logRange(t, st.logs); first != 5 || last != 300 {
+			t.Errorf("start %d: log holds [%d, %d], want [5, 300]", run, first, last)
+		}
+		if term, err := st.stable.GetUint64([]byte("CurrentTerm")); err != nil || term != 7 {
+			t.Errorf("start %d: term %d (%v), want 7", run, term, err)
+		}
+		if err := st.close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	db, err = raftboltdb.NewBoltStore(filepath.Join(dir, DBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if first, last := logRange(t, db); last != 0 {
+		t.Errorf("kms.db still holds entries [%d, %d]", first, last)
+	}
+}
+
+// TestOpenStoresWithoutDBFile checks the documented reset: a data directory
+// whose kms.db was deleted starts with an empty log and no snapshots, even
+// though the old ones are still there.
+func TestOpenStoresWithoutDBFile(t *testing.T) {
+	dir := t.TempDir()
+	h := testHSM(t)
+	st, err := openStores(context.Background(), dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.logs.StoreLogs(testLogs(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := st.snaps.Create(raft.SnapshotVersionMax, 10, 1, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.Write([]byte("old state"))
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+
+	if err := os.Remove(filepath.Join(dir, DBFile)); err != nil {
+		t.Fatal(err)
+	}
+	st, err = openStores(context.Background(), dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	if first, last := logRange(t, st.logs); last != 0 {
+		t.Errorf("log holds [%d, %d] after kms.db was deleted, want none", first, last)
+	}
+	if snaps, err := st.snaps.List(); err != nil || len(snaps) != 0 {
+		t.Errorf("%d snapshots (%v) after kms.db was deleted, want none", len(snaps), err)
+	}
+}
