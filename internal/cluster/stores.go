@@ -105,7 +105,7 @@ func openStores(ctx context.Context, dir string, h hsm.HSM) (*stores, error) {
 	}
 	// The cache serves the entries the leader replicates right after
 	// writing them, instead of reading them back from disk.
-	if st.logs, err = raft.NewLogCache(logCacheSize, log); err != nil {
+	if st.logs, err = raft.NewLogCache(logCacheSize, compactedLog{log}); err != nil {
 		st.close()
 		return nil, err
 	}

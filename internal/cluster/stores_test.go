@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -139,5 +140,31 @@ func TestOpenStoresWithoutDBFile(t *testing.T) {
 	}
 	if snaps, err := st.snaps.List(); err != nil || len(snaps) != 0 {
 		t.Errorf("%d snapshots (%v) after kms.db was deleted, want none", len(snaps), err)
+	}
+}
+
+// TestCompactedEntriesAreGone checks that entries before the first index
+// are not found after a compaction, also while their segment lives on:
+// raft sends a follower that needs them a snapshot instead.
+func TestCompactedEntriesAreGone(t *testing.T) {
+	st, err := openStores(context.Background(), t.TempDir(), testHSM(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	if err := st.logs.StoreLogs(testLogs(1, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.logs.DeleteRange(1, 60); err != nil {
+		t.Fatal(err)
+	}
+	if first, last := logRange(t, st.logs); first != 61 || last != 100 {
+		t.Errorf("log holds [%d, %d], want [61, 100]", first, last)
+	}
+	for _, i := range []uint64{1, 30, 60} {
+		var l raft.Log
+		if err := st.logs.GetLog(i, &l); !errors.Is(err, raft.ErrLogNotFound) {
+			t.Errorf("compacted entry %d: got %v, want %v", i, err, raft.ErrLogNotFound)
+		}
 	}
 }
