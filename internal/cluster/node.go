@@ -87,6 +87,9 @@ type Node struct {
 
 	mu   sync.RWMutex // read-held while using inst, write-held while replacing it
 	inst *instance
+
+	fwdMu sync.Mutex
+	fwd   *forwardConn // to the leader, for forwarded writes; nil until needed
 }
 
 // instance is one run of raft; the node replaces it when it joins a
@@ -116,6 +119,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		done:    make(chan struct{}),
 	}
 	n.fsm = &fsm{state: cfg.State, notify: n.notify}
+	cfg.Transport.serveForwards(n.serveForwards)
 	st, err := openStores(ctx, cfg.Dir, cfg.HSM)
 	if err != nil {
 		return nil, err
@@ -484,6 +488,11 @@ func (n *Node) Close() error {
 	default:
 		close(n.done)
 	}
+	n.fwdMu.Lock()
+	if n.fwd != nil {
+		n.fwd.close(ErrShuttingDown)
+	}
+	n.fwdMu.Unlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.inst == nil || n.inst.stopped {

@@ -19,7 +19,6 @@ import (
 // The /v1/rpc endpoints nodes call on each other. Only callers presenting
 // the node identity reach them; clients, even SysAdmins, get 403.
 const (
-	rpcForward    = "/v1/rpc/forward"    // a write for the leader: the body is the log entry
 	rpcMembership = "/v1/rpc/membership" // a membership change for the leader
 	rpcStatus     = "/v1/rpc/status"     // a node's status, for CLUSTER:STATUS
 	rpcJoin       = "/v1/rpc/join"       // asks a fresh node to join this cluster
@@ -115,18 +114,6 @@ func (n *Node) callRaw(ctx context.Context, host, path string, body []byte, resp
 	return json.Unmarshal(data, resp)
 }
 
-// forward hands a log entry to the leader and returns its index.
-func (n *Node) forward(ctx context.Context, leader string, entry []byte) (uint64, error) {
-	var resp forwardResponse
-	if err := n.callRaw(ctx, leader, rpcForward, entry, &resp); err != nil {
-		if errors.Is(err, ErrNodeUnavailable) {
-			return 0, fmt.Errorf("%w: %w", ErrNoLeader, err)
-		}
-		return 0, err
-	}
-	return resp.Index, decodeError(resp.Err)
-}
-
 // appliedIndex is how far this node has applied the log: the FSM's own
 // record, which covers an entry as soon as it is applied, or raft's, which
 // also covers snapshots installed from the leader.
@@ -156,7 +143,6 @@ func (n *Node) RPCHandler() http.Handler {
 			writeRPC(w, http.StatusOK, resp)
 		})
 	}
-	handle(rpcForward, n.serveForward)
 	handle(rpcMembership, n.serveMembership)
 	handle(rpcStatus, func(context.Context, []byte) (any, error) { return n.LocalStatus(), nil })
 	handle(rpcJoin, n.serveJoin)
@@ -177,16 +163,6 @@ func writeRPC(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(body)
-}
-
-// serveForward applies a forwarded log entry, if this node leads.
-func (n *Node) serveForward(ctx context.Context, entry []byte) (any, error) {
-	inst := n.current()
-	if inst.raft.State() != raft.Leader {
-		return forwardResponse{Err: encodeError(ErrNoLeader)}, nil
-	}
-	index, err := n.applyLocal(ctx, inst, entry)
-	return forwardResponse{Index: index, Err: encodeError(err)}, nil
 }
 
 // serveMembership carries out a forwarded membership change, if this node

@@ -30,8 +30,8 @@ const RPCServerName = "node.keep.invalid"
 var errNotNode = errors.New("peer is not a node of this cluster: it does not share this cluster's HSM key")
 
 // Transport carries traffic between nodes over mutually authenticated TLS
-// on the API port: raft's stream layer (ALPN keep-raft/1) and the /v1/rpc
-// calls. Both ends present the node certificate derived from the shared HSM
+// on the API port: raft's stream layer (ALPN keep-raft/1), forwarded writes
+// (ALPN keep-forward/1) and the /v1/rpc calls. Both ends present the node certificate derived from the shared HSM
 // key and accept only a peer that presents the same identity, so only nodes
 // holding the cluster's HSM key take part.
 type Transport struct {
@@ -41,8 +41,9 @@ type Transport struct {
 	client   *http.Client // for /v1/rpc calls to peers
 	dialer   *net.Dialer
 
-	mu     sync.Mutex
-	stream *stream // where ServeConn delivers raft connections; nil while raft is down
+	mu       sync.Mutex
+	stream   *stream        // where ServeConn delivers raft connections; nil while raft is down
+	forwards func(net.Conn) // serves ForwardALPN connections; nil until a node does
 }
 
 // NewTransport returns a Transport that advertises host (host:port) and
@@ -82,8 +83,8 @@ func (t *Transport) Identity() mtls.Identity { return t.identity }
 // connection from another node, or nil for a client connection.
 func (t *Transport) ServerConfig(hello *tls.ClientHelloInfo) *tls.Config {
 	for _, p := range hello.SupportedProtos {
-		if p == ALPN {
-			return t.serverConfig(ALPN)
+		if p == ALPN || p == ForwardALPN {
+			return t.serverConfig(p)
 		}
 	}
 	if hello.ServerName == RPCServerName {
@@ -126,16 +127,35 @@ func (t *Transport) IsNode(r *http.Request) bool {
 	return r.TLS != nil && t.verifyPeer(*r.TLS) == nil
 }
 
-// ServeConn hands a TLS connection that negotiated ALPN to raft and blocks
-// until raft closes it. net/http calls it through Server.TLSNextProto and
-// closes the connection when it returns.
+// ServeConn serves a TLS connection from a peer that negotiated ALPN
+// (handed to raft) or ForwardALPN, and blocks until it is done with it.
+// net/http calls it through Server.TLSNextProto and closes the connection
+// when it returns.
 func (t *Transport) ServeConn(c *tls.Conn) {
 	t.mu.Lock()
-	s := t.stream
+	s, forwards := t.stream, t.forwards
 	t.mu.Unlock()
-	if s == nil || c.ConnectionState().NegotiatedProtocol != ALPN {
-		return
+	switch c.ConnectionState().NegotiatedProtocol {
+	case ForwardALPN:
+		if forwards != nil {
+			forwards(c)
+		}
+	case ALPN:
+		if s != nil {
+			s.serve(c)
+		}
 	}
+}
+
+// serveForwards makes ServeConn hand ForwardALPN connections to f.
+func (t *Transport) serveForwards(f func(net.Conn)) {
+	t.mu.Lock()
+	t.forwards = f
+	t.mu.Unlock()
+}
+
+// serve hands c to raft and returns when raft or the stream closes it.
+func (s *stream) serve(c *tls.Conn) {
 	conn := &handedConn{Conn: c, done: make(chan struct{})}
 	select {
 	case s.conns <- conn:

@@ -16,7 +16,7 @@ func TestAPIOf(t *testing.T) {
 		"/v1/kms/minio":         metrics.APIMinKMS,
 		"/v1/health/metrics":    metrics.APIMinKMS,
 		"/v1/debug/log":         metrics.APIMinKMS,
-		"/v1/rpc/forward":       metrics.APIRPC,
+		"/v1/rpc/membership":    metrics.APIRPC,
 		"/v1/key/generate/k":    metrics.APIKES,
 		"/v1/identity/self/xyz": metrics.APIKES,
 		"/v1/status":            metrics.APIKES,

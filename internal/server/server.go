@@ -127,7 +127,8 @@ func Run(ctx context.Context, opts Options) error {
 		ConnContext:       minkms.ConnContext,
 		ErrorLog:          log.New(io.Discard, "", 0), // TLS probes and resets are not worth a log line each
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){
-			cluster.ALPN: func(_ *http.Server, c *tls.Conn, _ http.Handler) { trans.ServeConn(c) },
+			cluster.ALPN:        func(_ *http.Server, c *tls.Conn, _ http.Handler) { trans.ServeConn(c) },
+			cluster.ForwardALPN: func(_ *http.Server, c *tls.Conn, _ http.Handler) { trans.ServeConn(c) },
 		},
 	}
 	srv.Protocols = new(http.Protocols)

@@ -32,7 +32,7 @@ func tlsConfig(certs *certStore, clientCAs *x509.CertPool, trans *cluster.Transp
 		GetCertificate: certs.getCertificate,
 		ClientAuth:     tls.RequestClientCert,
 		ClientCAs:      clientCAs,
-		NextProtos:     []string{"h2", "http/1.1", cluster.ALPN},
+		NextProtos:     []string{"h2", "http/1.1", cluster.ALPN, cluster.ForwardALPN},
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			return trans.ServerConfig(hello), nil
 		},

@@ -25,9 +25,10 @@ func TestPeerTrafficNeedsTheHSMKey(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Raft's ALPN: the node demands the node identity of the HSM key.
+	// The peer protocols: the node demands the node identity of the HSM key.
 	for _, conf := range []*tls.Config{
 		{NextProtos: []string{"keep-raft/1"}},
+		{NextProtos: []string{"keep-forward/1"}},
 		{ServerName: "node.keep.invalid", NextProtos: []string{"h2"}},
 	} {
 		conf.Certificates, conf.InsecureSkipVerify = []tls.Certificate{cert}, true
@@ -48,7 +49,7 @@ func TestPeerTrafficNeedsTheHSMKey(t *testing.T) {
 
 	// /v1/rpc over the normal client handshake: 403, also for the root key.
 	hc := testnode.HTTPClient(t, n.Root, 5*time.Second)
-	for _, path := range []string{"/v1/rpc/status", "/v1/rpc/forward", "/v1/rpc/join", "/v1/rpc/restart"} {
+	for _, path := range []string{"/v1/rpc/status", "/v1/rpc/membership", "/v1/rpc/join", "/v1/rpc/restart"} {
 		resp, err := hc.Post("https://"+n.Addr+path, "application/json", strings.NewReader("{}"))
 		if err != nil {
 			t.Fatalf("POST %s: %v", path, err)

@@ -1,0 +1,222 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// ForwardALPN is the TLS application protocol of the writes a follower
+// forwards to the leader. A follower keeps one connection to the leader
+// and many writes in flight on it, each a frame (frame.go): the request's
+// aux field is its timeout in milliseconds, the payload the log entry; the
+// reply's payload is a JSON forwardResponse. Frames that queue up while a
+// write is under way share one write: forwarding costs the leader and the
+// follower a fraction of an HTTP/2 request each, which is most of what a
+// forwarded write used to cost beyond a write on the leader.
+const ForwardALPN = "keep-forward/1"
+
+// forwardConn is a follower's connection to the leader for forwarded
+// writes.
+type forwardConn struct {
+	leader   string
+	conn     net.Conn
+	w        *frameWriter
+	lastRead atomic.Int64 // when a reply last arrived, in Unix nanoseconds
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan forwardResult // nil once the connection failed
+}
+
+type forwardResult struct {
+	index uint64
+	err   error
+}
+
+// forward hands a log entry to the leader and returns its index.
+func (n *Node) forward(ctx context.Context, leader string, entry []byte) (uint64, error) {
+	c, err := n.forwardConn(ctx, leader)
+	if err != nil {
+		return 0, err
+	}
+	return c.call(ctx, entry)
+}
+
+// forwardConn returns this node's connection to leader, and dials one if
+// there is none or the last one failed.
+func (n *Node) forwardConn(ctx context.Context, leader string) (*forwardConn, error) {
+	n.fwdMu.Lock()
+	defer n.fwdMu.Unlock()
+	if c := n.fwd; c != nil {
+		if c.leader == leader && !c.failed() {
+			return c, nil
+		}
+		c.close(errors.New("leader changed"))
+		n.fwd = nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Transport.dialer.Timeout)
+	defer cancel()
+	d := tls.Dialer{NetDialer: n.cfg.Transport.dialer, Config: n.cfg.Transport.clientConfig("", ForwardALPN)}
+	conn, err := d.DialContext(ctx, "tcp", leader)
+	if err != nil {
+		return nil, unreachable(leader, fmt.Errorf("%w: %w", errNotSent, err))
+	}
+	c := &forwardConn{leader: leader, conn: conn, w: newFrameWriter(), pending: map[uint64]chan forwardResult{}}
+	go c.w.run(conn)
+	go c.readReplies()
+	n.fwd = c
+	return c, nil
+}
+
+// unreachable is the error of a forwarded write that failed because the
+// leader could not be reached or did not answer: the cluster has no
+// leader this node can use, for now.
+func unreachable(leader string, err error) error {
+	return fmt.Errorf("%w: %w: %s: %w", ErrNoLeader, ErrNodeUnavailable, leader, err)
+}
+
+// call sends entry and waits for the leader's reply.
+func (c *forwardConn) call(ctx context.Context, entry []byte) (uint64, error) {
+	timeout := rpcTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	ch := make(chan forwardResult, 1)
+	c.mu.Lock()
+	if c.pending == nil {
+		c.mu.Unlock()
+		return 0, unreachable(c.leader, fmt.Errorf("connection closed: %w", errNotSent))
+	}
+	c.nextID++
+	id := c.nextID
+	c.pending[id] = ch
+	c.mu.Unlock()
+
+	sent := time.Now().UnixNano()
+	f := frame{id: id, aux: uint32(max(timeout.Milliseconds(), 1)), payload: entry}
+	if err := c.w.write(appendFrame(make([]byte, 0, frameHeaderSize+len(entry)), f)); err != nil {
+		c.forget(id)
+		return 0, unreachable(c.leader, err)
+	}
+	select {
+	case r := <-ch:
+		return r.index, r.err
+	case <-ctx.Done():
+		c.forget(id)
+		// A leader that answered nothing since this write went out may be
+		// gone without a word (a partition): the next write dials anew.
+		if c.lastRead.Load() < sent {
+			c.close(errors.New("the leader did not answer"))
+		}
+		return 0, unreachable(c.leader, fmt.Errorf("no answer in time: %w", ctx.Err()))
+	}
+}
+
+func (c *forwardConn) forget(id uint64) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+// readReplies delivers the leader's replies until the connection fails,
+// then fails the writes still waiting: they may or may not have arrived.
+func (c *forwardConn) readReplies() {
+	r := bufio.NewReader(c.conn)
+	var err error
+	for {
+		var f frame
+		if f, err = readFrame(r, maxRPCBody); err != nil {
+			break
+		}
+		c.lastRead.Store(time.Now().UnixNano())
+		var resp forwardResponse
+		if err = json.Unmarshal(f.payload, &resp); err != nil {
+			err = fmt.Errorf("invalid reply: %w", err)
+			break
+		}
+		c.mu.Lock()
+		ch := c.pending[f.id]
+		delete(c.pending, f.id)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- forwardResult{index: resp.Index, err: decodeError(resp.Err)}
+		}
+	}
+	c.close(err)
+	c.mu.Lock()
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, ch := range pending {
+		ch <- forwardResult{err: unreachable(c.leader, fmt.Errorf("connection lost: %w", err))}
+	}
+}
+
+func (c *forwardConn) failed() bool {
+	select {
+	case <-c.w.broken:
+		return true
+	default:
+		return false
+	}
+}
+
+// close ends the connection; readReplies then fails the waiting writes.
+func (c *forwardConn) close(err error) {
+	c.w.close(err)
+	c.conn.Close()
+}
+
+// serveForwards serves a follower's connection of forwarded writes until
+// the follower closes it or this node shuts down. Each write is applied in
+// its own goroutine, so that raft batches the writes in flight.
+func (n *Node) serveForwards(conn net.Conn) {
+	w := newFrameWriter()
+	go w.run(conn)
+	go func() {
+		select {
+		case <-n.done:
+		case <-w.broken:
+		}
+		conn.Close() // ends the read below
+	}()
+	r := bufio.NewReader(conn)
+	var wg sync.WaitGroup
+	var err error
+	for {
+		var f frame
+		if f, err = readFrame(r, maxRPCBody); err != nil {
+			break
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(f.aux)*time.Millisecond)
+			defer cancel()
+			body, _ := json.Marshal(n.serveForward(ctx, f.payload))
+			// A failed write means the follower is gone; it fails the
+			// write on its side.
+			w.write(appendFrame(make([]byte, 0, frameHeaderSize+len(body)), frame{id: f.id, payload: body}))
+		})
+	}
+	w.close(err)
+	wg.Wait()
+}
+
+// serveForward applies a forwarded log entry, if this node leads.
+func (n *Node) serveForward(ctx context.Context, entry []byte) forwardResponse {
+	inst := n.current()
+	if inst.raft.State() != raft.Leader {
+		return forwardResponse{Err: encodeError(ErrNoLeader)}
+	}
+	index, err := n.applyLocal(ctx, inst, entry)
+	return forwardResponse{Index: index, Err: encodeError(err)}
+}
