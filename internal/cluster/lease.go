@@ -93,7 +93,11 @@ func (n *Node) awaitReads(ctx context.Context, inst *instance, leader string) {
 			}
 			return
 		}
-		if !awaitChange(ctx, changed, timer) {
+		select {
+		case <-changed:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
 			return
 		}
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,7 +21,10 @@ const (
 type tracker struct {
 	mu      sync.Mutex
 	reports map[raft.ServerID]report
-	changed chan struct{} // closed and replaced on every report
+	// waiters are the writes waiting for followers. Each report releases
+	// the ones it completes, and only those: under load, reports arrive
+	// thousands of times a second with dozens of writes waiting.
+	waiters []*waiter
 }
 
 type report struct {
@@ -28,58 +32,68 @@ type report struct {
 	at    time.Time
 }
 
+type waiter struct {
+	index     uint64
+	followers []raft.ServerID
+	done      chan struct{} // closed when every healthy follower applied index
+}
+
 func newTracker() *tracker {
-	return &tracker{reports: map[raft.ServerID]report{}, changed: make(chan struct{})}
+	return &tracker{reports: map[raft.ServerID]report{}}
 }
 
 // update records that follower id has applied the log up to index.
 func (t *tracker) update(id raft.ServerID, index uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if index > t.reports[id].index {
-		t.reports[id] = report{index: index, at: time.Now()}
-	} else {
-		r := t.reports[id]
-		r.at = time.Now()
-		t.reports[id] = r
+	r := t.reports[id]
+	r.index = max(r.index, index)
+	r.at = time.Now()
+	t.reports[id] = r
+	t.waiters = slices.DeleteFunc(t.waiters, func(w *waiter) bool {
+		if t.appliedLocked(w.index, w.followers) {
+			close(w.done)
+			return true
+		}
+		return false
+	})
+}
+
+// appliedLocked reports whether every healthy follower has applied index.
+// Followers that have not reported recently are not waited for.
+func (t *tracker) appliedLocked(index uint64, followers []raft.ServerID) bool {
+	for _, id := range followers {
+		r, ok := t.reports[id]
+		if ok && time.Since(r.at) < reportTTL && r.index < index {
+			return false
+		}
 	}
-	close(t.changed)
-	t.changed = make(chan struct{})
+	return true
 }
 
 // wait returns once every healthy follower has applied index, or bound has
-// passed. Followers that have not reported recently are not waited for.
+// passed.
 func (t *tracker) wait(ctx context.Context, index uint64, followers []raft.ServerID, bound time.Duration) {
-	if len(followers) == 0 {
+	t.mu.Lock()
+	if t.appliedLocked(index, followers) {
+		t.mu.Unlock()
 		return
 	}
+	w := &waiter{index: index, followers: followers, done: make(chan struct{})}
+	t.waiters = append(t.waiters, w)
+	t.mu.Unlock()
+
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
-	for {
-		t.mu.Lock()
-		done, changed := true, t.changed
-		for _, id := range followers {
-			r, ok := t.reports[id]
-			if ok && time.Since(r.at) < reportTTL && r.index < index {
-				done = false
-				break
-			}
-		}
-		t.mu.Unlock()
-		if done || !awaitChange(ctx, changed, timer) {
-			return
-		}
-	}
-}
-
-// awaitChange waits until changed is closed, and reports false instead if
-// timer fires or ctx ends first.
-func awaitChange(ctx context.Context, changed <-chan struct{}, timer *time.Timer) bool {
 	select {
-	case <-changed:
-		return true
+	case <-w.done:
+		return
 	case <-timer.C:
 	case <-ctx.Done():
 	}
-	return false
+	t.mu.Lock()
+	if i := slices.Index(t.waiters, w); i >= 0 {
+		t.waiters = slices.Delete(t.waiters, i, i+1)
+	}
+	t.mu.Unlock()
 }
