@@ -16,6 +16,7 @@ import (
 // that instruments HTTP; handlers know nothing of it.
 func observe(m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = growStack()
 		api := apiOf(r.URL.Path)
 		rm := m.Requests(api)
 		rm.Start()

@@ -120,7 +120,7 @@ func Run(ctx context.Context, opts Options) error {
 	starting := minkms.Unavailable()
 	handler.Store(&starting)
 	srv := &http.Server{
-		Handler:           newWorkers().handler(observe(nodeMetrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }))),
+		Handler:           observe(nodeMetrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) })),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
