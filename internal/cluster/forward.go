@@ -29,7 +29,9 @@ const ForwardALPN = "keep-forward/1"
 // writes.
 type forwardConn struct {
 	leader   string
+	dialed   chan struct{} // closed when the dial is done; conn and dialErr are set then
 	conn     net.Conn
+	dialErr  error
 	w        *frameWriter
 	lastRead atomic.Int64 // when a reply last arrived, in Unix nanoseconds
 
@@ -52,30 +54,52 @@ func (n *Node) forward(ctx context.Context, leader string, entry []byte) (uint64
 	return c.call(ctx, entry)
 }
 
-// forwardConn returns this node's connection to leader, and dials one if
-// there is none or the last one failed.
+// forwardConn returns this node's connection to leader. If there is none,
+// or the last one failed, it dials one; writes that come meanwhile wait for
+// that dial instead of starting their own.
 func (n *Node) forwardConn(ctx context.Context, leader string) (*forwardConn, error) {
 	n.fwdMu.Lock()
-	defer n.fwdMu.Unlock()
-	if c := n.fwd; c != nil {
-		if c.leader == leader && !c.failed() {
-			return c, nil
+	c := n.fwd
+	if c == nil || c.leader != leader || c.failed() {
+		if c != nil {
+			c.close(errors.New("replaced by a connection to the current leader"))
 		}
-		c.close(errors.New("leader changed"))
-		n.fwd = nil
+		c = n.dialForward(leader)
+		n.fwd = c
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.Transport.dialer.Timeout)
-	defer cancel()
-	d := tls.Dialer{NetDialer: n.cfg.Transport.dialer, Config: n.cfg.Transport.clientConfig("", ForwardALPN)}
-	conn, err := d.DialContext(ctx, "tcp", leader)
-	if err != nil {
-		return nil, unreachable(leader, fmt.Errorf("%w: %w", errNotSent, err))
+	n.fwdMu.Unlock()
+	select {
+	case <-c.dialed:
+	case <-ctx.Done():
+		return nil, unreachable(leader, fmt.Errorf("%w: %w", errNotSent, ctx.Err()))
 	}
-	c := &forwardConn{leader: leader, conn: conn, w: newFrameWriter(), pending: map[uint64]chan forwardResult{}}
-	go c.w.run(conn)
-	go c.readReplies()
-	n.fwd = c
+	if c.dialErr != nil {
+		return nil, unreachable(leader, fmt.Errorf("%w: %w", errNotSent, c.dialErr))
+	}
 	return c, nil
+}
+
+// dialForward returns a connection to leader that is being dialed.
+func (n *Node) dialForward(leader string) *forwardConn {
+	c := &forwardConn{leader: leader, dialed: make(chan struct{}), w: newFrameWriter(), pending: map[uint64]chan forwardResult{}}
+	d := tls.Dialer{NetDialer: n.cfg.Transport.dialer, Config: n.cfg.Transport.clientConfig("", ForwardALPN)}
+	go func() {
+		c.conn, c.dialErr = d.Dial("tcp", leader) // bounded by the dialer's timeout
+		if c.dialErr != nil {
+			c.w.close(c.dialErr)
+		}
+		close(c.dialed)
+		if c.dialErr != nil {
+			return
+		}
+		if c.failed() { // closed while dialing
+			c.conn.Close()
+			return
+		}
+		go c.w.run(c.conn)
+		go c.readReplies()
+	}()
+	return c
 }
 
 // unreachable is the error of a forwarded write that failed because the
@@ -174,7 +198,13 @@ func (c *forwardConn) failed() bool {
 // close ends the connection; readReplies then fails the waiting writes.
 func (c *forwardConn) close(err error) {
 	c.w.close(err)
-	c.conn.Close()
+	select {
+	case <-c.dialed:
+		if c.conn != nil {
+			c.conn.Close()
+		}
+	default: // the dial closes it when it is done
+	}
 }
 
 // serveForwards serves a follower's connection of forwarded writes until
