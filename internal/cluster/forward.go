@@ -25,6 +25,12 @@ import (
 // forwarded write used to cost beyond a write on the leader.
 const ForwardALPN = "keep-forward/1"
 
+// silentLeader is how long a forward connection may go without a reply,
+// while a write waits, before it is taken for broken. A live leader
+// answers every write within this: it commits, or it steps down and says so
+// (raft's leader lease is half a heartbeat timeout).
+const silentLeader = 2 * heartbeatTimeout
+
 // forwardConn is a follower's connection to the leader for forwarded
 // writes.
 type forwardConn struct {
@@ -137,9 +143,11 @@ func (c *forwardConn) call(ctx context.Context, entry []byte) (uint64, error) {
 		return r.index, r.err
 	case <-ctx.Done():
 		c.forget(id)
-		// A leader that answered nothing since this write went out may be
-		// gone without a word (a partition): the next write dials anew.
-		if c.lastRead.Load() < sent {
+		// A leader that has answered nothing for a while, since this write
+		// went out, may be gone without a word (a partition): the next
+		// write dials anew. A write its client gave up on sooner says
+		// nothing about the connection, which other writes share.
+		if last := c.lastRead.Load(); last < sent && time.Since(time.Unix(0, sent)) >= silentLeader {
 			c.close(errors.New("the leader did not answer"))
 		}
 		return 0, unreachable(c.leader, fmt.Errorf("no answer in time: %w", ctx.Err()))

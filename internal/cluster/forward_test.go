@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -93,5 +95,76 @@ func TestForwardRefused(t *testing.T) {
 		if !errors.Is(err, ErrNodeUnavailable) || !neverArrived(err) {
 			t.Errorf("forward to a closed port: %v; want a write that never arrived", err)
 		}
+	}
+}
+
+// fakeLeader serves the forward protocol on a TLS listener with tr's node
+// identity: it answers a write whose entry is "answer" with index 7, and
+// never answers any other.
+func fakeLeader(t *testing.T, tr *Transport) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tr.serverConfig(ForwardALPN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					f, err := readFrame(r, 1<<10)
+					if err != nil {
+						return
+					}
+					if string(f.payload) == "answer" {
+						c.Write(appendFrame(nil, frame{id: f.id, payload: []byte(`{"index":7}`)}))
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestForwardSilentLeader checks when a forward connection is given up: not
+// when a write's client gives up early, which says nothing of the
+// connection other writes share, but when the leader has answered nothing
+// for silentLeader.
+func TestForwardSilentLeader(t *testing.T) {
+	n := testForwarder(t)
+	leader := fakeLeader(t, n.cfg.Transport)
+	write := func(entry string, timeout time.Duration) (uint64, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return n.forward(ctx, leader, []byte(entry))
+	}
+
+	if i, err := write("answer", 5*time.Second); err != nil || i != 7 {
+		t.Fatalf("answered write: index %d, %v; want 7", i, err)
+	}
+	first := n.fwd
+	if _, err := write("silent", 50*time.Millisecond); !errors.Is(err, ErrNodeUnavailable) || neverArrived(err) {
+		t.Errorf("unanswered write: %v; want a write that may have arrived", err)
+	}
+	if n.fwd != first || first.failed() {
+		t.Fatal("a write whose client gave up early closed the connection")
+	}
+	if i, err := write("answer", 5*time.Second); err != nil || i != 7 {
+		t.Fatalf("answered write after an early give-up: index %d, %v; want 7", i, err)
+	}
+	if _, err := write("silent", silentLeader+100*time.Millisecond); err == nil {
+		t.Fatal("unanswered write succeeded")
+	}
+	if !first.failed() {
+		t.Error("the connection outlived a leader silent for longer than silentLeader")
+	}
+	if i, err := write("answer", 5*time.Second); err != nil || i != 7 || n.fwd == first {
+		t.Errorf("write after the silent leader: index %d, %v, same connection %v; want 7 on a new connection", i, err, n.fwd == first)
 	}
 }
