@@ -81,13 +81,13 @@ func (n *Node) ClusterStatus(ctx context.Context) (up map[int]NodeStatus, down m
 	up, down = map[int]NodeStatus{}, map[int]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	// This node's entry goes in before any goroutine writes to up.
+	if id, err := strconv.Atoi(self.ID); err == nil {
+		up[id] = self
+	}
 	for idText, host := range self.Nodes {
 		id, err := strconv.Atoi(idText)
-		if err != nil {
-			continue
-		}
-		if idText == self.ID {
-			up[id] = self
+		if err != nil || idText == self.ID {
 			continue
 		}
 		wg.Add(1)
