@@ -78,7 +78,11 @@ func build() (string, error) {
 		}
 		binTmp = tmp
 		p := filepath.Join(tmp, "keep")
-		cmd := exec.Command("go", "build", "-o", p, "./cmd/keep")
+		args := []string{"build", "-o", p}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/keep")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build ./cmd/keep: %v\n%s", err, out)

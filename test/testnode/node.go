@@ -119,6 +119,9 @@ func New(t testing.TB, opts Options) *Node {
 	}
 	t.Cleanup(func() {
 		n.Kill()
+		if race := n.RaceReports(); race != "" {
+			t.Errorf("the race detector reported in node %s:\n%s", n.Name, Tail(race, 32<<10))
+		}
 		if t.Failed() {
 			n.DumpLogs(t)
 		}

@@ -216,6 +216,25 @@ func (p *Process) Logs() string {
 	return b.String()
 }
 
+// raceWarning starts each report of the race detector.
+const raceWarning = "WARNING: DATA RACE"
+
+// RaceReports returns what the race detector reported in the process's
+// output, from its first report on; "" if it reported nothing (or keep was
+// built without it).
+func (p *Process) RaceReports() string {
+	p.mu.Lock()
+	logs := append([]string(nil), p.logs...)
+	p.mu.Unlock()
+	var b strings.Builder
+	for _, path := range logs {
+		if _, report, ok := strings.Cut(readFile(path), raceWarning); ok {
+			fmt.Fprintf(&b, "==> %s (%s)\n%s%s\n", filepath.Base(path), p.label, raceWarning, report)
+		}
+	}
+	return b.String()
+}
+
 // Tail returns the end of s, at most max bytes, marked as cut if it is.
 func Tail(s string, max int) string {
 	if len(s) <= max {
