@@ -206,11 +206,8 @@ func (p *Process) Stderr() string {
 // by its name. Long files are cut to their last 8 KiB, so that a failing
 // test's own messages stay in view above them.
 func (p *Process) Logs() string {
-	p.mu.Lock()
-	logs := append([]string(nil), p.logs...)
-	p.mu.Unlock()
 	var b strings.Builder
-	for _, path := range logs {
+	for _, path := range p.logFiles() {
 		fmt.Fprintf(&b, "==> %s (%s)\n%s\n", filepath.Base(path), p.label, Tail(readFile(path), 8<<10))
 	}
 	return b.String()
@@ -223,16 +220,20 @@ const raceWarning = "WARNING: DATA RACE"
 // output, from its first report on; "" if it reported nothing (or keep was
 // built without it).
 func (p *Process) RaceReports() string {
-	p.mu.Lock()
-	logs := append([]string(nil), p.logs...)
-	p.mu.Unlock()
 	var b strings.Builder
-	for _, path := range logs {
+	for _, path := range p.logFiles() {
 		if _, report, ok := strings.Cut(readFile(path), raceWarning); ok {
 			fmt.Fprintf(&b, "==> %s (%s)\n%s%s\n", filepath.Base(path), p.label, raceWarning, report)
 		}
 	}
 	return b.String()
+}
+
+// logFiles returns the paths of the process's output files, oldest first.
+func (p *Process) logFiles() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.logs...)
 }
 
 // Tail returns the end of s, at most max bytes, marked as cut if it is.
