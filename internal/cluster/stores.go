@@ -134,25 +134,45 @@ func openWAL(ctx context.Context, dir string, db *raftboltdb.BoltStore) (*wal.WA
 	return log, meta, nil
 }
 
-// moveLogs moves the entries of src into dst, unless dst already holds
-// them: a move interrupted after the copy only deletes on the next start.
+// moveLogs moves the entries of src into dst. A move interrupted after the
+// copy only deletes on the next start; one interrupted during the copy
+// (dst holds a prefix of src) copies again from the start.
 func moveLogs(ctx context.Context, dst, src raft.LogStore) error {
-	first, err := src.FirstIndex()
-	if err != nil {
-		return err
-	}
-	last, err := src.LastIndex()
+	first, last, err := logBounds(src)
 	if err != nil || last == 0 {
 		return err
 	}
-	if copied, err := dst.LastIndex(); err != nil {
+	copied, err := dst.LastIndex()
+	if err != nil {
 		return err
-	} else if copied == 0 {
+	}
+	if copied != last {
+		if err := clearLog(dst); err != nil {
+			return err
+		}
 		if err := migrate.CopyLogs(ctx, dst, src, 1<<20, nil); err != nil {
 			return err
 		}
 	}
 	return src.DeleteRange(first, last)
+}
+
+// clearLog deletes every entry of s.
+func clearLog(s raft.LogStore) error {
+	first, last, err := logBounds(s)
+	if err != nil || last == 0 {
+		return err
+	}
+	return s.DeleteRange(first, last)
+}
+
+// logBounds returns the first and last index of s; last is 0 if s is empty.
+func logBounds(s raft.LogStore) (first, last uint64, err error) {
+	if first, err = s.FirstIndex(); err != nil {
+		return 0, 0, err
+	}
+	last, err = s.LastIndex()
+	return first, last, err
 }
 
 // wipeStores deletes the raft state of a data directory.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/keep-kms/keep/internal/hsm"
 )
@@ -101,6 +103,44 @@ func TestOpenStoresMovesBoltLog(t *testing.T) {
 	defer db.Close()
 	if first, last := logRange(t, db); last != 0 {
 		t.Errorf("kms.db still holds entries [%d, %d]", first, last)
+	}
+}
+
+// TestOpenStoresFinishesInterruptedMove starts on a data directory where
+// moving the log out of kms.db stopped halfway through the copy: the WAL
+// holds a prefix of the log. The move starts over, and no entry is lost.
+func TestOpenStoresFinishesInterruptedMove(t *testing.T) {
+	dir := t.TempDir()
+	db, err := raftboltdb.NewBoltStore(filepath.Join(dir, DBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.StoreLogs(testLogs(5, 300)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	if err := os.Mkdir(filepath.Join(dir, walDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	meta := &metadb.BoltMetaDB{}
+	log, err := wal.Open(filepath.Join(dir, walDir), wal.WithMetaStore(meta))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := log.StoreLogs(testLogs(5, 100)); err != nil {
+		t.Fatal(err)
+	}
+	log.Close()
+	meta.Close()
+
+	st, err := openStores(context.Background(), dir, testHSM(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	if first, last := logRange(t, st.logs); first != 5 || last != 300 {
+		t.Errorf("log holds [%d, %d], want [5, 300]", first, last)
 	}
 }
 
