@@ -3,7 +3,6 @@ package cluster
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +64,12 @@ func (n *Node) forward(ctx context.Context, leader string, entry []byte) (uint64
 // that dial instead of starting their own.
 func (n *Node) forwardConn(ctx context.Context, leader string) (*forwardConn, error) {
 	n.fwdMu.Lock()
+	select {
+	case <-n.done: // Close has closed the last connection; dial no new one
+		n.fwdMu.Unlock()
+		return nil, ErrShuttingDown
+	default:
+	}
 	c := n.fwd
 	if c == nil || c.leader != leader || c.failed() {
 		if c != nil {
@@ -88,9 +93,8 @@ func (n *Node) forwardConn(ctx context.Context, leader string) (*forwardConn, er
 // dialForward returns a connection to leader that is being dialed.
 func (n *Node) dialForward(leader string) *forwardConn {
 	c := &forwardConn{leader: leader, dialed: make(chan struct{}), w: newFrameWriter(), pending: map[uint64]chan forwardResult{}}
-	d := tls.Dialer{NetDialer: n.cfg.Transport.dialer, Config: n.cfg.Transport.clientConfig("", ForwardALPN)}
 	go func() {
-		c.conn, c.dialErr = d.Dial("tcp", leader) // bounded by the dialer's timeout
+		c.conn, c.dialErr = n.cfg.Transport.dial(context.Background(), leader, ForwardALPN)
 		if c.dialErr != nil {
 			c.w.close(c.dialErr)
 		}

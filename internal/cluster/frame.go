@@ -34,17 +34,17 @@ func appendFrame(dst []byte, f frame) []byte {
 	return append(dst, f.payload...)
 }
 
-// readFrame reads one frame from r. A payload longer than max is an
+// readFrame reads one frame from r. A payload longer than limit is an
 // error; the connection cannot go on after it.
-func readFrame(r *bufio.Reader, max uint32) (frame, error) {
+func readFrame(r *bufio.Reader, limit uint32) (frame, error) {
 	var h [frameHeaderSize]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return frame{}, err
 	}
 	f := frame{id: binary.BigEndian.Uint64(h[:8]), aux: binary.BigEndian.Uint32(h[8:12])}
 	size := binary.BigEndian.Uint32(h[12:])
-	if size > max {
-		return frame{}, fmt.Errorf("%w: %d bytes, at most %d", errFrameTooLarge, size, max)
+	if size > limit {
+		return frame{}, fmt.Errorf("%w: %d bytes, at most %d", errFrameTooLarge, size, limit)
 	}
 	f.payload = make([]byte, size)
 	if _, err := io.ReadFull(r, f.payload); err != nil {

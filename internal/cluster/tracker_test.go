@@ -25,7 +25,7 @@ func TestTrackerWait(t *testing.T) {
 		{"all applied already", []update{{a, 5}, {b, 6}}, nil, 5, true},
 		{"released by the last report", []update{{a, 1}, {b, 1}}, []update{{a, 5}, {b, 4}, {b, 5}}, 5, true},
 		{"one follower behind", []update{{a, 1}, {b, 1}}, []update{{a, 5}, {b, 4}}, 5, false},
-		{"an old report does not go back", []update{{a, 9}, {b, 9}}, []update{{a, 2}}, 5, true},
+		{"a late, older report does not go back", []update{{a, 9}, {b, 1}}, []update{{a, 2}, {b, 5}}, 5, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := newTracker()

@@ -31,9 +31,10 @@ var errNotNode = errors.New("peer is not a node of this cluster: it does not sha
 
 // Transport carries traffic between nodes over mutually authenticated TLS
 // on the API port: raft's stream layer (ALPN keep-raft/1), forwarded writes
-// (ALPN keep-forward/1) and the /v1/rpc calls. Both ends present the node certificate derived from the shared HSM
-// key and accept only a peer that presents the same identity, so only nodes
-// holding the cluster's HSM key take part.
+// (ALPN keep-forward/1) and the /v1/rpc calls. Both ends present the node
+// certificate derived from the shared HSM key and accept only a peer that
+// presents the same identity, so only nodes holding the cluster's HSM key
+// take part.
 type Transport struct {
 	addr     net.Addr
 	cert     tls.Certificate
@@ -213,8 +214,15 @@ func (s *stream) Addr() net.Addr { return s.t.addr }
 func (s *stream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	d := tls.Dialer{NetDialer: s.t.dialer, Config: s.t.clientConfig("", ALPN)}
-	return d.DialContext(ctx, "tcp", string(address))
+	return s.t.dial(ctx, string(address), ALPN)
+}
+
+// dial opens a connection to the peer at address that speaks proto (an
+// ALPN protocol). The dialer's timeout bounds the connect and the
+// handshake.
+func (t *Transport) dial(ctx context.Context, address, proto string) (net.Conn, error) {
+	d := tls.Dialer{NetDialer: t.dialer, Config: t.clientConfig("", proto)}
+	return d.DialContext(ctx, "tcp", address)
 }
 
 // handedConn signals ServeConn when raft closes the connection.
