@@ -19,9 +19,9 @@ import (
 // and many writes in flight on it, each a frame (frame.go): the request's
 // aux field is its timeout in milliseconds, the payload the log entry; the
 // reply's payload is a JSON forwardResponse. Frames that queue up while a
-// write is under way share one write: forwarding costs the leader and the
-// follower a fraction of an HTTP/2 request each, which is most of what a
-// forwarded write used to cost beyond a write on the leader.
+// write is under way share one write, where an HTTP/2 request per write
+// cost a stream, its frames and a flush each (see "Writes" in
+// docs/ARCHITECTURE.md for what that cost the leader).
 const ForwardALPN = "keep-forward/1"
 
 // silentLeader is how long a forward connection may go without a reply,
