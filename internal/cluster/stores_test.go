@@ -62,22 +62,30 @@ func logRange(t *testing.T, s raft.LogStore) (uint64, uint64) {
 	return first, last
 }
 
-// TestOpenStoresMovesBoltLog opens a data directory whose raft log is still
-// in kms.db, as earlier versions kept it: the log moves into the WAL, and
-// kms.db keeps its stable values but no entries.
-func TestOpenStoresMovesBoltLog(t *testing.T) {
+// oldDataDir returns a data directory as earlier versions left it: the
+// raft log (entries 5 to 300) and the term (7) both in kms.db.
+func oldDataDir(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	db, err := raftboltdb.NewBoltStore(filepath.Join(dir, DBFile))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer db.Close()
 	if err := db.StoreLogs(testLogs(5, 300)); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.SetUint64([]byte("CurrentTerm"), 7); err != nil {
 		t.Fatal(err)
 	}
-	db.Close()
+	return dir
+}
+
+// TestOpenStoresMovesBoltLog opens a data directory whose raft log is still
+// in kms.db, as earlier versions kept it: the log moves into the WAL, and
+// kms.db keeps its stable values but no entries.
+func TestOpenStoresMovesBoltLog(t *testing.T) {
+	dir := oldDataDir(t)
 
 	h := testHSM(t)
 	for run := range 2 { // the second start finds the log moved already
@@ -96,7 +104,7 @@ func TestOpenStoresMovesBoltLog(t *testing.T) {
 		}
 	}
 
-	db, err = raftboltdb.NewBoltStore(filepath.Join(dir, DBFile))
+	db, err := raftboltdb.NewBoltStore(filepath.Join(dir, DBFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,15 +118,7 @@ func TestOpenStoresMovesBoltLog(t *testing.T) {
 // moving the log out of kms.db stopped halfway through the copy: the WAL
 // holds a prefix of the log. The move starts over, and no entry is lost.
 func TestOpenStoresFinishesInterruptedMove(t *testing.T) {
-	dir := t.TempDir()
-	db, err := raftboltdb.NewBoltStore(filepath.Join(dir, DBFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.StoreLogs(testLogs(5, 300)); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	dir := oldDataDir(t)
 
 	if err := os.Mkdir(filepath.Join(dir, walDir), 0o700); err != nil {
 		t.Fatal(err)
