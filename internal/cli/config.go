@@ -82,10 +82,22 @@ Settings:
   cluster.max_staleness  how long a node cut off from the leader serves
                          reads, e.g. 30s; 0 serves them for ever
   metrics.auth           sysadmin, or public: /v1/health/metrics may be
-                         scraped without a client certificate`,
+                         scraped without a client certificate
+  admin.identity         h1:… of a registered SysAdmin identity that becomes
+                         the cluster's admin on every node: the HSM-derived
+                         root API key (and the admin.identity of each node's
+                         config file) then gets 403 everywhere. Only the
+                         current admin may change it; admin.identity= gives
+                         every node its own root back. The admin cannot be
+                         deleted while it is the admin.
+
+Every change is audited on every node before it takes effect, with the
+settings it changed and their values (audit=off is recorded before the
+audit log stops).`,
 		Example: `  keep config set log.level=debug
   keep config set cluster.max_staleness=30s metrics.auth=public
-  keep config set log.level=`,
+  keep config set log.level=
+  keep add-identity h1:… --sysadmin && keep config set admin.identity=h1:…`,
 		Args: argsRange(1, -1),
 		PreRunE: func(_ *cobra.Command, args []string) error {
 			var err error

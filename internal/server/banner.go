@@ -12,6 +12,7 @@ import (
 	"github.com/keep-kms/keep/internal/api/kes"
 	"github.com/keep-kms/keep/internal/buildinfo"
 	"github.com/keep-kms/keep/internal/cluster"
+	"github.com/keep-kms/keep/internal/service"
 )
 
 // banner is what a node prints once it serves.
@@ -20,10 +21,14 @@ type banner struct {
 	ClusterID string
 	Status    cluster.NodeStatus
 	Endpoint  string
-	APIKey    string // "" when the config names the admin identity
-	Admin     string
-	Dev       bool
-	DevCert   string // the file of a dev node's self-signed certificate
+	// APIKey is the HSM-derived root API key, shown only on the first
+	// start of a cluster (and in dev mode); "" otherwise.
+	APIKey  string
+	HSMRoot bool   // the node's own root is the HSM-derived key, not its config's admin.identity
+	Admin   string // the root identity in effect
+	Cluster bool   // Admin is the cluster's admin (the setting admin.identity)
+	Dev     bool
+	DevCert string // the file of a dev node's self-signed certificate
 }
 
 func (b *banner) write(w io.Writer) {
@@ -59,15 +64,22 @@ func (b *banner) write(w io.Writer) {
 	}
 	// Both APIs take the same key and identity, spelled their own way: the
 	// MinIO KMS API k1:… and h1:…, the KES API kes:v1:… and hex.
-	if b.APIKey != "" {
+	switch {
+	case b.APIKey != "" && !b.Cluster:
 		line("API Key", "%s", b.APIKey)
 		if k, err := mtls.ParsePrivateKey(b.APIKey); err == nil {
 			if kesKey, ok := kes.APIKey(k); ok {
 				line("", "%s", kesKey)
 			}
 		}
+	case b.HSMRoot && !b.Cluster:
+		line("API Key", "shown on the first start only: keep identity $MINIO_KMS_HSM_KEY prints it")
 	}
-	line("Admin", "%s", b.Admin)
+	if b.Cluster {
+		line("Admin", "%s (cluster setting %s)", b.Admin, service.SettingAdminIdentity)
+	} else {
+		line("Admin", "%s", b.Admin)
+	}
 	if id := kes.HexIdentity(b.Admin); id != b.Admin {
 		line("", "%s", id)
 	}

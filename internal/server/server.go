@@ -3,17 +3,20 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
@@ -69,13 +72,10 @@ func Run(ctx context.Context, opts Options) error {
 	defer auditLog.Close()
 	nodeMetrics := metrics.New()
 	auditLog.Observe(nodeMetrics.CountCommands)
-	settings := newRuntimeSettings(conf, auditLog)
-	logger, logs := logging.New(os.Stderr, settings.level)
-	slog.SetDefault(logger)
-	if err := auditLog.Ready(); err != nil {
-		slog.Error("requests are refused until the audit log can be written", "err", err)
-	}
 
+	// The node's own root: the HSM-derived root API key, or the config
+	// file's admin.identity. The cluster-wide setting admin.identity
+	// replaces it on every node (service.Service.root).
 	rootKey, err := hsm.RootAPIKey(ctx, h)
 	if err != nil {
 		return fmt.Errorf("failed to derive root API key: %w", err)
@@ -83,6 +83,19 @@ func Run(ctx context.Context, opts Options) error {
 	admin, apiKey := rootKey.Identity().String(), rootKey.String()
 	if conf != nil && conf.Admin.Identity != "" {
 		admin, apiKey = conf.Admin.Identity, ""
+	}
+	// The root API key is shown once, when the cluster is created: logs
+	// of every later start (journald, container logs) must not hold it.
+	// keep identity HSM-KEY computes it again.
+	if !opts.Dev && !freshDir(opts.Dir) {
+		apiKey = ""
+	}
+
+	settings := newRuntimeSettings(conf, auditLog, opts.Host, admin)
+	logger, logs := logging.New(os.Stderr, settings.level)
+	slog.SetDefault(logger)
+	if err := auditLog.Ready(); err != nil {
+		slog.Error("requests are refused until the audit log can be written", "err", err)
 	}
 	nodeKey, err := h.PrivateKey(ctx, hsm.NodeKeySeed)
 	if err != nil {
@@ -168,6 +181,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := node.CatchUp(ctx); err != nil {
 		return err
 	}
+	settings.caughtUp()
 
 	svc := service.New(st, node, admin)
 	api := minkms.New(minkms.Config{
@@ -206,7 +220,9 @@ func Run(ctx context.Context, opts Options) error {
 		Status:    node.LocalStatus(),
 		Endpoint:  "https://" + opts.Host,
 		APIKey:    apiKey,
-		Admin:     admin,
+		HSMRoot:   admin == rootKey.Identity().String(),
+		Admin:     cmp.Or(st.Admin(), admin),
+		Cluster:   st.Admin() != "",
 		Dev:       opts.Dev,
 		DevCert:   devCert,
 	}).write(opts.Stdout)
@@ -267,6 +283,13 @@ func prepare(opts Options) (Options, hsm.HSM, error) {
 		return opts, nil, err
 	}
 	return opts, h, nil
+}
+
+// freshDir reports whether dir holds no cluster yet: this start creates
+// one.
+func freshDir(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, cluster.DBFile))
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // prepareDir creates the data directory if needed and checks that this

@@ -88,7 +88,7 @@ func (s *Service) privilege(c Caller) (state.Privilege, string, string, error) {
 	if c.Identity == "" {
 		return 0, "", "", ErrPermission
 	}
-	if c.Identity == s.admin {
+	if c.Identity == s.root() {
 		return state.SysAdmin, "", "", nil
 	}
 	id, err := s.state.Identity(c.Identity)

@@ -86,10 +86,10 @@ func (s *Service) self(c Caller) (state.Identity, error) {
 	if c.Identity == "" {
 		return state.Identity{}, ErrPermission
 	}
-	if c.Identity == s.admin {
-		return state.Identity{ID: s.admin, Privilege: state.SysAdmin}, nil
-	}
 	i, err := s.state.Identity(c.Identity)
+	if c.Identity == s.root() && err != nil {
+		return state.Identity{ID: c.Identity, Privilege: state.SysAdmin}, nil
+	}
 	if err != nil {
 		return state.Identity{}, ErrPermission
 	}

@@ -43,13 +43,26 @@ type Caller struct {
 type Service struct {
 	state   *state.State
 	cluster Cluster
-	admin   string // the root identity: SysAdmin without being registered
+	admin   string // this node's own root identity, unless the cluster names an admin
 }
 
 // New returns a Service that reads st, writes through c, and treats the
-// identity admin (h1:…) as the root SysAdmin.
+// identity admin (h1:…) as the root SysAdmin while the cluster-wide
+// setting admin.identity names no other.
 func New(st *state.State, c Cluster, admin string) *Service {
 	return &Service{state: st, cluster: c, admin: admin}
+}
+
+// root returns the root identity, SysAdmin whether registered or not: the
+// cluster's admin (SettingAdminIdentity) if it names one, else this
+// node's own (the HSM-derived root API key, or its config file's
+// admin.identity). While the cluster names an admin, every node's own root
+// is an unknown identity like any other.
+func (s *Service) root() string {
+	if a := s.state.Admin(); a != "" {
+		return a
+	}
+	return s.admin
 }
 
 // enclaveName maps the enclave of a request to a state enclave: requests

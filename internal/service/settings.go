@@ -2,11 +2,13 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keep-kms/keep/internal/state"
@@ -19,6 +21,11 @@ const (
 	SettingAudit        = "audit"                 // on or off
 	SettingMaxStaleness = "cluster.max_staleness" // a duration; 0 serves reads for ever
 	SettingMetricsAuth  = "metrics.auth"          // sysadmin, or public: scrape without a client certificate
+	// SettingAdminIdentity names the cluster's admin, a registered
+	// SysAdmin identity (h1:…) that replaces every node's own root (the
+	// HSM-derived root API key, or its config file's admin.identity).
+	// Only the current admin may change it; see state.SettingAdminIdentity.
+	SettingAdminIdentity = state.SettingAdminIdentity
 )
 
 // settings validates the value of each setting.
@@ -35,7 +42,19 @@ var settings = map[string]func(string) error{
 		}
 		return err
 	},
-	SettingMetricsAuth: oneOf("sysadmin", "public"),
+	SettingMetricsAuth:   oneOf("sysadmin", "public"),
+	SettingAdminIdentity: validAdminIdentity,
+}
+
+// validAdminIdentity checks the spelling of an admin identity; whether it
+// is registered, and a SysAdmin, is checked when the change is applied.
+// An API key is the likeliest mistake, and a secret: the message does not
+// repeat it.
+func validAdminIdentity(v string) error {
+	if state.ValidIdentity(v) != nil {
+		return errors.New("must be an identity h1:…, not an API key or anything else: keep identity API-KEY computes it")
+	}
+	return nil
 }
 
 func oneOf(values ...string) func(string) error {
@@ -60,25 +79,79 @@ func (s *Service) Settings(c Caller) (map[string]string, error) {
 
 // SetSettings changes cluster-wide settings on every node at once; an
 // empty value resets a setting to each node's own configuration. All or
-// none of the changes are made.
-func (s *Service) SetSettings(ctx context.Context, c Caller, changes map[string]string) error {
+// none of the changes are made. It returns the cluster-wide settings after
+// the change: a caller that handed over the admin may no longer read them.
+//
+// Only the current admin may change SettingAdminIdentity: a SysAdmin must
+// not make itself the one identity that cannot be deleted, nor give the
+// HSM-derived root back its power.
+func (s *Service) SetSettings(ctx context.Context, c Caller, changes map[string]string) (map[string]string, error) {
 	if err := s.AuthorizeSysAdmin(c); err != nil {
-		return err
+		return nil, err
 	}
 	if len(changes) == 0 {
-		return fmt.Errorf("%w: no settings to change", state.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: no settings to change", state.ErrInvalidArgument)
 	}
 	for k, v := range changes {
 		valid, ok := settings[k]
 		if !ok {
-			return fmt.Errorf("%w: unknown setting %q: use one of %v", state.ErrInvalidArgument, k, SettingNames())
+			return nil, fmt.Errorf("%w: unknown setting %q: use one of %v", state.ErrInvalidArgument, k, SettingNames())
 		}
 		if v == "" {
 			continue
 		}
 		if err := valid(v); err != nil {
-			return fmt.Errorf("%w: %s=%s: %v", state.ErrInvalidArgument, k, strconv.Quote(v), err)
+			// The value is not repeated: it may be a secret typed into
+			// the wrong setting.
+			return nil, fmt.Errorf("%w: %s: %v", state.ErrInvalidArgument, k, err)
 		}
 	}
-	return s.apply(ctx, c, &state.Entry{Op: state.OpSetSettings, Settings: changes})
+	if _, ok := changes[SettingAdminIdentity]; ok && c.Identity != s.root() {
+		return nil, fmt.Errorf("%w: only the current admin may change %s", ErrPermission, SettingAdminIdentity)
+	}
+	if err := s.apply(ctx, c, &state.Entry{Op: state.OpSetSettings, Settings: changes}); err != nil {
+		return nil, err
+	}
+	return s.state.Settings(), nil
+}
+
+// secretSettings are the settings whose values are secrets: audit records
+// name them without their values. No setting holds a secret
+// today (admin.identity is the hash of a public key); one that ever does,
+// such as an API key or a token, must be listed here.
+var secretSettings = map[string]bool{}
+
+// settingValue spells the value of setting k for an audit record: quoted, or "(secret)" for a secret setting and for settings this
+// node does not know (a newer node may have made them), whose values may
+// be secrets for all it knows.
+func settingValue(k, v string) string {
+	if _, known := settings[k]; !known || secretSettings[k] {
+		return "(secret)"
+	}
+	return strconv.Quote(v)
+}
+
+// DescribeSettings spells changes of settings for an audit record, sorted
+// by name: `audit="off" log.level=""` (an empty value resets a setting).
+// Secret values are left out (settingValue), and so are all values of
+// changes that were refused (applied false): a refused value may be a
+// secret typed into the wrong setting. Names this node does not know are
+// spelt "(unknown)".
+func DescribeSettings(changes map[string]string, applied bool) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(changes)) {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		if _, known := settings[k]; !known && !applied {
+			b.WriteString("(unknown)")
+			continue
+		}
+		b.WriteString(k)
+		if applied {
+			b.WriteByte('=')
+			b.WriteString(settingValue(k, changes[k]))
+		}
+	}
+	return b.String()
 }

@@ -98,6 +98,9 @@ func (s *State) applyDeleteEnclave(e *Entry) error {
 	if _, ok := s.enclaves[e.Name]; !ok {
 		return ErrEnclaveNotFound
 	}
+	if err := s.protectAdmin("deleting enclave "+e.Name, func(a *Identity) bool { return a.Enclave == e.Name }); err != nil {
+		return err
+	}
 	delete(s.enclaves, e.Name)
 	maps.DeleteFunc(s.identities, func(_ string, i *Identity) bool { return i.Enclave == e.Name })
 	return nil
@@ -262,6 +265,9 @@ func (s *State) applyCreateIdentity(e *Entry) error {
 	if exists && old.Enclave != e.Enclave {
 		return fmt.Errorf("%w in enclave %q", ErrIdentityExists, old.Enclave)
 	}
+	if err := s.protectAdmin("replacing identity "+e.Name, func(a *Identity) bool { return a.ID == e.Name }); err != nil {
+		return err
+	}
 	i := &Identity{
 		ID:        e.Name,
 		Enclave:   e.Enclave,
@@ -302,6 +308,9 @@ func (s *State) applyDeleteIdentity(e *Entry) error {
 	if !ok || i.Enclave != e.Enclave {
 		return ErrIdentityNotFound
 	}
+	if err := s.protectAdmin("deleting identity "+e.Name, func(a *Identity) bool { return a.ID == e.Name }); err != nil {
+		return err
+	}
 	if p, ok := s.identities[i.Parent]; ok {
 		p.ServiceAccounts = slices.DeleteFunc(p.ServiceAccounts, func(id string) bool { return id == e.Name })
 	}
@@ -322,6 +331,11 @@ func (s *State) deleteIdentity(id string) {
 }
 
 func (s *State) applySettings(e *Entry) error {
+	if id := e.Settings[SettingAdminIdentity]; id != "" {
+		if err := s.checkAdmin(id); err != nil {
+			return err
+		}
+	}
 	for k, v := range e.Settings {
 		if v == "" {
 			delete(s.settings, k)
@@ -329,6 +343,6 @@ func (s *State) applySettings(e *Entry) error {
 			s.settings[k] = v
 		}
 	}
-	s.settingsChanged()
+	s.settingsChanged(e.Settings, e.By)
 	return nil
 }

@@ -16,7 +16,7 @@ func (s *State) Reset() {
 	s.clusterID, s.sealedRootKey, s.rootKey = "", nil, crypto.Key{}
 	s.enclaves, s.identities = map[string]*enclave{}, map[string]*Identity{}
 	s.settings = map[string]string{}
-	s.settingsChanged()
+	s.settingsChanged(nil, "")
 }
 
 // Fresh reports whether the state holds nothing but what init creates: no

@@ -157,6 +157,6 @@ func (s *State) Restore(r io.Reader) error {
 	defer s.mu.Unlock()
 	s.clusterID, s.sealedRootKey, s.rootKey = restored.clusterID, restored.sealedRootKey, restored.rootKey
 	s.enclaves, s.identities, s.settings = restored.enclaves, restored.identities, restored.settings
-	s.settingsChanged()
+	s.settingsChanged(nil, "")
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/keep-kms/keep/internal/crypto"
 )
@@ -38,7 +39,8 @@ type State struct {
 	enclaves      map[string]*enclave
 	identities    map[string]*Identity // by ID; an identity lives in one enclave
 	settings      map[string]string    // cluster-wide settings, validated by the service
-	onSettings    func(map[string]string)
+	onSettings    func(SettingsUpdate)
+	admin         atomic.Pointer[string] // settings[SettingAdminIdentity], read without the lock
 }
 
 type enclave struct {
@@ -70,10 +72,22 @@ func New(h Unsealer) *State {
 	}
 }
 
-// OnSettings registers f to be called with a copy of the cluster-wide
-// settings whenever they change, on the goroutine that applies the change
-// and with the state locked: f must not call into the State.
-func (s *State) OnSettings(f func(map[string]string)) {
+// SettingsUpdate is what an OnSettings function is told when the
+// cluster-wide settings change.
+type SettingsUpdate struct {
+	Settings map[string]string // every cluster-wide setting now; a copy
+	// Changes are what a settings entry changed ("" resets a setting) and
+	// By the identity that asked for it. Changes is nil when the settings
+	// were replaced as a whole: the state was reset or restored from a
+	// snapshot.
+	Changes map[string]string
+	By      string
+}
+
+// OnSettings registers f to be called whenever the cluster-wide settings
+// change, on the goroutine that applies the change and with the state
+// locked: f must not call into the State.
+func (s *State) OnSettings(f func(SettingsUpdate)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.onSettings = f
@@ -86,10 +100,13 @@ func (s *State) Settings() map[string]string {
 	return maps.Clone(s.settings)
 }
 
-// settingsChanged tells the OnSettings function; the caller holds s.mu.
-func (s *State) settingsChanged() {
+// settingsChanged tells the OnSettings function what changed (nil: the
+// settings were replaced as a whole) and by whom; the caller holds s.mu.
+func (s *State) settingsChanged(changes map[string]string, by string) {
+	admin := s.settings[SettingAdminIdentity]
+	s.admin.Store(&admin)
 	if s.onSettings != nil {
-		s.onSettings(maps.Clone(s.settings))
+		s.onSettings(SettingsUpdate{Settings: maps.Clone(s.settings), Changes: maps.Clone(changes), By: by})
 	}
 }
 

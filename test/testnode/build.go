@@ -2,14 +2,15 @@
 // builds ./cmd/keep once per test process (Main, Binary), starts real server
 // processes on 127.0.0.x loopback addresses (Start, New; Options), stops
 // (SIGTERM), kills (SIGKILL) and restarts them (Node.Stop, Kill, Restart,
-// MustStart), reads the root API key from their banner (BannerAPIKey), and
-// gives kms-go and raw HTTPS clients (Client, Node.Client, RootClient,
-// HTTPClient, HTTPClientProto), runs keep to completion (Run, CLI) and
-// makes addresses and keys (AllocAddr, AllocIP, FreePort, NewHSMKey,
-// NewAPIKey, ParseAPIKey, BaseEnv). Start returns a *StartError (exit code,
-// stdout, stderr) for a node that is expected to fail; Ups/WaitUps follow a
-// process that re-executes itself; PID, Stdout and Stderr look at the
-// running process.
+// MustStart), reads the root API key from their banner (BannerAPIKey) or,
+// on restarts, whose banner omits it, derives it from the HSM key
+// (HSMRootAPIKey), and gives kms-go and raw HTTPS clients (Client,
+// Node.Client, RootClient, HTTPClient, HTTPClientProto), runs keep to
+// completion (Run, CLI) and makes addresses and keys (AllocAddr, AllocIP,
+// FreePort, NewHSMKey, NewAPIKey, ParseAPIKey, BaseEnv). Start returns a
+// *StartError (exit code, stdout, stderr) for a node that is expected to
+// fail; Ups/WaitUps follow a process that re-executes itself; PID, Stdout
+// and Stderr look at the running process.
 //
 // It is an ordinary (non-test) package so that every end-to-end suite can
 // share it: test/e2e and test/cluster use it.

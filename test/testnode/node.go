@@ -2,6 +2,7 @@ package testnode
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"aead.dev/mtls"
+
+	"github.com/keep-kms/keep/internal/hsm"
 )
 
 // ReadyLine is the last line of the start-up banner.
@@ -51,7 +54,7 @@ type Node struct {
 	ExtraArgs []string
 	ExtraEnv  []string
 
-	APIKey string          // root API key from the banner, k1:…
+	APIKey string          // root API key from the banner, or derived from HSMKey when the banner has none (restarts), k1:…
 	Root   mtls.PrivateKey // parsed APIKey; nil if NoAPIKey
 	Banner string          // stdout up to and including the first ReadyLine
 
@@ -213,6 +216,11 @@ func (n *Node) Start() error {
 		return nil
 	}
 	key, err := BannerAPIKey(n.Banner)
+	if err != nil && !n.Dev {
+		// Only the first start of a cluster prints the key; it is the
+		// HSM key's, as keep identity HSM-KEY computes it.
+		key, err = HSMRootAPIKey(n.HSMKey)
+	}
 	if err != nil {
 		return fmt.Errorf("%w\nbanner:\n%s", err, n.Banner)
 	}
@@ -251,6 +259,21 @@ func BannerAPIKey(banner string) (string, error) {
 		}
 	}
 	return "", errors.New("banner has no line `API Key k1:…`")
+}
+
+// HSMRootAPIKey returns the k1: root API key derived from an HSM key
+// (hsm:aes256:…): what the banner of a cluster's first start prints.
+func HSMRootAPIKey(hsmKey string) (string, error) {
+	h, err := hsm.ParseSoftKey(hsmKey)
+	if err != nil {
+		return "", fmt.Errorf("the banner shows no API key, and the HSM key does not parse: %w", err)
+	}
+	defer h.Close()
+	k, err := hsm.RootAPIKey(context.Background(), h)
+	if err != nil {
+		return "", fmt.Errorf("failed to derive the root API key: %w", err)
+	}
+	return k.String(), nil
 }
 
 // Stop sends SIGTERM and waits for the process to exit; after 15 seconds it

@@ -126,13 +126,34 @@ func (a *API) serve(rt route) http.Handler {
 			return
 		}
 		start, sw := time.Now(), replystatus.New(w)
+		note := new(auditNote)
+		r = r.WithContext(context.WithValue(r.Context(), auditNoteKey{}, note))
 		rt.handle(a, sw, r)
 		c := callerOf(r)
+		resource := note.resource
+		if resource == "" {
+			resource = strings.TrimSpace(r.Method + " " + r.URL.RawQuery)
+		}
 		a.audit.Record(audit.Event{
 			Time: start.UTC(), Node: a.host, Identity: c.Identity, IP: remoteIP(r), API: "minkms",
-			Command: rt.audit, Resource: strings.TrimSpace(r.Method + " " + r.URL.RawQuery), Status: sw.Status, Latency: time.Since(start),
+			Command: rt.audit, Resource: resource, Status: sw.Status, Latency: time.Since(start),
 		})
 	})
+}
+
+// auditNote is where the handler of an audited route may say what its
+// request did, in place of the method and query its audit record names
+// otherwise.
+type auditNote struct{ resource string }
+
+// auditNoteKey is the context key of a request's auditNote.
+type auditNoteKey struct{}
+
+// noteAudit sets the resource of r's audit record.
+func noteAudit(r *http.Request, resource string) {
+	if n, ok := r.Context().Value(auditNoteKey{}).(*auditNote); ok {
+		n.resource = resource
+	}
 }
 
 // readBody reads a request body whole, within the route's limit. A body of

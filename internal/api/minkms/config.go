@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/keep-kms/keep/internal/service"
 )
 
 // config serves /v1/config: GET shows this node's configuration (its config
@@ -16,17 +18,21 @@ import (
 // JSON, or a protobuf Struct by Accept, as every other reply.
 func (a *API) config(w http.ResponseWriter, r *http.Request) {
 	c := callerOf(r)
+	var (
+		cluster map[string]string
+		err     error
+	)
 	if r.Method == http.MethodPut {
-		changes, err := settingChanges(r)
-		if err == nil {
-			err = a.svc.SetSettings(r.Context(), c, changes)
+		var changes map[string]string
+		if changes, err = settingChanges(r); err == nil {
+			cluster, err = a.svc.SetSettings(r.Context(), c, changes)
 		}
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
+		// The audit record says what was changed, or what the caller
+		// tried to change, never a secret (DescribeSettings).
+		noteAudit(r, "PUT "+service.DescribeSettings(changes, err == nil))
+	} else {
+		cluster, err = a.svc.Settings(c)
 	}
-	cluster, err := a.svc.Settings(c)
 	if err != nil {
 		writeError(w, r, err)
 		return
