@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -14,8 +15,11 @@ import (
 
 // config serves /v1/config: GET shows this node's configuration (its config
 // file, the cluster-wide settings, and the settings in effect), PUT changes
-// cluster-wide settings on every node. Both for SysAdmins only; the reply is
-// JSON, or a protobuf Struct by Accept, as every other reply.
+// cluster-wide settings on every node and replies as GET does (also to a
+// caller that has just handed over admin.identity and may no longer GET).
+// Both for SysAdmins only; the reply is JSON, or a protobuf Struct by
+// Accept, as every other reply. The audit record of a PUT names the
+// settings it changed and their new values.
 func (a *API) config(w http.ResponseWriter, r *http.Request) {
 	c := callerOf(r)
 	var (
@@ -29,7 +33,7 @@ func (a *API) config(w http.ResponseWriter, r *http.Request) {
 		}
 		// The audit record says what was changed, or what the caller
 		// tried to change, never a secret (DescribeSettings).
-		noteAudit(r, "PUT "+service.DescribeSettings(changes, err == nil))
+		noteAudit(r, strings.TrimSpace("PUT "+service.DescribeSettings(changes, err == nil)))
 	} else {
 		cluster, err = a.svc.Settings(c)
 	}
