@@ -4,7 +4,9 @@
 // subscribers (`keep logs --audit`, the KES /v1/log/audit stream).
 //
 // Records never hold secrets: no key material, plaintexts, ciphertexts or
-// associated data, only names and outcomes.
+// associated data, only names and outcomes. A change of the cluster-wide
+// settings names the settings and their values, but never the value of a
+// secret one (service.DescribeSettings).
 package audit
 
 import (
@@ -26,10 +28,10 @@ type Event struct {
 	Node     string        `json:"node"`               // host:port of the node that served the request
 	Identity string        `json:"identity,omitempty"` // h1:… of the caller
 	IP       string        `json:"ip,omitempty"`
-	API      string        `json:"api"`     // "minkms" or "kes"
+	API      string        `json:"api"`     // "minkms" or "kes"; "cluster" for a change applied from the replicated log
 	Command  string        `json:"command"` // KEY:GENERATE, …; the route for requests that are not commands
 	Enclave  string        `json:"enclave,omitempty"`
-	Resource string        `json:"resource,omitempty"` // the key, policy, identity or node acted on
+	Resource string        `json:"resource,omitempty"` // the key, policy, identity or node acted on; the settings changed, as name="value"
 	Status   int           `json:"status"`             // the HTTP status of the outcome
 	Error    string        `json:"error,omitempty"`    // the error message for a failed request
 	Latency  time.Duration `json:"latency_ns"`
