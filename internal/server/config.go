@@ -20,7 +20,7 @@ import (
 //
 //	version: v1
 //	admin:
-//	  identity: h1:…          # replaces the HSM-derived root API key
+//	  identity: h1:…          # this node's root instead of the HSM-derived root API key; the cluster setting admin.identity overrides it
 //	tls:
 //	  certs:
 //	    - key: private.key
