@@ -231,3 +231,30 @@ func TestRootRevocable(t *testing.T) {
 		}
 	})
 }
+
+// TestRootKeyNotReprinted restarts a node whose root is the HSM-derived
+// key: the first start prints the key, a restart does not (its logs end
+// up in journald and container logs), and the key still works.
+func TestRootKeyNotReprinted(t *testing.T) {
+	t.Parallel()
+	n := testnode.Start(t, testnode.Options{})
+	key := n.APIKey
+	if !strings.Contains(n.Banner, key) {
+		t.Fatalf("the first start does not print the root API key:\n%s", n.Banner)
+	}
+	n.Restart()
+	if strings.Contains(n.Stdout(), "k1:") || strings.Contains(n.Stdout(), "kes:v1:") {
+		t.Errorf("a restart prints an API key:\n%s", n.Stdout())
+	}
+	if !strings.Contains(n.Banner, "keep identity") {
+		t.Errorf("the banner of a restart does not say where the key is:\n%s", n.Banner)
+	}
+	if n.APIKey != key {
+		t.Fatalf("the root API key derived from the HSM key %s is not the one the first start printed, %s", n.APIKey, key)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := n.RootClient(t).ListEnclaves(ctx, &kms.ListRequest{}); err != nil {
+		t.Errorf("the root API key after a restart: %s", testnode.DescribeErr(err))
+	}
+}
