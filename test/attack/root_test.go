@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,15 @@ func TestRootRevocable(t *testing.T) {
 			if _, err := n.Client(t, hsmRoot).ListEnclaves(ctx, &kms.ListRequest{}); err != nil {
 				t.Errorf("%s: the HSM-derived root after the refused changes: %s", n.Name, testnode.DescribeErr(err))
 			}
+		}
+		// The refused attempts are audited, by name, without the key.
+		if _, ok := waitRecord(t, c.audit[0], func(r auditRecord) bool {
+			return r.Command == "NODE:CONFIG" && r.Status == http.StatusBadRequest && r.Resource == "PUT admin.identity"
+		}); !ok {
+			t.Errorf("no audit record of the refused change of admin.identity")
+		}
+		if data, err := os.ReadFile(c.audit[0]); err != nil || strings.Contains(string(data), unknown.String()) {
+			t.Errorf("the audit file holds the API key typed into admin.identity (%v)", err)
 		}
 	})
 
