@@ -116,14 +116,16 @@ func (s *Service) SetSettings(ctx context.Context, c Caller, changes map[string]
 }
 
 // secretSettings are the settings whose values are secrets: audit records
-// name them without their values. No setting holds a secret
-// today (admin.identity is the hash of a public key); one that ever does,
-// such as an API key or a token, must be listed here.
+// name them without their values. No setting holds a secret today
+// (admin.identity is the hash of a public key, the others are levels,
+// switches and durations); one that ever does, such as an API key or a
+// token, must be listed here.
 var secretSettings = map[string]bool{}
 
-// settingValue spells the value of setting k for an audit record: quoted, or "(secret)" for a secret setting and for settings this
-// node does not know (a newer node may have made them), whose values may
-// be secrets for all it knows.
+// settingValue spells the value of setting k for an audit record: quoted,
+// or "(secret)" for a secret setting and for settings this node does not
+// know (a newer node may have made them), whose values may be secrets for
+// all it knows.
 func settingValue(k, v string) string {
 	if _, known := settings[k]; !known || secretSettings[k] {
 		return "(secret)"
