@@ -247,6 +247,12 @@ func (s *State) applyAssignPolicy(e *Entry) error {
 	return nil
 }
 
+// applyCreateIdentity creates or overwrites an identity. Service accounts
+// form a forest: whatever the service checked, an entry that would close a
+// cycle, nest service accounts deeper than MaxServiceAccountDepth, or make
+// an identity that has service accounts a service account itself is
+// refused here, alike on every node. Overwriting keeps the parent's list of
+// service accounts in step with the identity's parent.
 func (s *State) applyCreateIdentity(e *Entry) error {
 	if _, err := s.enclave(e.Enclave); err != nil {
 		return err
@@ -270,28 +276,40 @@ func (s *State) applyCreateIdentity(e *Entry) error {
 		CreatedAt: e.Time,
 		CreatedBy: e.By,
 	}
+	var parent *Identity
 	if args.ServiceAccount {
-		parent, ok := s.identities[e.By]
+		var ok bool
+		parent, ok = s.identities[e.By]
 		if !ok || parent.Enclave != e.Enclave {
 			return fmt.Errorf("%w: service accounts are created by an identity of their enclave", ErrInvalidArgument)
 		}
 		if e.By == e.Name {
 			return fmt.Errorf("%w: an identity cannot be its own service account", ErrInvalidArgument)
 		}
-		i.Parent, i.Privilege, i.Policy = e.By, parent.Privilege, parent.Policy
-		if !slices.Contains(parent.ServiceAccounts, e.Name) {
-			parent.ServiceAccounts = append(parent.ServiceAccounts, e.Name)
+		if exists && old.Parent != e.By && len(old.ServiceAccounts) > 0 {
+			return fmt.Errorf("%w: %s has service accounts: it cannot become a service account", ErrInvalidArgument, e.Name)
 		}
+		if _, err := s.chainLocked(e.By, e.Name); err != nil {
+			return err
+		}
+		i.Parent, i.Privilege, i.Policy = e.By, parent.Privilege, parent.Policy
 	}
 	if i.Privilege < SysAdmin || i.Privilege > User {
 		return fmt.Errorf("%w: invalid privilege %d", ErrInvalidArgument, args.Privilege)
 	}
 	if exists {
-		// Overwriting keeps what hangs off the identity.
+		// Overwriting keeps what hangs off the identity, and leaves the
+		// service accounts of a parent it no longer has.
 		i.ServiceAccounts = old.ServiceAccounts
 		if i.Privilege == User && !args.ServiceAccount {
 			i.Policy = old.Policy
 		}
+		if old.Parent != i.Parent {
+			s.unlinkLocked(old)
+		}
+	}
+	if parent != nil && !slices.Contains(parent.ServiceAccounts, e.Name) {
+		parent.ServiceAccounts = append(parent.ServiceAccounts, e.Name)
 	}
 	s.identities[e.Name] = i
 	return nil
@@ -302,23 +320,9 @@ func (s *State) applyDeleteIdentity(e *Entry) error {
 	if !ok || i.Enclave != e.Enclave {
 		return ErrIdentityNotFound
 	}
-	if p, ok := s.identities[i.Parent]; ok {
-		p.ServiceAccounts = slices.DeleteFunc(p.ServiceAccounts, func(id string) bool { return id == e.Name })
-	}
-	s.deleteIdentity(e.Name)
+	s.unlinkLocked(i)
+	s.deleteTreeLocked(e.Name)
 	return nil
-}
-
-// deleteIdentity removes an identity and, transitively, its service accounts.
-func (s *State) deleteIdentity(id string) {
-	i, ok := s.identities[id]
-	if !ok {
-		return
-	}
-	delete(s.identities, id)
-	for _, sa := range i.ServiceAccounts {
-		s.deleteIdentity(sa)
-	}
 }
 
 func (s *State) applySettings(e *Entry) error {
