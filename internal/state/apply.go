@@ -249,10 +249,10 @@ func (s *State) applyAssignPolicy(e *Entry) error {
 
 // applyCreateIdentity creates or overwrites an identity. Service accounts
 // form a forest: whatever the service checked, an entry that would close a
-// cycle, nest service accounts deeper than MaxServiceAccountDepth, or make
-// an identity that has service accounts a service account itself is
-// refused here, alike on every node. Overwriting keeps the parent's list of
-// service accounts in step with the identity's parent.
+// cycle or nest service accounts (with those that hang below the identity)
+// deeper than MaxServiceAccountDepth is refused here, alike on every node.
+// Overwriting keeps the parent's list of service accounts in step with the
+// identity's parent.
 func (s *State) applyCreateIdentity(e *Entry) error {
 	if _, err := s.enclave(e.Enclave); err != nil {
 		return err
@@ -286,11 +286,18 @@ func (s *State) applyCreateIdentity(e *Entry) error {
 		if e.By == e.Name {
 			return fmt.Errorf("%w: an identity cannot be its own service account", ErrInvalidArgument)
 		}
-		if exists && old.Parent != e.By && len(old.ServiceAccounts) > 0 {
-			return fmt.Errorf("%w: %s has service accounts: it cannot become a service account", ErrInvalidArgument, e.Name)
-		}
-		if _, err := s.chainLocked(e.By, e.Name); err != nil {
+		depth, err := s.chainLocked(e.By, e.Name)
+		if err != nil {
 			return err
+		}
+		if exists && old.Parent != e.By {
+			height, err := s.heightLocked(e.Name)
+			if err != nil {
+				return err
+			}
+			if depth+height > MaxServiceAccountDepth {
+				return fmt.Errorf("identity %s: %w", e.Name, ErrServiceAccountCycle)
+			}
 		}
 		i.Parent, i.Privilege, i.Policy = e.By, parent.Privilege, parent.Policy
 	}

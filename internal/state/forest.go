@@ -77,6 +77,27 @@ func (s *State) chainLocked(parent, child string) (depth int, err error) {
 	return depth, nil
 }
 
+// heightLocked returns the number of levels of service accounts below id,
+// walking at most MaxServiceAccountDepth levels. The caller holds s.mu.
+func (s *State) heightLocked(id string) (int, error) {
+	level := []string{id}
+	for height := 0; ; height++ {
+		var below []string
+		for _, p := range level {
+			if i, ok := s.identities[p]; ok {
+				below = append(below, i.ServiceAccounts...)
+			}
+		}
+		if len(below) == 0 {
+			return height, nil
+		}
+		if height == MaxServiceAccountDepth {
+			return 0, fmt.Errorf("identity %s: %w", id, ErrServiceAccountCycle)
+		}
+		level = below
+	}
+}
+
 // deleteTreeLocked removes id and, transitively, its service accounts. It
 // walks a work list, not the call stack, and visits each identity once, so
 // that neither a deep tree nor a cycle left by an older version can make it

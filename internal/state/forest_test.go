@@ -44,12 +44,18 @@ func TestServiceAccountForest(t *testing.T) {
 			t.Errorf("%s makes %s its service account: %v", tt.by, tt.id, err)
 		}
 	}
-	// Bob has a service account: it cannot move under another parent.
-	mustApply(t, s, &state.Entry{Op: state.OpCreateIdentity, Enclave: enc, Name: dave, Identity: &state.IdentityArgs{Privilege: state.Admin}})
-	if err := createSA(s, dave, bob); !errors.Is(err, state.ErrInvalidArgument) {
-		t.Errorf("identity with service accounts moved: %v", err)
+	// Bob moves under dave, and carol, his service account, with him.
+	mustApply(t, s, &state.Entry{Op: state.OpCreateIdentity, Enclave: enc, Name: dave, Identity: &state.IdentityArgs{Privilege: state.SysAdmin}})
+	if err := createSA(s, dave, bob); err != nil {
+		t.Fatal(err)
 	}
-	// Carol moves to dave: bob no longer lists her.
+	if a, _ := s.Identity(alice); len(a.ServiceAccounts) != 0 {
+		t.Errorf("old parent still lists bob: %v", a.ServiceAccounts)
+	}
+	if p, err := s.Principal(carol); err != nil || p.Privilege != state.SysAdmin {
+		t.Errorf("carol after bob moved: %+v, %v", p, err)
+	}
+	// Carol moves to dave directly: bob no longer lists her.
 	if err := createSA(s, dave, carol); err != nil {
 		t.Fatal(err)
 	}
@@ -58,16 +64,16 @@ func TestServiceAccountForest(t *testing.T) {
 	}
 	// Overwritten as a plain identity: dave no longer lists her.
 	mustApply(t, s, &state.Entry{Op: state.OpCreateIdentity, Enclave: enc, Name: carol, Identity: &state.IdentityArgs{Privilege: state.User}})
-	if d, _ := s.Identity(dave); len(d.ServiceAccounts) != 0 {
-		t.Errorf("old parent still lists carol: %v", d.ServiceAccounts)
+	if d, _ := s.Identity(dave); !slices.Equal(d.ServiceAccounts, []string{bob}) {
+		t.Errorf("dave lists %v, want bob alone", d.ServiceAccounts)
 	}
-	for id, want := range map[string]state.Privilege{alice: state.Admin, bob: state.Admin, carol: state.User} {
+	for id, want := range map[string]state.Privilege{alice: state.Admin, bob: state.SysAdmin, carol: state.User} {
 		if p, err := s.Principal(id); err != nil || p.Privilege != want {
 			t.Errorf("Principal(%s) = %+v, %v", id, p, err)
 		}
 	}
-	// Deleting alice deletes bob, but not carol, who left.
-	mustApply(t, s, &state.Entry{Op: state.OpDeleteIdentity, Enclave: enc, Name: alice})
+	// Deleting dave deletes bob, but not carol, who left.
+	mustApply(t, s, &state.Entry{Op: state.OpDeleteIdentity, Enclave: enc, Name: dave})
 	if _, err := s.Identity(bob); !errors.Is(err, state.ErrIdentityNotFound) {
 		t.Errorf("bob survived: %v", err)
 	}
@@ -94,6 +100,17 @@ func TestServiceAccountDepth(t *testing.T) {
 	}
 	if p, err := s.Principal(parent); err != nil || p.Privilege != state.Admin {
 		t.Fatalf("deepest: %+v, %v", p, err)
+	}
+	// A tree of two levels cannot move below the second-deepest.
+	mustApply(t, s, &state.Entry{Op: state.OpCreateIdentity, Enclave: state.DefaultEnclave, Name: bob, Identity: &state.IdentityArgs{Privilege: state.Admin}})
+	if err := createSA(s, bob, carol); err != nil {
+		t.Fatal(err)
+	}
+	if err := createSA(s, nthID(state.MaxServiceAccountDepth-2), bob); !errors.Is(err, state.ErrServiceAccountCycle) {
+		t.Fatalf("tree moved too deep: %v", err)
+	}
+	if err := createSA(s, nthID(state.MaxServiceAccountDepth-3), bob); err != nil {
+		t.Fatalf("tree moved to the deepest place it fits: %v", err)
 	}
 	mustApply(t, s, &state.Entry{Op: state.OpDeleteIdentity, Enclave: state.DefaultEnclave, Name: alice})
 	if _, err := s.Identity(parent); !errors.Is(err, state.ErrIdentityNotFound) {
