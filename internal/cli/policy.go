@@ -68,7 +68,8 @@ func (a *app) addPolicyCommand() *cobra.Command {
 
 The file holds allow and deny rules: each maps a command to the names it
 applies to, as one pattern, a list of patterns or an object. A pattern is a
-name, a prefix ending in '*', or '*'. A deny rule always wins.
+name, a prefix ending in '*', or '*'. A deny rule always wins. Importing
+keys needs a KEY:IMPORT rule: KEY:CREATE does not grant it.
 
   {
     "allow": {
