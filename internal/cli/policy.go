@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +15,11 @@ import (
 
 	"github.com/minio/kms-go/kms"
 	"github.com/minio/kms-go/kms/cmds"
+	pb "github.com/minio/kms-go/kms/protobuf"
 	"github.com/spf13/cobra"
+
+	"github.com/keep-kms/keep/internal/api/minkms"
+	"github.com/keep-kms/keep/internal/state"
 )
 
 // policyJSON is a policy document: the file add-policy reads and the JSON
@@ -63,7 +68,8 @@ func (a *app) addPolicyCommand() *cobra.Command {
 
 The file holds allow and deny rules: each maps a command to the names it
 applies to, as one pattern, a list of patterns or an object. A pattern is a
-name, a prefix ending in '*', or '*'. A deny rule always wins.
+name, a prefix ending in '*', or '*'. A deny rule always wins. Importing
+keys needs a KEY:IMPORT rule: KEY:CREATE does not grant it.
 
   {
     "allow": {
@@ -136,13 +142,14 @@ func parsePolicy(data []byte) (*kms.CreatePolicyRequest, error) {
 }
 
 // rulesByCommand converts rules keyed by command name into rules keyed by
-// command.
+// command. KEY:IMPORT is a name too, though kms-go has none for it
+// (state.ParseRuleCommand).
 func rulesByCommand(rules map[string]kms.RuleSet) (map[cmds.Command]kms.RuleSet, error) {
 	m := make(map[cmds.Command]kms.RuleSet, len(rules))
 	for name, set := range rules {
-		cmd, err := cmds.Parse(name)
+		cmd, err := state.ParseRuleCommand(name)
 		if err != nil {
-			return nil, fmt.Errorf("unknown command %q", name)
+			return nil, errors.New(strings.TrimPrefix(err.Error(), state.ErrInvalidArgument.Error()+": "))
 		}
 		m[cmd] = set
 	}
@@ -150,11 +157,11 @@ func rulesByCommand(rules map[string]kms.RuleSet) (map[cmds.Command]kms.RuleSet,
 }
 
 // rulesByName converts rules keyed by command into rules keyed by command
-// name; never nil, so that JSON shows {}.
+// name (state.RuleText); never nil, so that JSON shows {}.
 func rulesByName(rules map[cmds.Command]kms.RuleSet) map[string]kms.RuleSet {
 	m := make(map[string]kms.RuleSet, len(rules))
 	for cmd, set := range rules {
-		m[cmd.String()] = set
+		m[state.RuleText(cmd)] = set
 	}
 	return m
 }
@@ -247,7 +254,7 @@ func (a *app) getPolicyCommand() *cobra.Command {
 	enclave := addEnclaveFlag(cmd)
 	asJSON := addJSONFlag(cmd)
 	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		p, err := single(c.GetPolicy(cmd.Context(), *enclave, &kms.PolicyRequest{Name: args[0]}))
+		p, err := getPolicy(cmd.Context(), c, *enclave, args[0])
 		if err != nil {
 			return err
 		}
@@ -285,3 +292,60 @@ func writeRules(t *table, effect string, rules map[string]kms.RuleSet) {
 		t.row(effect, name, strings.Join(patterns, ", "))
 	}
 }
+
+// getPolicy fetches a policy with all its rules. kms.Client.GetPolicy
+// would lose the rules kms-go has no name for (KEY:IMPORT), which Keep
+// sends beside the others (minkms.PolicyExtraRules), so the reply is
+// decoded here.
+func getPolicy(ctx context.Context, c *kms.Client, enclave, name string) (*kms.PolicyResponse, error) {
+	body, err := cmds.Encode(nil, cmds.PolicyGet, &kms.PolicyRequest{Name: name})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Send(ctx, &kms.Request{Enclave: enclave, Body: body})
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxPolicyReply))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read policy: %v", err)
+	}
+	var msg pb.PolicyResponse
+	rest, err := cmds.DecodePB(data, cmds.PolicyGet, &msg)
+	if err == nil && len(rest) > 0 {
+		err = errors.New("more than one policy in the reply")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot decode policy: %v", err)
+	}
+	var p kms.PolicyResponse
+	if err := p.UnmarshalPB(&msg); err != nil {
+		return nil, fmt.Errorf("cannot decode policy: %v", err)
+	}
+	allow, deny, err := minkms.PolicyExtraRules(&msg)
+	if err != nil {
+		return nil, err
+	}
+	add := func(rules map[cmds.Command]kms.RuleSet, extra map[string][]string) error {
+		for text, patterns := range extra {
+			cmd, err := state.ParseRuleCommand(text)
+			if err != nil {
+				return fmt.Errorf("cannot decode policy: %v", err)
+			}
+			set := kms.RuleSet{}
+			for _, pattern := range patterns {
+				set[pattern] = kms.Rule{}
+			}
+			rules[cmd] = set
+		}
+		return nil
+	}
+	if err := add(p.Allow, allow); err != nil {
+		return nil, err
+	}
+	return &p, add(p.Deny, deny)
+}
+
+// maxPolicyReply bounds the reply of one POLICY:GET.
+const maxPolicyReply = 16 << 20

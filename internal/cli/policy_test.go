@@ -52,7 +52,14 @@ func TestParsePolicy(t *testing.T) {
 			      "created_at": "2025-01-01T00:00:00Z", "created_by": "h1:FALvKoL5sB2mfvXrbheZ8tgKjIJZ60gN-VH9TcfK7Q0"}`,
 			allow: map[cmds.Command]kms.RuleSet{cmds.KeyList: rules("*")},
 		},
+		{
+			name:  "KEY:IMPORT, which kms-go does not name",
+			in:    `{"allow": {"KEY:IMPORT": "imp-*"}, "deny": {"key:import": "imp-secret"}}`,
+			allow: map[cmds.Command]kms.RuleSet{cmds.KeyImport: rules("imp-*")},
+			deny:  map[cmds.Command]kms.RuleSet{cmds.KeyImport: rules("imp-secret")},
+		},
 		{name: "unknown command", in: `{"allow": {"KEY:FLY": "*"}}`, wantErr: `allow: unknown command "KEY:FLY"`},
+		{name: "cluster command", in: `{"deny": {"CLUSTER:STATUS": "*"}}`, wantErr: `deny: policies cannot grant or deny CLUSTER:STATUS`},
 		{name: "unknown field", in: `{"alow": {"KEY:GENERATE": "*"}}`, wantErr: `unknown field "alow"`},
 		{name: "trailing data", in: `{} {}`, wantErr: "unexpected data"},
 		{name: "empty file", in: ``, wantErr: "empty"},
@@ -84,15 +91,16 @@ func TestParsePolicy(t *testing.T) {
 func TestWriteRules(t *testing.T) {
 	var b strings.Builder
 	tab := newTable(&b)
-	writeRules(tab, "allow", map[string]kms.RuleSet{
-		"KEY:GENERATE": {"my-key*": {}, "a": {}, "bb": {}},
-		"KEY:DECRYPT":  {"*": {}},
-	})
+	writeRules(tab, "allow", rulesByName(map[cmds.Command]kms.RuleSet{
+		cmds.KeyGenerate: {"my-key*": {}, "a": {}, "bb": {}},
+		cmds.KeyDecrypt:  {"*": {}},
+		cmds.KeyImport:   {"i-*": {}},
+	}))
 	if err := tab.flush(); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	want := []string{"allow  KEY:DECRYPT   *", "allow  KEY:GENERATE  a, bb, my-key*"}
+	want := []string{"allow  KEY:DECRYPT   *", "allow  KEY:GENERATE  a, bb, my-key*", "allow  KEY:IMPORT    i-*"}
 	if !slices.Equal(lines, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}

@@ -83,7 +83,10 @@ func (s *Service) AuthorizeEnclave(c Caller, enclave string) error {
 	return nil
 }
 
-// privilege resolves the effective privilege, home enclave and policy of c.
+// privilege resolves the effective privilege, home enclave and policy of c:
+// those of the top of its chain of parents for a service account. The walk
+// is bounded (state.MaxServiceAccountDepth): an identity caught in a cycle
+// that an older version wrote is refused, never spun on.
 func (s *Service) privilege(c Caller) (state.Privilege, string, string, error) {
 	if c.Identity == "" {
 		return 0, "", "", ErrPermission
@@ -91,17 +94,14 @@ func (s *Service) privilege(c Caller) (state.Privilege, string, string, error) {
 	if c.Identity == s.root() {
 		return state.SysAdmin, "", "", nil
 	}
-	id, err := s.state.Identity(c.Identity)
-	for err == nil && id.Parent != "" {
-		id, err = s.state.Identity(id.Parent)
-	}
-	if errors.Is(err, state.ErrIdentityNotFound) {
+	p, err := s.state.Principal(c.Identity)
+	if errors.Is(err, state.ErrIdentityNotFound) || errors.Is(err, state.ErrServiceAccountCycle) {
 		return 0, "", "", ErrPermission
 	}
 	if err != nil {
 		return 0, "", "", err
 	}
-	return id.Privilege, id.Enclave, id.Policy, nil
+	return p.Privilege, p.Enclave, p.Policy, nil
 }
 
 // isClusterCommand reports whether cmd acts on the cluster or on enclaves,
@@ -120,18 +120,15 @@ func isListCommand(cmd cmds.Command) bool {
 // allows evaluates a policy: deny by default, an explicit deny wins, and an
 // allow rule grants what its patterns match. List commands name no resource:
 // any allow rule for them grants them, any deny rule denies them. Importing
-// a key is creating one: KEY:CREATE rules govern it, because the pinned
-// kms-go client cannot parse a policy that names KEY:IMPORT. Likewise
+// a key is a privilege of its own: whoever imports a key knows it, so only
+// KEY:IMPORT rules (state.RuleKeyImport) govern it, never KEY:CREATE ones.
 // KEY:GENERATE rules govern computing a MAC (KES /v1/key/hmac): both derive
 // a secret from the key for the caller, and no policy can name KEY:MAC.
 func allows(p state.Policy, cmd cmds.Command, resource string) bool {
-	switch cmd {
-	case cmds.KeyImport:
-		cmd = cmds.KeyCreate
-	case cmdKeyMAC:
+	if cmd == cmdKeyMAC {
 		cmd = cmds.KeyGenerate
 	}
-	text := cmd.String()
+	text := state.RuleText(cmd)
 	if isListCommand(cmd) {
 		_, denied := p.Deny[text]
 		_, allowed := p.Allow[text]

@@ -15,6 +15,7 @@ func TestAllows(t *testing.T) {
 			"KEY:DECRYPT":  {"*"},
 			"KEY:STATUS":   {"exact"},
 			"KEY:CREATE":   {"new-*"},
+			"KEY:IMPORT":   {"imp-*"},
 			"KEY:LIST":     {},
 			"POLICY:LIST":  {"*"},
 		},
@@ -36,9 +37,10 @@ func TestAllows(t *testing.T) {
 		{cmds.KeyStatus, "exact", true},
 		{cmds.KeyStatus, "exactly", false},
 		{cmds.KeyDelete, "minio-default-key", false}, // no rule: denied
-		{cmds.KeyImport, "new-key", true},            // import follows KEY:CREATE
-		{cmds.KeyImport, "old-key", false},
-		{cmdKeyMAC, "minio-default-key", true}, // MAC follows KEY:GENERATE
+		{cmds.KeyImport, "new-key", false},           // KEY:CREATE does not grant import
+		{cmds.KeyImport, "imp-key", true},            // KEY:IMPORT does
+		{cmds.KeyCreate, "imp-key", false},           // and grants no creation
+		{cmdKeyMAC, "minio-default-key", true},       // MAC follows KEY:GENERATE
 		{cmdKeyMAC, "other", false},
 		{cmds.KeyList, "", true},     // a list needs any allow rule
 		{cmds.PolicyList, "", false}, // and no deny rule
@@ -52,14 +54,18 @@ func TestAllows(t *testing.T) {
 }
 
 func TestNormalizeRules(t *testing.T) {
-	got, err := normalizeRules(map[string][]string{"key:generate": {"b", "", "a", "b"}})
+	got, err := normalizeRules(map[string][]string{"key:generate": {"b", "", "a", "b"}, "key:import": {"i"}, "!INVALID:203": {"j"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p := got["KEY:GENERATE"]; len(p) != 2 || p[0] != "a" || p[1] != "b" {
 		t.Fatalf("normalized rules = %v", got)
 	}
-	for _, bad := range []string{"KEY:NOPE", "CLUSTER:ADDNODE", "ENCLAVE:CREATE", ""} {
+	// KEY:IMPORT, as the pinned client sends it too, is stored as KEY:IMPORT.
+	if p := got[state.RuleKeyImport]; len(got) != 2 || len(p) != 2 || p[0] != "i" || p[1] != "j" {
+		t.Fatalf("normalized import rules = %v", got)
+	}
+	for _, bad := range []string{"KEY:NOPE", "CLUSTER:ADDNODE", "ENCLAVE:CREATE", "", "!INVALID:210", "KEY:MAC"} {
 		if _, err := normalizeRules(map[string][]string{bad: {"*"}}); err == nil {
 			t.Errorf("rule for %q accepted", bad)
 		}

@@ -23,9 +23,13 @@ func ParsePrivilege(s string) (state.Privilege, error) {
 	}
 }
 
-// CreateIdentity creates or replaces an identity. A caller cannot create an
-// identity more powerful than itself. A service account becomes a child of
-// the caller and acts with the caller's privilege and policy.
+// CreateIdentity creates or replaces an identity, by the rules of
+// docs/identities.md. A caller cannot create an identity more powerful than
+// itself. A service account becomes a child of the caller and acts with the
+// caller's privilege and policy. Re-creating an existing identity exactly as
+// it is (same privilege, or a service account of the same caller) needs at
+// least the target's rank; changing its privilege, parent or kind needs a
+// caller that strictly outranks it.
 func (s *Service) CreateIdentity(ctx context.Context, c Caller, enclave, id string, priv state.Privilege, serviceAccount bool, tags map[string]string) error {
 	enclave = enclaveName(enclave)
 	if err := s.admit(c, enclave, cmds.IdentityCreate, id); err != nil {
@@ -37,15 +41,22 @@ func (s *Service) CreateIdentity(ctx context.Context, c Caller, enclave, id stri
 	if id == s.admin {
 		return fmt.Errorf("%w: the root identity cannot be registered", state.ErrInvalidArgument)
 	}
-	own, _, _, err := s.privilege(c)
+	own, err := s.rank(c)
 	if err != nil {
 		return err
 	}
 	if serviceAccount {
-		priv = own
+		priv = own.privilege()
 	}
-	if priv < own {
+	if priv < own.privilege() {
 		return ErrPermission
+	}
+	if old, err := s.state.Identity(id); err == nil && old.Enclave == enclave {
+		same := old.Parent == "" && !serviceAccount && old.Privilege == priv ||
+			old.Parent != "" && serviceAccount && old.Parent == c.Identity
+		if err := s.mayChange(own, id, same); err != nil {
+			return err
+		}
 	}
 	return s.apply(ctx, c, &state.Entry{
 		Op: state.OpCreateIdentity, Enclave: enclave, Name: id,
@@ -53,13 +64,59 @@ func (s *Service) CreateIdentity(ctx context.Context, c Caller, enclave, id stri
 	})
 }
 
-// DeleteIdentity deletes an identity and its service accounts.
+// DeleteIdentity deletes an identity and its service accounts. The caller
+// must rank at least as high as the identity (docs/identities.md).
 func (s *Service) DeleteIdentity(ctx context.Context, c Caller, enclave, id string) error {
 	enclave = enclaveName(enclave)
 	if err := s.admit(c, enclave, cmds.IdentityDelete, id); err != nil {
 		return err
 	}
+	own, err := s.rank(c)
+	if err != nil {
+		return err
+	}
+	if old, err := s.state.Identity(id); err == nil && old.Enclave == enclave {
+		if err := s.mayChange(own, id, true); err != nil {
+			return err
+		}
+	}
 	return s.apply(ctx, c, &state.Entry{Op: state.OpDeleteIdentity, Enclave: enclave, Name: id})
+}
+
+// rank orders identities for identity management: the lower, the more
+// powerful. The root identity ranks above every SysAdmin, so that it alone
+// can change a SysAdmin; a registered identity ranks as its privilege (a
+// service account as the top of its chain of parents).
+type rank int
+
+const rankRoot rank = 0
+
+// privilege is the highest privilege an identity of rank r may hand out.
+func (r rank) privilege() state.Privilege { return max(state.Privilege(r), state.SysAdmin) }
+
+// rank returns the rank of caller c.
+func (s *Service) rank(c Caller) (rank, error) {
+	if c.Identity != "" && c.Identity == s.admin {
+		return rankRoot, nil
+	}
+	priv, _, _, err := s.privilege(c)
+	return rank(priv), err
+}
+
+// mayChange decides whether a caller of rank own may write the existing
+// identity id: keep it as it is or delete it (same) when it ranks at least
+// as high, change its privilege, parent or kind only when it ranks
+// strictly higher.
+func (s *Service) mayChange(own rank, id string, same bool) error {
+	p, err := s.state.Principal(id)
+	if err != nil {
+		return ErrPermission // deleted meanwhile, or a chain the state refuses to walk
+	}
+	target := rank(p.Privilege)
+	if own > target || !same && own == target {
+		return ErrPermission
+	}
+	return nil
 }
 
 // Identity describes an identity. An empty id means the caller itself,

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"fmt"
 	"slices"
 
 	"github.com/minio/kms-go/kms/cmds"
@@ -34,26 +33,24 @@ func (s *Service) CreatePolicy(ctx context.Context, c Caller, enclave, name stri
 	})
 }
 
-// normalizeRules spells every command as the wire does, drops empty
-// patterns, sorts them, and refuses commands no policy may grant.
+// normalizeRules spells every command as policies store it
+// (state.RuleText), drops empty patterns, sorts them, and refuses commands
+// no policy may grant (state.ParseRuleCommand).
 func normalizeRules(rules map[string][]string) (map[string][]string, error) {
 	out := make(map[string][]string, len(rules))
 	for text, patterns := range rules {
-		cmd, err := cmds.Parse(text)
+		cmd, err := state.ParseRuleCommand(text)
 		if err != nil {
-			return nil, fmt.Errorf("%w: unknown command %q in policy", state.ErrInvalidArgument, text)
+			return nil, err
 		}
-		if isClusterCommand(cmd) {
-			return nil, fmt.Errorf("%w: policies cannot grant or deny %s: it needs SysAdmin", state.ErrInvalidArgument, cmd)
-		}
-		ps := out[cmd.String()]
+		ps := out[state.RuleText(cmd)]
 		for _, p := range patterns {
 			if p != "" && !slices.Contains(ps, p) {
 				ps = append(ps, p)
 			}
 		}
 		slices.Sort(ps)
-		out[cmd.String()] = ps
+		out[state.RuleText(cmd)] = ps
 	}
 	return out, nil
 }

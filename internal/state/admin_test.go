@@ -27,6 +27,7 @@ func TestAdminSetting(t *testing.T) {
 		mustApply(t, s, &state.Entry{Op: state.OpCreateIdentity, Enclave: "tenant", Name: sysadmin, Identity: &state.IdentityArgs{Privilege: state.SysAdmin}})
 		mustApply(t, s, &state.Entry{Op: state.OpCreateIdentity, Enclave: state.DefaultEnclave, Name: user, Identity: &state.IdentityArgs{Privilege: state.User}})
 		mustApply(t, s, &state.Entry{Op: state.OpCreateIdentity, Enclave: "tenant", Name: account, By: sysadmin, Identity: &state.IdentityArgs{ServiceAccount: true}})
+		mustApply(t, s, &state.Entry{Op: state.OpCreateIdentity, Enclave: "tenant", Name: dave, Identity: &state.IdentityArgs{Privilege: state.SysAdmin}})
 		return s
 	}
 
@@ -67,7 +68,7 @@ func TestAdminSetting(t *testing.T) {
 	}{
 		{"delete it", &state.Entry{Op: state.OpDeleteIdentity, Enclave: "tenant", Name: sysadmin}},
 		{"demote it", &state.Entry{Op: state.OpCreateIdentity, Enclave: "tenant", Name: sysadmin, Identity: &state.IdentityArgs{Privilege: state.User}}},
-		{"make it a service account", &state.Entry{Op: state.OpCreateIdentity, Enclave: "tenant", Name: sysadmin, By: account, Identity: &state.IdentityArgs{ServiceAccount: true}}},
+		{"make it a service account", &state.Entry{Op: state.OpCreateIdentity, Enclave: "tenant", Name: sysadmin, By: dave, Identity: &state.IdentityArgs{ServiceAccount: true}}},
 		{"delete its enclave", &state.Entry{Op: state.OpDeleteEnclave, Name: "tenant"}},
 	} {
 		s := newCluster(t)

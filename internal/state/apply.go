@@ -250,6 +250,12 @@ func (s *State) applyAssignPolicy(e *Entry) error {
 	return nil
 }
 
+// applyCreateIdentity creates or overwrites an identity. Service accounts
+// form a forest: whatever the service checked, an entry that would close a
+// cycle or nest service accounts (with those that hang below the identity)
+// deeper than MaxServiceAccountDepth is refused here, alike on every node.
+// Overwriting keeps the parent's list of service accounts in step with the
+// identity's parent.
 func (s *State) applyCreateIdentity(e *Entry) error {
 	if _, err := s.enclave(e.Enclave); err != nil {
 		return err
@@ -276,28 +282,47 @@ func (s *State) applyCreateIdentity(e *Entry) error {
 		CreatedAt: e.Time,
 		CreatedBy: e.By,
 	}
+	var parent *Identity
 	if args.ServiceAccount {
-		parent, ok := s.identities[e.By]
+		var ok bool
+		parent, ok = s.identities[e.By]
 		if !ok || parent.Enclave != e.Enclave {
 			return fmt.Errorf("%w: service accounts are created by an identity of their enclave", ErrInvalidArgument)
 		}
 		if e.By == e.Name {
 			return fmt.Errorf("%w: an identity cannot be its own service account", ErrInvalidArgument)
 		}
-		i.Parent, i.Privilege, i.Policy = e.By, parent.Privilege, parent.Policy
-		if !slices.Contains(parent.ServiceAccounts, e.Name) {
-			parent.ServiceAccounts = append(parent.ServiceAccounts, e.Name)
+		depth, err := s.chainLocked(e.By, e.Name)
+		if err != nil {
+			return err
 		}
+		if exists && old.Parent != e.By {
+			height, err := s.heightLocked(e.Name)
+			if err != nil {
+				return err
+			}
+			if depth+height > MaxServiceAccountDepth {
+				return fmt.Errorf("identity %s: %w", e.Name, ErrServiceAccountCycle)
+			}
+		}
+		i.Parent, i.Privilege, i.Policy = e.By, parent.Privilege, parent.Policy
 	}
 	if i.Privilege < SysAdmin || i.Privilege > User {
 		return fmt.Errorf("%w: invalid privilege %d", ErrInvalidArgument, args.Privilege)
 	}
 	if exists {
-		// Overwriting keeps what hangs off the identity.
+		// Overwriting keeps what hangs off the identity, and leaves the
+		// service accounts of a parent it no longer has.
 		i.ServiceAccounts = old.ServiceAccounts
 		if i.Privilege == User && !args.ServiceAccount {
 			i.Policy = old.Policy
 		}
+		if old.Parent != i.Parent {
+			s.unlinkLocked(old)
+		}
+	}
+	if parent != nil && !slices.Contains(parent.ServiceAccounts, e.Name) {
+		parent.ServiceAccounts = append(parent.ServiceAccounts, e.Name)
 	}
 	s.identities[e.Name] = i
 	return nil
@@ -311,23 +336,9 @@ func (s *State) applyDeleteIdentity(e *Entry) error {
 	if err := s.protectAdmin("deleting identity "+e.Name, func(a *Identity) bool { return a.ID == e.Name }); err != nil {
 		return err
 	}
-	if p, ok := s.identities[i.Parent]; ok {
-		p.ServiceAccounts = slices.DeleteFunc(p.ServiceAccounts, func(id string) bool { return id == e.Name })
-	}
-	s.deleteIdentity(e.Name)
+	s.unlinkLocked(i)
+	s.deleteTreeLocked(e.Name)
 	return nil
-}
-
-// deleteIdentity removes an identity and, transitively, its service accounts.
-func (s *State) deleteIdentity(id string) {
-	i, ok := s.identities[id]
-	if !ok {
-		return
-	}
-	delete(s.identities, id)
-	for _, sa := range i.ServiceAccounts {
-		s.deleteIdentity(sa)
-	}
 }
 
 func (s *State) applySettings(e *Entry) error {

@@ -101,6 +101,10 @@ func (s *State) Restore(r io.Reader) error {
 	if snap.Format != snapshotFormat {
 		return fmt.Errorf("unsupported snapshot format %d", snap.Format)
 	}
+	snap.repairServiceAccounts()
+	if err := snap.validate(); err != nil {
+		return fmt.Errorf("invalid snapshot: %w", err)
+	}
 	restored := New(s.hsm)
 	if snap.ClusterID != "" {
 		plain, err := s.hsm.Unseal(context.Background(), snap.SealedRootKey)

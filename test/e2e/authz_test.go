@@ -284,10 +284,10 @@ func TestPrivileges(t *testing.T) {
 	// User with policy p in A.
 	add("User(A, p)", userP, "A", true,
 		opKeyStatus("allowed-1"), opKeyStatus("exact"), opGenerate("allowed-1"),
-		opDecrypt("other"), opDecrypt("allowed-secret"), opCreateKey("allowed-new-"), opListKeys, opGetSelf,
-		// KEY:CREATE rules govern KEY:IMPORT: the pinned client cannot
-		// name KEY:IMPORT in a policy (ARCHITECTURE/service.allows).
-		opImportKey("allowed-imp-"))
+		opDecrypt("other"), opDecrypt("allowed-secret"), opCreateKey("allowed-new-"), opListKeys, opGetSelf)
+	// Importing is a privilege of its own: KEY:CREATE rules do not grant
+	// it (docs/identities.md).
+	add("User(A, p)", userP, "A", false, opImportKey("allowed-imp-"))
 	add("User(A, p)", userP, "A", false,
 		opKeyStatus("exactx"), opKeyStatus("other"), opKeyStatus("allowed-secret"), // exact ≠ prefix; deny beats allow
 		opGenerate("other"), opGenerate("allowed-secret"), opGenerate("exact"),

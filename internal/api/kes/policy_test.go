@@ -18,7 +18,8 @@ func TestKESRules(t *testing.T) {
 	}{
 		{"none", nil, nil},
 		{"generate", map[string][]string{"KEY:GENERATE": {"minio-*"}}, []string{"/v1/key/generate/minio-*", "/v1/key/hmac/minio-*"}},
-		{"create", map[string][]string{"KEY:CREATE": {"new"}}, []string{"/v1/key/create/new", "/v1/key/import/new"}},
+		{"create", map[string][]string{"KEY:CREATE": {"new"}}, []string{"/v1/key/create/new"}},
+		{"import", map[string][]string{"KEY:IMPORT": {"imp-*"}}, []string{"/v1/key/import/imp-*"}},
 		{"crypto", map[string][]string{"KEY:DECRYPT": {"*"}, "KEY:ENCRYPT": {"a", "b"}}, []string{"/v1/key/decrypt/*", "/v1/key/encrypt/a", "/v1/key/encrypt/b"}},
 		{"status and delete", map[string][]string{"KEY:STATUS": {"k"}, "KEY:DELETE": {"k*"}}, []string{"/v1/key/delete/k*", "/v1/key/describe/k"}},
 		{"lists name no resource", map[string][]string{"KEY:LIST": {}, "POLICY:LIST": {"x"}, "IDENTITY:LIST": {"*"}}, []string{"/v1/identity/list/*", "/v1/key/list/*", "/v1/policy/list/*"}},

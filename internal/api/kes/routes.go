@@ -7,6 +7,7 @@ import (
 	"github.com/minio/kms-go/kms/cmds"
 
 	"github.com/keep-kms/keep/internal/service"
+	"github.com/keep-kms/keep/internal/state"
 )
 
 // MaxBody bounds the body of the routes that take one: 1 MB, as KES.
@@ -24,9 +25,9 @@ type route struct {
 	command string
 	// rule is the policy command whose rules grant the route to User
 	// identities ("" when no policy can: then only the route's own check
-	// applies, see the handler). It differs from command where the pinned
-	// kms-go cannot parse the command in a policy: KEY:IMPORT and KEY:MAC
-	// (service.allows must agree).
+	// applies, see the handler). It differs from command for KEY:MAC, which
+	// no policy can name: KEY:GENERATE rules govern it (service.allows
+	// must agree). KEY:IMPORT has rules of its own (state.RuleKeyImport).
 	rule string
 
 	metered bool   // counted and timed in the kes_http_* metrics: key, policy and identity routes
@@ -37,7 +38,7 @@ type route struct {
 
 // Commands that cmds has no text for.
 const (
-	commandKeyImport = "KEY:IMPORT"
+	commandKeyImport = state.RuleKeyImport
 	commandKeyMAC    = service.CommandKeyMAC
 )
 
@@ -59,7 +60,7 @@ func routeTable() []route {
 		{method: http.MethodGet, path: "/v1/api", timeout: 10 * time.Second, command: "/v1/api", handle: (*API).apis},
 
 		{method: http.MethodPut, path: "/v1/key/create/", timeout: 15 * time.Second, command: cmds.KeyCreate.String(), rule: cmds.KeyCreate.String(), metered: true, failure: "failed to create key", handle: (*API).createKey},
-		{method: http.MethodPut, path: "/v1/key/import/", maxBody: MaxBody, timeout: 15 * time.Second, command: commandKeyImport, rule: cmds.KeyCreate.String(), metered: true, failure: "failed to create key", handle: (*API).importKey},
+		{method: http.MethodPut, path: "/v1/key/import/", maxBody: MaxBody, timeout: 15 * time.Second, command: commandKeyImport, rule: commandKeyImport, metered: true, failure: "failed to create key", handle: (*API).importKey},
 		{method: http.MethodGet, path: "/v1/key/describe/", timeout: 15 * time.Second, command: cmds.KeyStatus.String(), rule: cmds.KeyStatus.String(), metered: true, failure: "failed to read key", handle: (*API).describeKey},
 		{method: http.MethodGet, path: "/v1/key/list/", timeout: 15 * time.Second, command: cmds.KeyList.String(), rule: cmds.KeyList.String(), metered: true, failure: "failed to list keys", handle: (*API).listKeys},
 		{method: http.MethodDelete, path: "/v1/key/delete/", timeout: 15 * time.Second, command: cmds.KeyDelete.String(), rule: cmds.KeyDelete.String(), metered: true, failure: "failed to delete key", handle: (*API).deleteKey},

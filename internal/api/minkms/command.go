@@ -11,6 +11,7 @@ import (
 
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/service"
+	"github.com/keep-kms/keep/internal/state"
 )
 
 // command is the server side of one command number: how to decode its
@@ -143,14 +144,10 @@ func (a *API) event(r *http.Request, c service.Caller, enclave string, cmd cmds.
 	return e
 }
 
-// commandName is the name of a command in audit records. The pinned
-// kms-go names every command but KEY:IMPORT, which it spells !INVALID:203.
-func commandName(cmd cmds.Command) string {
-	if cmd == cmds.KeyImport {
-		return "KEY:IMPORT"
-	}
-	return cmd.String()
-}
+// commandName is the name of a command in audit records: as policies name
+// it. The pinned kms-go names every command but KEY:IMPORT, which it spells
+// !INVALID:203.
+func commandName(cmd cmds.Command) string { return state.RuleText(cmd) }
 
 // resourceOf is the name a command acts on: a key, policy, enclave,
 // identity or node.

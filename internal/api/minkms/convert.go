@@ -48,25 +48,11 @@ func policyStatus(p state.Policy) *pb.PolicyStatusResponse {
 }
 
 func policy(p state.Policy) *pb.PolicyResponse {
-	return &pb.PolicyResponse{
+	return policyReply(&pb.PolicyResponse{
 		Name:      p.Name,
-		Allow:     toRuleSets(p.Allow),
-		Deny:      toRuleSets(p.Deny),
 		CreatedAt: timestamp(p.CreatedAt),
 		CreatedBy: p.CreatedBy,
-	}
-}
-
-func toRuleSets(rules map[string][]string) map[string]*pb.RuleSet {
-	out := make(map[string]*pb.RuleSet, len(rules))
-	for cmd, patterns := range rules {
-		set := &pb.RuleSet{Rules: make(map[string]*pb.Rule, len(patterns))}
-		for _, p := range patterns {
-			set.Rules[p] = &pb.Rule{}
-		}
-		out[cmd] = set
-	}
-	return out
+	}, p.Allow, p.Deny)
 }
 
 func fromRuleSets(sets map[string]*pb.RuleSet) map[string][]string {
