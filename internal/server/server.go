@@ -23,6 +23,7 @@ import (
 	"github.com/keep-kms/keep/internal/api/minkms"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/hsm"
+	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/logging"
 	"github.com/keep-kms/keep/internal/metrics"
 	"github.com/keep-kms/keep/internal/service"
@@ -124,7 +125,7 @@ func Run(ctx context.Context, opts Options) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ConnContext:       minkms.ConnContext,
+		ConnContext:       identity.ConnContext,       // caches the client's identity per connection
 		ErrorLog:          log.New(io.Discard, "", 0), // TLS probes and resets are not worth a log line each
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){
 			cluster.ALPN:        func(_ *http.Server, c *tls.Conn, _ http.Handler) { trans.ServeConn(c) },

@@ -13,7 +13,6 @@ package kes
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -23,10 +22,9 @@ import (
 	"sync"
 	"time"
 
-	"aead.dev/mtls"
-
 	"github.com/keep-kms/keep/internal/api/replystatus"
 	"github.com/keep-kms/keep/internal/audit"
+	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/logging"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
@@ -257,32 +255,20 @@ func readBody(r *request, bad *requestError) ([]byte, error) {
 	return body, nil
 }
 
-// identify returns the caller of a request by the public key of its
-// client certificate. Like KES, it ignores CA certificates the client sent
-// along and refuses more than one other; unlike KES, a lone self-signed
-// certificate marked as a CA (what `openssl req -x509` makes) identifies
-// its holder, as it does on the MinIO KMS API.
+// identify returns the caller of a request, as identity.Of tells it: the
+// public key of the certificate the client proved it holds. Certificates
+// it sent along are ignored, whatever they are marked as (KES skipped CA
+// certificates and took another one, which let a client that sent its own
+// CA and a certificate of someone else's public key act as that someone).
 func identify(r *http.Request) (service.Caller, error) {
 	if r.TLS == nil {
 		return service.Caller{}, errInsecure
 	}
-	var leaf *x509.Certificate
-	for _, c := range r.TLS.PeerCertificates {
-		if c.IsCA {
-			continue
-		}
-		if leaf != nil {
-			return service.Caller{}, errManyCerts
-		}
-		leaf = c
-	}
-	if leaf == nil && len(r.TLS.PeerCertificates) == 1 {
-		leaf = r.TLS.PeerCertificates[0]
-	}
-	if leaf == nil {
+	id := identity.Of(r)
+	if id == "" {
 		return service.Caller{}, errNoCert
 	}
-	return service.Caller{Identity: mtls.CertificateIdentity(leaf).String()}, nil
+	return service.Caller{Identity: id}, nil
 }
 
 // remoteIP is the IP address of the client.

@@ -31,7 +31,6 @@ func badRequest(format string, args ...any) *requestError {
 var (
 	errInsecure    = badRequest("insecure connection: TLS is required")
 	errNoCert      = badRequest("tls: client certificate is required")
-	errManyCerts   = badRequest("tls: received more than one client certificate")
 	errBody        = badRequest("invalid request body")
 	errImportBody  = badRequest("invalid import key request body")
 	errUnavailable = errors.New("key store is unavailable") // /v1/ready: this node's state is not initialized

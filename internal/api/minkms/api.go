@@ -6,20 +6,17 @@ package minkms
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
-
-	"aead.dev/mtls"
 
 	"github.com/keep-kms/keep/internal/api/replystatus"
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
+	authn "github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/logging"
 	"github.com/keep-kms/keep/internal/profile"
 
@@ -166,40 +163,9 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-// callerOf identifies the client by the public key of its TLS certificate.
-// The identity is a hash: it is computed once per connection (see
-// ConnContext), not once per request.
+// callerOf is the client of a request, as the one authentication function (identity.Of) tells it.
 func callerOf(r *http.Request) service.Caller {
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return service.Caller{}
-	}
-	leaf := r.TLS.PeerCertificates[0]
-	c, _ := r.Context().Value(connKey{}).(*connCaller)
-	if c == nil {
-		return service.Caller{Identity: mtls.CertificateIdentity(leaf).String()}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.leaf != leaf {
-		c.leaf, c.identity = leaf, mtls.CertificateIdentity(leaf).String()
-	}
-	return service.Caller{Identity: c.identity}
-}
-
-// connKey is the context key of a connection's connCaller.
-type connKey struct{}
-
-// connCaller remembers the identity of a connection's client certificate.
-type connCaller struct {
-	mu       sync.Mutex
-	leaf     *x509.Certificate
-	identity string
-}
-
-// ConnContext is http.Server.ConnContext for a server of this API: it gives
-// each connection a place to remember its client's identity.
-func ConnContext(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, new(connCaller))
+	return service.Caller{Identity: authn.Of(r)}
 }
 
 // allowed reports whether method is one of the route's methods; HEAD is
