@@ -181,9 +181,9 @@ func Run(ctx context.Context, opts Options) error {
 			Address: opts.Address, Host: opts.Host, Dir: opts.Dir, Dev: opts.Dev,
 			HSM: h.Name(), Admin: admin, ConfigFile: opts.ConfigFile, Config: conf,
 		},
-		Effective:     settings.Effective,
-		Metrics:       nodeMetrics.Encode,
-		PublicMetrics: settings.publicMetrics,
+		Effective: settings.Effective,
+		Metrics:   nodeMetrics.Encode,
+		Limits:    settings.limits,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v1/rpc/", node.RPCHandler())
@@ -195,6 +195,7 @@ func Run(ctx context.Context, opts Options) error {
 		Enclave: conf.kesEnclave(),
 		Audit:   auditLog,
 		Logs:    logs,
+		Limits:  settings.limits,
 	})
 	kesAPI.Register(mux) // the same mux: KES and MinIO KMS paths do not collide; /version serves both
 	srv.RegisterOnShutdown(kesAPI.Close)

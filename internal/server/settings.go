@@ -3,12 +3,14 @@ package server
 import (
 	"log/slog"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/keep-kms/keep/internal/audit"
+	"github.com/keep-kms/keep/internal/ratelimit"
 	"github.com/keep-kms/keep/internal/service"
 )
 
@@ -20,18 +22,21 @@ type runtimeSettings struct {
 	level     *slog.LevelVar
 	audit     *audit.Log
 	staleness atomic.Int64 // time.Duration
-	public    atomic.Bool  // metrics may be scraped without a client certificate
+	limits    *ratelimit.Limiter
 
 	mu        sync.Mutex
 	effective map[string]string
 }
 
 func newRuntimeSettings(c *Config, log *audit.Log) *runtimeSettings {
-	r := &runtimeSettings{level: new(slog.LevelVar), audit: log, file: map[string]string{
+	rate, burst := c.limits()
+	r := &runtimeSettings{level: new(slog.LevelVar), audit: log, limits: new(ratelimit.Limiter), file: map[string]string{
 		service.SettingLogLevel:     strings.ToLower(c.logLevel().String()), // as the setting is spelt: info, not INFO
 		service.SettingAudit:        "on",
 		service.SettingMaxStaleness: c.maxStaleness().String(),
 		service.SettingMetricsAuth:  "sysadmin",
+		service.SettingLimitsRate:   strconv.FormatFloat(rate, 'g', -1, 64),
+		service.SettingLimitsBurst:  strconv.Itoa(burst),
 	}}
 	r.apply(nil)
 	return r
@@ -49,7 +54,9 @@ func (r *runtimeSettings) apply(cluster map[string]string) {
 	r.audit.SetEnabled(eff[service.SettingAudit] != "off")
 	d, _ := time.ParseDuration(eff[service.SettingMaxStaleness])
 	r.staleness.Store(int64(d))
-	r.public.Store(eff[service.SettingMetricsAuth] == "public")
+	rate, _ := service.ParseRate(eff[service.SettingLimitsRate])
+	burst, _ := service.ParseBurst(eff[service.SettingLimitsBurst])
+	r.limits.Set(rate, burst)
 
 	r.mu.Lock()
 	r.effective = eff
@@ -64,7 +71,3 @@ func (r *runtimeSettings) Effective() map[string]string {
 }
 
 func (r *runtimeSettings) maxStaleness() time.Duration { return time.Duration(r.staleness.Load()) }
-
-// publicMetrics reports whether metrics may be scraped without a client
-// certificate (metrics.auth=public).
-func (r *runtimeSettings) publicMetrics() bool { return r.public.Load() }

@@ -9,6 +9,7 @@ import (
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/ratelimit"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -76,6 +77,7 @@ var errorTable = []struct {
 	msg    string
 }{
 	{service.ErrPermission, http.StatusForbidden, "not authorized: insufficient permissions"},
+	{ratelimit.ErrTooManyRequests, http.StatusTooManyRequests, "too many requests"},
 	{state.ErrKeyExists, http.StatusBadRequest, "key already exists"},
 	{state.ErrKeyNotFound, http.StatusNotFound, "key does not exist"},
 	{state.ErrPolicyNotFound, http.StatusNotFound, "policy does not exist"},
