@@ -44,6 +44,15 @@ type Options struct {
 	Stdout     io.Writer // banner goes here
 }
 
+// readTimeout bounds the time a client may take to send a request, body
+// included: a 4 MiB batch at 200 KiB/s. maxStreams bounds the concurrent
+// HTTP/2 streams (requests) of one connection; a client that needs more
+// opens another connection, as Go's client does on its own.
+const (
+	readTimeout = 20 * time.Second
+	maxStreams  = 250
+)
+
 // gcPercent is the garbage collector's target for a server: Keep's live
 // heap is small (keys, policies, identities), and every request allocates,
 // so a higher target trades a few MiB for markedly less GC CPU per request.
@@ -123,6 +132,11 @@ func Run(ctx context.Context, opts Options) error {
 	srv := &http.Server{
 		Handler:           observe(nodeMetrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) })),
 		ReadHeaderTimeout: 10 * time.Second,
+		// Every request, body included, must arrive within ReadTimeout: a
+		// client that trickles its body is cut off. Handlers that stream
+		// replies for long clear it, and PUT /v1/db extends it.
+		ReadTimeout: readTimeout,
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxStreams},
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ConnContext:       identity.ConnContext,       // caches the client's identity per connection
@@ -136,7 +150,10 @@ func Run(ctx context.Context, opts Options) error {
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetHTTP2(true)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(tls.NewListener(ln, tlsConfig(certs, clientCAs, trans))) }()
+	guard := &anonymousGuard{max: maxAnonymousConns, lifetime: anonymousConnLifetime}
+	go func() {
+		serveErr <- srv.Serve(tls.NewListener(guard.listener(ln), tlsConfig(certs, clientCAs, trans, guard)))
+	}()
 	defer shutdown(srv)
 
 	restart := make(chan struct{}, 1)

@@ -30,7 +30,7 @@ func init() {
 // second (fractions allowed, 0.5 is one request every two seconds).
 func ParseRate(v string) (float64, error) {
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 || f > 1e9 {
+	if err != nil || !(f >= 0 && f <= 1e9) { // NaN fails both
 		return 0, fmt.Errorf("must be a number of requests a second between 0 (no limit) and 1e9")
 	}
 	return f, nil

@@ -47,6 +47,9 @@ func follow[T any](a *API, w http.ResponseWriter, r *request, c <-chan T, line f
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// The request has been read: the server's read deadline must not end
+	// the stream (over HTTP/1.1 it would cancel the request's context).
+	rc.SetReadDeadline(time.Time{})
 	if rc.Flush() != nil {
 		return
 	}

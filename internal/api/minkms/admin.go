@@ -49,6 +49,11 @@ func (a *API) readDB(w http.ResponseWriter, r *http.Request) {
 // writeDB serves PUT /v1/db: restores a backup, compressed or not, into a
 // fresh cluster.
 func (a *API) writeDB(w http.ResponseWriter, r *http.Request) {
+	// A backup may be larger than what the server's read timeout allows
+	// for: it gets the route's time (its context ends then anyway).
+	if deadline, ok := r.Context().Deadline(); ok {
+		http.NewResponseController(w).SetReadDeadline(deadline)
+	}
 	body, err := readBody(r)
 	if err != nil {
 		writeError(w, r, err)

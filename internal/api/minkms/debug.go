@@ -108,6 +108,9 @@ func (a *API) log(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", contentTypeBinary)
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// The request has been read: the server's read deadline must not end
+	// the stream (over HTTP/1.1 it would cancel the request's context).
+	rc.SetReadDeadline(time.Time{})
 	rc.Flush()
 	send := func(rec *pb.LogRecord) bool {
 		if !f.match(rec) {
