@@ -13,12 +13,13 @@ const MaxCommandBody = 4 << 20
 
 // MaxBatchCommands bounds the commands of one /v1/kms request, and
 // MaxBatchReply the bytes of its reply: a batch whose reply grows larger is
-// refused with 413, so that no request makes Keep send much more than it
-// received (amplification). The client batches identical reads only; a
-// thousand data keys of 1 KiB fit both bounds.
+// refused with 413, so that no request makes Keep send much more than the
+// largest request it accepts (amplification). The client batches identical
+// reads only; ten thousand data keys, or a 4 MiB batch of encryptions, fit
+// both bounds.
 const (
-	MaxBatchCommands = 1000
-	MaxBatchReply    = MaxCommandBody
+	MaxBatchCommands = 10_000
+	MaxBatchReply    = 2 * MaxCommandBody
 )
 
 // The access routes declare.
