@@ -135,12 +135,12 @@ func Run(ctx context.Context, opts Options) error {
 		// Every request, body included, must arrive within ReadTimeout: a
 		// client that trickles its body is cut off. Handlers that stream
 		// replies for long clear it, and PUT /v1/db extends it.
-		ReadTimeout: readTimeout,
-		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxStreams},
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ConnContext:       identity.ConnContext,       // caches the client's identity per connection
-		ErrorLog:          log.New(io.Discard, "", 0), // TLS probes and resets are not worth a log line each
+		ReadTimeout:    readTimeout,
+		HTTP2:          &http.HTTP2Config{MaxConcurrentStreams: maxStreams},
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ConnContext:    identity.ConnContext,       // caches the client's identity per connection
+		ErrorLog:       log.New(io.Discard, "", 0), // TLS probes and resets are not worth a log line each
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){
 			cluster.ALPN:        func(_ *http.Server, c *tls.Conn, _ http.Handler) { trans.ServeConn(c) },
 			cluster.ForwardALPN: func(_ *http.Server, c *tls.Conn, _ http.Handler) { trans.ServeConn(c) },
