@@ -94,6 +94,9 @@ type route struct {
 	maxBody   int64 // bytes; larger bodies get 413
 	timeout   time.Duration
 	audit     string // the command name in audit records; "" for routes not audited here
+	// refusedAs is the command name in the audit record of a refused
+	// request on a route whose commands are audited one by one (/v1/kms).
+	refusedAs string
 	// auditOptional serves the route while the audit log is broken (its
 	// record is written if it can be): the way out for an operator.
 	auditOptional bool
@@ -165,21 +168,21 @@ func (a *API) serve(rt route) http.Handler {
 }
 
 // refused answers a request the service did not admit. It is recorded, as
-// every request that reaches the service: under the route's command, or
-// for the command API, whose commands are in the unread body, as
-// "/v1/kms" in the enclave it named. Routes not audited (health, metrics)
-// are not recorded.
+// every request that reaches the service, under the route's command; on
+// the command API, whose commands are audited one by one but are in the
+// unread body, as the route's refusedAs in the enclave it named. Routes
+// not audited (health, metrics) are not recorded.
 func (a *API) refused(w http.ResponseWriter, r *http.Request, rt route, c service.Caller, err error) {
-	command, enclave := rt.audit, ""
-	if rt.auth.Access == service.Known {
-		command, enclave = "/v1/kms", r.PathValue("enclave")
+	e := audit.Event{
+		Time: time.Now().UTC(), Node: a.host, Identity: c.Identity, IP: remoteIP(r), API: "minkms",
+		Command: rt.audit, Resource: strings.TrimSpace(r.Method + " " + r.URL.RawQuery),
 	}
-	if command != "" {
-		status, msg := statusOf(err)
-		if rerr := a.audit.Record(audit.Event{
-			Time: time.Now().UTC(), Node: a.host, Identity: c.Identity, IP: remoteIP(r), API: "minkms",
-			Command: command, Enclave: enclave, Resource: strings.TrimSpace(r.Method + " " + r.URL.RawQuery), Status: status, Error: msg,
-		}); rerr != nil && !rt.auditOptional {
+	if rt.refusedAs != "" {
+		e.Command, e.Enclave, e.Resource = rt.refusedAs, r.PathValue("enclave"), ""
+	}
+	if e.Command != "" {
+		e.Status, e.Error = statusOf(err)
+		if rerr := a.audit.Record(e); rerr != nil && !rt.auditOptional {
 			err = rerr
 		}
 	}

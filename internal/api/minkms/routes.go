@@ -40,8 +40,8 @@ var routes = []route{
 	// The command routes set no timeout of their own: reads never block,
 	// and writes are bounded by the cluster's apply timeout. A timer per
 	// request would cost more than anything else in a generate.
-	{method: http.MethodPost, path: "/v1/kms", auth: known, maxBody: MaxCommandBody, handle: (*API).command},
-	{method: http.MethodPost, path: "/v1/kms/{enclave...}", auth: known, maxBody: MaxCommandBody, handle: (*API).command},
+	{method: http.MethodPost, path: "/v1/kms", auth: known, refusedAs: "/v1/kms", maxBody: MaxCommandBody, handle: (*API).command},
+	{method: http.MethodPost, path: "/v1/kms/{enclave...}", auth: known, refusedAs: "/v1/kms", maxBody: MaxCommandBody, handle: (*API).command},
 	{method: http.MethodPost, path: "/v1/debug/restart", auth: sysAdmin, maxBody: 0, timeout: 30 * time.Second, audit: "NODE:RESTART", handle: (*API).restart},
 	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/db", auth: sysAdmin, maxBody: MaxBackup, timeout: time.Minute, audit: "NODE:DB", handle: (*API).db},
 	{method: http.MethodPost + "," + http.MethodGet + "," + http.MethodDelete, path: "/v1/debug/pprof", auth: sysAdmin, maxBody: 0, timeout: time.Minute, audit: "NODE:PPROF", handle: (*API).pprof},
