@@ -100,7 +100,8 @@ type route struct {
 	// auditOptional serves the route while the audit log is broken (its
 	// record is written if it can be): the way out for an operator.
 	auditOptional bool
-	handle        func(a *API, w http.ResponseWriter, r *http.Request)
+	// handle serves the request of caller c, admitted to the route.
+	handle func(a *API, w http.ResponseWriter, r *http.Request, c service.Caller)
 }
 
 // Register adds the API's routes to mux, and a JSON 404 for every other path.
@@ -151,7 +152,7 @@ func (a *API) serve(rt route) http.Handler {
 			r = r.WithContext(ctx)
 		}
 		if rt.audit == "" {
-			rt.handle(a, w, r)
+			rt.handle(a, w, r, c)
 			return
 		}
 		if err := a.audit.Ready(); err != nil && !rt.auditOptional {
@@ -159,7 +160,7 @@ func (a *API) serve(rt route) http.Handler {
 			return
 		}
 		start, sw := time.Now(), replystatus.New(w)
-		rt.handle(a, sw, r)
+		rt.handle(a, sw, r, c)
 		a.audit.Record(audit.Event{
 			Time: start.UTC(), Node: a.host, Identity: c.Identity, IP: remoteIP(r), API: "minkms",
 			Command: rt.audit, Resource: strings.TrimSpace(r.Method + " " + r.URL.RawQuery), Status: sw.Status, Latency: time.Since(start),

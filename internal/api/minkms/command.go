@@ -82,7 +82,7 @@ const replyFrameSize = 128
 // command serves POST /v1/kms[/{enclave}]: it runs every command of the
 // batch and answers with one frame per command, in order. If any command
 // fails, the whole request fails with that error and no results.
-func (a *API) command(w http.ResponseWriter, r *http.Request) {
+func (a *API) command(w http.ResponseWriter, r *http.Request, c service.Caller) {
 	body, err := readBody(r)
 	if err != nil {
 		writeError(w, r, err)
@@ -97,7 +97,7 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	caller, enclave := callerOf(r), r.PathValue("enclave")
+	caller, enclave := c, r.PathValue("enclave")
 
 	var (
 		reply  = make([]byte, 0, replyFrameSize*len(frames))

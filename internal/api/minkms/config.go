@@ -8,14 +8,15 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/keep-kms/keep/internal/service"
 )
 
 // config serves /v1/config: GET shows this node's configuration (its config
 // file, the cluster-wide settings, and the settings in effect), PUT changes
 // cluster-wide settings on every node. Both for SysAdmins only; the reply is
 // JSON, or a protobuf Struct by Accept, as every other reply.
-func (a *API) config(w http.ResponseWriter, r *http.Request) {
-	c := callerOf(r)
+func (a *API) config(w http.ResponseWriter, r *http.Request, c service.Caller) {
 	if r.Method == http.MethodPut {
 		changes, err := settingChanges(r)
 		if err == nil {

@@ -15,12 +15,13 @@ import (
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/logging"
 	"github.com/keep-kms/keep/internal/profile"
+	"github.com/keep-kms/keep/internal/service"
 )
 
 // pprof serves /v1/debug/pprof, for SysAdmins (declared in routes.go):
 // POST starts profiling, GET reports what is
 // profiled, DELETE stops and returns a TAR of pprof files.
-func (a *API) pprof(w http.ResponseWriter, r *http.Request) {
+func (a *API) pprof(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 	switch r.Method {
 	case http.MethodPost:
 		opts, err := profileOptions(r)
@@ -92,7 +93,7 @@ const maxLogRecord = 4096
 // the server log (or, with ?audit, the
 // audit log) as a stream of length-prefixed protobuf LogRecords, filtered
 // by the LogRequest in the body, until the client goes away.
-func (a *API) log(w http.ResponseWriter, r *http.Request) {
+func (a *API) log(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 	body, err := readBody(r)
 	if err != nil {
 		writeError(w, r, err)
