@@ -34,7 +34,7 @@ func testIdentity(name string) string {
 // admitService returns a Service over a state with enclaves a and b, a
 // SysAdmin, an Admin and a User (policy: KEY:GENERATE on k*) of a, and a
 // User of b; root is its root identity.
-func admitService(t *testing.T) (*Service, *state.State) {
+func admitService(t testing.TB) (*Service, *state.State) {
 	t.Helper()
 	key, err := hsm.GenerateSoftKey(nil)
 	if err != nil {
@@ -147,5 +147,21 @@ func TestLimitSettings(t *testing.T) {
 		if err := valid(tt.value); (err == nil) != tt.ok {
 			t.Errorf("%s=%s: err = %v, want ok=%v", tt.name, tt.value, err, tt.ok)
 		}
+	}
+}
+
+// BenchmarkAdmitKnown is what the router adds to every /v1/kms request:
+// the check that the caller is known, for the root identity and for a
+// registered one.
+func BenchmarkAdmitKnown(b *testing.B) {
+	s, _ := admitService(b)
+	for _, c := range []string{root, user} {
+		b.Run(map[string]string{root: "root", user: "registered"}[c], func(b *testing.B) {
+			for b.Loop() {
+				if err := s.Admit(Caller{Identity: c}, Requirement{Access: Known}, "", ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
