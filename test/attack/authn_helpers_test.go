@@ -27,45 +27,45 @@ import (
 	"github.com/keep-kms/keep/test/testnode"
 )
 
-// tenants is a dev node with one identity of each kind in the default
+// authnTenants is a dev node with one identity of each kind in the default
 // enclave (the KES API's): a SysAdmin, an Admin, and a User whose policy
 // allows KEY:GENERATE on minio-* only; unknown is registered nowhere.
-type tenants struct {
+type authnTenants struct {
 	n                              *testnode.Node
 	sysAdmin, admin, user, unknown mtls.PrivateKey
 }
 
-// startTenants starts a dev node (with the config file conf, if not "")
+// startAuthnTenants starts a dev node (with the config file conf, if not "")
 // and registers its tenants.
-func startTenants(t *testing.T, conf string) *tenants {
+func startAuthnTenants(t *testing.T, conf string) *authnTenants {
 	t.Helper()
 	opts := testnode.Options{Dev: true}
 	if conf != "" {
-		opts.Config = writeConfig(t, conf)
+		opts.Config = authnConfigFile(t, conf)
 	}
 	n := testnode.Start(t, opts)
-	tn := &tenants{n: n, sysAdmin: testnode.NewAPIKey(t), admin: testnode.NewAPIKey(t), user: testnode.NewAPIKey(t), unknown: testnode.NewAPIKey(t)}
+	tn := &authnTenants{n: n, sysAdmin: testnode.NewAPIKey(t), admin: testnode.NewAPIKey(t), user: testnode.NewAPIKey(t), unknown: testnode.NewAPIKey(t)}
 	c := n.RootClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	must(t, c.CreatePolicy(ctx, "default", &kms.CreatePolicyRequest{Name: "generate-minio", Allow: map[cmds.Command]kms.RuleSet{cmds.KeyGenerate: {"minio-*": {}}}}))
-	must(t, c.CreateIdentity(ctx, "default", &kms.CreateIdentityRequest{Identity: tn.sysAdmin.Identity(), Privilege: kms.SysAdmin}))
-	must(t, c.CreateIdentity(ctx, "default", &kms.CreateIdentityRequest{Identity: tn.admin.Identity(), Privilege: kms.Admin}))
-	must(t, c.CreateIdentity(ctx, "default", &kms.CreateIdentityRequest{Identity: tn.user.Identity(), Privilege: kms.User}))
-	must(t, c.AssignPolicy(ctx, "default", &kms.AssignPolicyRequest{Identity: tn.user.Identity(), Policy: "generate-minio"}))
-	must(t, c.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "minio-key"}))
+	authnMust(t, c.CreatePolicy(ctx, "default", &kms.CreatePolicyRequest{Name: "generate-minio", Allow: map[cmds.Command]kms.RuleSet{cmds.KeyGenerate: {"minio-*": {}}}}))
+	authnMust(t, c.CreateIdentity(ctx, "default", &kms.CreateIdentityRequest{Identity: tn.sysAdmin.Identity(), Privilege: kms.SysAdmin}))
+	authnMust(t, c.CreateIdentity(ctx, "default", &kms.CreateIdentityRequest{Identity: tn.admin.Identity(), Privilege: kms.Admin}))
+	authnMust(t, c.CreateIdentity(ctx, "default", &kms.CreateIdentityRequest{Identity: tn.user.Identity(), Privilege: kms.User}))
+	authnMust(t, c.AssignPolicy(ctx, "default", &kms.AssignPolicyRequest{Identity: tn.user.Identity(), Policy: "generate-minio"}))
+	authnMust(t, c.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "minio-key"}))
 	return tn
 }
 
-func must(t *testing.T, err error) {
+func authnMust(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(testnode.DescribeErr(err))
 	}
 }
 
-// writeConfig writes a keep config file and returns its path.
-func writeConfig(t *testing.T, conf string) string {
+// authnConfigFile writes a keep config file and returns its path.
+func authnConfigFile(t *testing.T, conf string) string {
 	t.Helper()
 	path := t.TempDir() + "/keep.yaml"
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
@@ -123,9 +123,9 @@ func forgedCert(t *testing.T, attacker mtls.PrivateKey, victim crypto.PublicKey,
 	return out
 }
 
-// certClient is an HTTPS client (HTTP/2, or HTTP/1.1 only) presenting
+// authnClient is an HTTPS client (HTTP/2, or HTTP/1.1 only) presenting
 // cert; nil cert presents none.
-func certClient(t *testing.T, cert *tls.Certificate, h2 bool, timeout time.Duration) *http.Client {
+func authnClient(t *testing.T, cert *tls.Certificate, h2 bool, timeout time.Duration) *http.Client {
 	t.Helper()
 	conf := &tls.Config{InsecureSkipVerify: true}
 	if cert != nil {
@@ -139,8 +139,8 @@ func certClient(t *testing.T, cert *tls.Certificate, h2 bool, timeout time.Durat
 	return &http.Client{Transport: rt, Timeout: timeout}
 }
 
-// keyCert is the certificate kms-go makes for an API key.
-func keyCert(t *testing.T, key mtls.PrivateKey) *tls.Certificate {
+// authnCert is the certificate kms-go makes for an API key.
+func authnCert(t *testing.T, key mtls.PrivateKey) *tls.Certificate {
 	t.Helper()
 	if key == nil {
 		return nil
@@ -152,8 +152,8 @@ func keyCert(t *testing.T, key mtls.PrivateKey) *tls.Certificate {
 	return &c
 }
 
-// frames encodes commands as a /v1/kms body (spec §3.1).
-func frames(t testing.TB, cmd cmds.Command, msgs ...proto.Message) []byte {
+// kmsFrames encodes commands as a /v1/kms body (spec §3.1).
+func kmsFrames(t testing.TB, cmd cmds.Command, msgs ...proto.Message) []byte {
 	t.Helper()
 	var body []byte
 	for _, m := range msgs {
@@ -168,45 +168,45 @@ func frames(t testing.TB, cmd cmds.Command, msgs ...proto.Message) []byte {
 	return body
 }
 
-// reply is a finished HTTP exchange, or the error that ended it.
-type reply struct {
+// authnReply is a finished HTTP exchange, or the error that ended it.
+type authnReply struct {
 	status int
 	header http.Header
 	body   []byte
 	err    error
 }
 
-func (r reply) String() string {
+func (r authnReply) String() string {
 	if r.err != nil {
 		return "error " + r.err.Error()
 	}
-	return fmt.Sprintf("%d %q", r.status, trim(r.body, 200))
+	return fmt.Sprintf("%d %q", r.status, authnTrim(r.body, 200))
 }
 
-func trim(b []byte, n int) string {
+func authnTrim(b []byte, n int) string {
 	if len(b) > n {
 		return string(b[:n]) + "…"
 	}
 	return string(b)
 }
 
-// send does one request and reads at most limit bytes of its reply.
-func send(hc *http.Client, method, url string, body []byte, limit int64) reply {
+// authnSend does one request and reads at most limit bytes of its reply.
+func authnSend(hc *http.Client, method, url string, body []byte, limit int64) authnReply {
 	var rd io.Reader
 	if body != nil {
 		rd = strings.NewReader(string(body))
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
-		return reply{err: err}
+		return authnReply{err: err}
 	}
 	res, err := hc.Do(req)
 	if err != nil {
-		return reply{err: err}
+		return authnReply{err: err}
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(res.Body, limit))
-	return reply{status: res.StatusCode, header: res.Header, body: data, err: err}
+	return authnReply{status: res.StatusCode, header: res.Header, body: data, err: err}
 }
 
 // rssKiB is the resident memory of process pid, from /proc.

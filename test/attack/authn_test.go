@@ -34,24 +34,24 @@ var forgedOrders = [][]string{
 	{"victim-key CA", "own leaf"},
 }
 
-// attempt is one request an impersonator tries on an API.
-type attempt struct {
+// forgedAttempt is one request an impersonator tries on an API.
+type forgedAttempt struct {
 	api, method, path string
 	body              func(t *testing.T, i int) []byte
 }
 
-// attempts are requests on every API that would do harm, or reveal
+// forgedAttempts are requests on every API that would do harm, or reveal
 // something, if the attacker were taken for the victim. %d is replaced by
 // a number unique per try, so that a success leaves a trace.
-var attempts = []attempt{
+var forgedAttempts = []forgedAttempt{
 	{"minkms", http.MethodPost, "/v1/kms/default", func(t *testing.T, i int) []byte {
-		return frames(t, cmds.KeyCreate, &pb.CreateKeyRequest{Name: fmt.Sprintf("forged-%d", i)})
+		return kmsFrames(t, cmds.KeyCreate, &pb.CreateKeyRequest{Name: fmt.Sprintf("forged-%d", i)})
 	}},
 	{"minkms", http.MethodPost, "/v1/kms", func(t *testing.T, i int) []byte {
-		return frames(t, cmds.EnclaveCreate, &pb.CreateEnclaveRequest{Name: fmt.Sprintf("forged-%d", i)})
+		return kmsFrames(t, cmds.EnclaveCreate, &pb.CreateEnclaveRequest{Name: fmt.Sprintf("forged-%d", i)})
 	}},
 	{"minkms", http.MethodPost, "/v1/kms/default", func(t *testing.T, i int) []byte {
-		return frames(t, cmds.KeyGenerate, &pb.GenerateKeyRequest{Name: "minio-key"})
+		return kmsFrames(t, cmds.KeyGenerate, &pb.GenerateKeyRequest{Name: "minio-key"})
 	}},
 	{"kes", http.MethodPut, "/v1/key/create/forged-%d", nil},
 	{"kes", http.MethodPost, "/v1/key/generate/minio-key", func(*testing.T, int) []byte { return []byte("{}") }},
@@ -79,7 +79,7 @@ var attempts = []attempt{
 // (and the variants with extra CAs) for the victim: keys were created and
 // data keys generated as root.
 func TestForgedChains(t *testing.T) {
-	tn := startTenants(t, "")
+	tn := startAuthnTenants(t, "")
 	n := tn.n
 	victims := []struct {
 		name string
@@ -97,8 +97,8 @@ func TestForgedChains(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					attacker := testnode.NewAPIKey(t)
 					cert := forgedCert(t, attacker, v.pub, order)
-					hc := certClient(t, &cert, h2, 5*time.Second)
-					for _, a := range attempts {
+					hc := authnClient(t, &cert, h2, 5*time.Second)
+					for _, a := range forgedAttempts {
 						try++
 						path := a.path
 						if strings.Contains(path, "%d") {
@@ -108,7 +108,7 @@ func TestForgedChains(t *testing.T) {
 						if a.body != nil {
 							body = a.body(t, try)
 						}
-						r := send(hc, a.method, n.Endpoint()+path, body, 1<<20)
+						r := authnSend(hc, a.method, n.Endpoint()+path, body, 1<<20)
 						if r.err != nil {
 							continue // the handshake failed: the attacker proved no key of the victim
 						}
@@ -129,12 +129,12 @@ func TestForgedChains(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	keys, err := c.ListKeys(ctx, &kms.ListRequest{Enclave: "default", Prefix: "forged-"})
-	must(t, err)
+	authnMust(t, err)
 	if len(keys.Items) > 0 {
 		t.Errorf("the attacker created %d keys as the victim, e.g. %s", len(keys.Items), keys.Items[0].Name)
 	}
 	enclaves, err := c.ListEnclaves(ctx, &kms.ListRequest{Prefix: "forged-"})
-	must(t, err)
+	authnMust(t, err)
 	if len(enclaves.Items) > 0 {
 		t.Errorf("the attacker created %d enclaves as the victim", len(enclaves.Items))
 	}
@@ -163,7 +163,7 @@ type routeCase struct {
 
 func routeCases() []routeCase {
 	status := func(t *testing.T) []byte {
-		return frames(t, cmds.KeyStatus, &pb.KeyStatusRequest{Name: "nope"})
+		return kmsFrames(t, cmds.KeyStatus, &pb.KeyStatusRequest{Name: "nope"})
 	}
 	return []routeCase{
 		// MinIO KMS API and management routes.
@@ -215,7 +215,7 @@ func routeCases() []routeCase {
 // identity, a User and an Admin, and checks the status each gets, in
 // order (the Admin creates, then deletes, the key route-test).
 func TestDeclaredAccess(t *testing.T) {
-	tn := startTenants(t, "")
+	tn := startAuthnTenants(t, "")
 	callers := []struct {
 		name string
 		key  mtls.PrivateKey
@@ -226,14 +226,14 @@ func TestDeclaredAccess(t *testing.T) {
 		{"admin", tn.admin, func(c routeCase) int { return c.admin }},
 	}
 	for _, c := range callers {
-		hc := certClient(t, keyCert(t, c.key), true, 10*time.Second)
+		hc := authnClient(t, authnCert(t, c.key), true, 10*time.Second)
 		for _, rc := range routeCases() {
 			want := c.want(rc)
 			var body []byte
 			if rc.body != nil {
 				body = rc.body(t)
 			}
-			r := send(hc, rc.method, tn.n.Endpoint()+rc.path, body, 1<<20)
+			r := authnSend(hc, rc.method, tn.n.Endpoint()+rc.path, body, 1<<20)
 			if r.err != nil || r.status != want {
 				t.Errorf("%s: %s %s: %v, want %d", c.name, rc.method, rc.path, r, want)
 			}
@@ -250,7 +250,7 @@ func TestDeclaredAccess(t *testing.T) {
 // On the code before the fix every route that takes a body read it first
 // (/v1/kms, /v1/db, /v1/config, KES key routes), so the 403 never came.
 func TestRefusedBeforeBody(t *testing.T) {
-	tn := startTenants(t, "")
+	tn := startAuthnTenants(t, "")
 	callers := map[string]mtls.PrivateKey{"unknown": tn.unknown, "user": tn.user, "admin": tn.admin}
 	for name, key := range callers {
 		for _, rc := range routeCases() {
@@ -279,7 +279,7 @@ func endlessBody(t *testing.T, endpoint string, key mtls.PrivateKey, method, pat
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	if !h2 {
-		conf := &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{*keyCert(t, key)}, NextProtos: []string{"http/1.1"}}
+		conf := &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{*authnCert(t, key)}, NextProtos: []string{"http/1.1"}}
 		c, err := tls.Dial("tcp", strings.TrimPrefix(endpoint, "https://"), conf)
 		if err != nil {
 			return 0, err
@@ -309,7 +309,7 @@ func endlessBody(t *testing.T, endpoint string, key mtls.PrivateKey, method, pat
 		return 0, err
 	}
 	req.ContentLength = 1 << 20
-	hc := certClient(t, keyCert(t, key), true, 0)
+	hc := authnClient(t, authnCert(t, key), true, 0)
 	res, err := hc.Do(req)
 	if err != nil {
 		return 0, err

@@ -21,13 +21,13 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// rawConn opens a TLS connection that speaks HTTP/1.1, with the
+// authnRawConn opens a TLS connection that speaks HTTP/1.1, with the
 // certificate of key (none if nil).
-func rawConn(t *testing.T, addr string, key mtls.PrivateKey) (*tls.Conn, error) {
+func authnRawConn(t *testing.T, addr string, key mtls.PrivateKey) (*tls.Conn, error) {
 	t.Helper()
 	conf := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
 	if key != nil {
-		conf.Certificates = []tls.Certificate{*keyCert(t, key)}
+		conf.Certificates = []tls.Certificate{*authnCert(t, key)}
 	}
 	return tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, conf)
 }
@@ -52,7 +52,7 @@ func closedWithin(c net.Conn, d time.Duration) bool {
 // and read before anyone was authorized: the node grew by the bytes the
 // clients sent and by every buffer the runtime had to zero.
 func TestSlowClientsMemory(t *testing.T) {
-	tn := startTenants(t, "")
+	tn := startAuthnTenants(t, "")
 	n := tn.n
 	before := rssKiB(t, n.PID())
 	var (
@@ -71,7 +71,7 @@ func TestSlowClientsMemory(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := rawConn(t, n.Addr, nil)
+			c, err := authnRawConn(t, n.Addr, nil)
 			if err != nil {
 				return // refused at the handshake: costs the node nothing
 			}
@@ -118,7 +118,7 @@ func TestSlowClientsMemory(t *testing.T) {
 // without a certificate that keeps sending requests is closed after its
 // lifetime (30 s; before the fix it lived as long as it sent).
 func TestSlowloris(t *testing.T) {
-	tn := startTenants(t, "")
+	tn := startAuthnTenants(t, "")
 	n := tn.n
 	trickle := func(c net.Conn, stop <-chan struct{}) {
 		for {
@@ -134,7 +134,7 @@ func TestSlowloris(t *testing.T) {
 	}
 	t.Run("headers", func(t *testing.T) {
 		t.Parallel()
-		c, err := rawConn(t, n.Addr, nil)
+		c, err := authnRawConn(t, n.Addr, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +149,7 @@ func TestSlowloris(t *testing.T) {
 	})
 	t.Run("body", func(t *testing.T) {
 		t.Parallel()
-		c, err := rawConn(t, n.Addr, n.Root)
+		c, err := authnRawConn(t, n.Addr, n.Root)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +164,7 @@ func TestSlowloris(t *testing.T) {
 	})
 	t.Run("anonymous connection", func(t *testing.T) {
 		t.Parallel()
-		hc := certClient(t, nil, true, 5*time.Second)
+		hc := authnClient(t, nil, true, 5*time.Second)
 		tr := hc.Transport.(*http.Transport)
 		var conns sync.Map
 		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -178,7 +178,7 @@ func TestSlowloris(t *testing.T) {
 		}
 		start := time.Now()
 		for time.Since(start) < 40*time.Second {
-			if r := send(hc, "GET", n.Endpoint()+"/version", nil, 1<<10); r.err != nil || r.status != 200 {
+			if r := authnSend(hc, "GET", n.Endpoint()+"/version", nil, 1<<10); r.err != nil || r.status != 200 {
 				t.Fatalf("GET /version: %v", r)
 			}
 			time.Sleep(2 * time.Second)
@@ -195,7 +195,7 @@ func TestSlowloris(t *testing.T) {
 // client certificate are open at once; a client with one still gets in.
 // On the code before the fix there was no bound.
 func TestAnonymousConnectionsBounded(t *testing.T) {
-	tn := startTenants(t, "")
+	tn := startAuthnTenants(t, "")
 	n := tn.n
 	var conns []net.Conn
 	defer func() {
@@ -205,7 +205,7 @@ func TestAnonymousConnectionsBounded(t *testing.T) {
 	}()
 	refused := 0
 	for range 200 {
-		c, err := rawConn(t, n.Addr, nil)
+		c, err := authnRawConn(t, n.Addr, nil)
 		if err == nil {
 			// TLS 1.3: a refusal arrives with the first read.
 			fmt.Fprintf(c, "GET /version HTTP/1.1\r\nHost: keep\r\n\r\n")
@@ -222,7 +222,7 @@ func TestAnonymousConnectionsBounded(t *testing.T) {
 	if len(conns) > 128 {
 		t.Errorf("%d connections without a certificate open at once; want at most 128", len(conns))
 	}
-	if r := send(certClient(t, keyCert(t, tn.admin), true, 5*time.Second), "GET", n.Endpoint()+"/v1/status", nil, 1<<10); r.err != nil || r.status != 200 {
+	if r := authnSend(authnClient(t, authnCert(t, tn.admin), true, 5*time.Second), "GET", n.Endpoint()+"/v1/status", nil, 1<<10); r.err != nil || r.status != 200 {
 		t.Errorf("an Admin while anonymous connections are at their bound: %v", r)
 	}
 	t.Logf("%d anonymous connections open, %d refused", len(conns), refused)
@@ -235,9 +235,9 @@ func TestAnonymousConnectionsBounded(t *testing.T) {
 // On the code before the fix 100,000 KEY:LIST in a 600 KB body produced a
 // reply of 155 MiB, and KEY:GENERATE with length 1024 amplified as much.
 func TestBatchAmplification(t *testing.T) {
-	tn := startTenants(t, "")
+	tn := startAuthnTenants(t, "")
 	n := tn.n
-	hc := certClient(t, keyCert(t, n.Root), true, 2*time.Minute)
+	hc := authnClient(t, authnCert(t, n.Root), true, 2*time.Minute)
 	list := make([]proto.Message, 100_000)
 	for i := range list {
 		list[i] = &pb.ListRequest{}
@@ -245,7 +245,7 @@ func TestBatchAmplification(t *testing.T) {
 	gen := func(k int) []byte {
 		var body []byte
 		for range k {
-			body = append(body, frames(t, cmds.KeyGenerate, &pb.GenerateKeyRequest{Name: "minio-key", Length: 1024})...)
+			body = append(body, kmsFrames(t, cmds.KeyGenerate, &pb.GenerateKeyRequest{Name: "minio-key", Length: 1024})...)
 		}
 		return body
 	}
@@ -254,15 +254,15 @@ func TestBatchAmplification(t *testing.T) {
 		body   []byte
 		status []int
 	}{
-		{"100,000 KEY:LIST", frames(t, cmds.KeyList, list...), []int{400, 413}},
-		{"two KEY:LIST", frames(t, cmds.KeyList, &pb.ListRequest{}, &pb.ListRequest{}), []int{400}},
+		{"100,000 KEY:LIST", kmsFrames(t, cmds.KeyList, list...), []int{400, 413}},
+		{"two KEY:LIST", kmsFrames(t, cmds.KeyList, &pb.ListRequest{}, &pb.ListRequest{}), []int{400}},
 		{"100,000 KEY:GENERATE of 1 KiB", gen(100_000), []int{413}},
 		{"10,001 KEY:GENERATE of 1 KiB", gen(10_001), []int{413}},
 		{"10,000 KEY:GENERATE of 1 KiB: a 21 MB reply", gen(10_000), []int{413}},
 		{"1,000 KEY:GENERATE of 1 KiB", gen(1000), []int{200}},
 	}
 	for _, tt := range tests {
-		r := send(hc, "POST", n.Endpoint()+"/v1/kms/default", tt.body, 64<<20)
+		r := authnSend(hc, "POST", n.Endpoint()+"/v1/kms/default", tt.body, 64<<20)
 		if r.err != nil {
 			t.Errorf("%s: %v", tt.name, r.err)
 			continue
@@ -290,13 +290,13 @@ func TestBatchAmplification(t *testing.T) {
 // nobody. On the code before the fix nothing was limited (and the config
 // file's limits were refused).
 func TestRateLimit(t *testing.T) {
-	tn := startTenants(t, "version: v1\nlimits:\n  rate: 2\n  burst: 10\n")
+	tn := startAuthnTenants(t, "version: v1\nlimits:\n  rate: 2\n  burst: 10\n")
 	n := tn.n
-	hc := certClient(t, keyCert(t, tn.admin), true, 10*time.Second)
-	status := frames(t, cmds.KeyStatus, &pb.KeyStatusRequest{Name: "minio-key"})
-	limited := func(method, path string, body []byte) reply {
+	hc := authnClient(t, authnCert(t, tn.admin), true, 10*time.Second)
+	status := kmsFrames(t, cmds.KeyStatus, &pb.KeyStatusRequest{Name: "minio-key"})
+	limited := func(method, path string, body []byte) authnReply {
 		for range 20 {
-			r := send(hc, method, n.Endpoint()+path, body, 1<<20)
+			r := authnSend(hc, method, n.Endpoint()+path, body, 1<<20)
 			if r.err != nil {
 				t.Fatalf("%s %s: %v", method, path, r.err)
 			}
@@ -305,7 +305,7 @@ func TestRateLimit(t *testing.T) {
 			}
 		}
 		t.Fatalf("%s %s: 20 requests at once, none refused with 429", method, path)
-		return reply{}
+		return authnReply{}
 	}
 
 	r := limited("POST", "/v1/kms/default", status)
@@ -322,12 +322,12 @@ func TestRateLimit(t *testing.T) {
 	}
 	// Health and metrics are exempt.
 	for _, p := range []string{"/v1/health/live", "/v1/health/ready", "/v1/status", "/v1/ready", "/v1/metrics"} {
-		if r := send(hc, "GET", n.Endpoint()+p, nil, 1<<20); r.status != 200 {
+		if r := authnSend(hc, "GET", n.Endpoint()+p, nil, 1<<20); r.status != 200 {
 			t.Errorf("GET %s while limited: %v", p, r)
 		}
 	}
 	// Another identity has its own bucket.
-	if r := send(certClient(t, keyCert(t, tn.user), true, 5*time.Second), "PUT", n.Endpoint()+"/v1/key/generate/minio-key", []byte("{}"), 1<<20); r.status != 200 {
+	if r := authnSend(authnClient(t, authnCert(t, tn.user), true, 5*time.Second), "PUT", n.Endpoint()+"/v1/key/generate/minio-key", []byte("{}"), 1<<20); r.status != 200 {
 		t.Errorf("another identity while the Admin is limited: %v", r)
 	}
 	// The KES API: 429, KES's error shape.
@@ -338,27 +338,27 @@ func TestRateLimit(t *testing.T) {
 	}
 	// It recovers.
 	time.Sleep(1500 * time.Millisecond)
-	if r := send(hc, "POST", n.Endpoint()+"/v1/kms/default", status, 1<<20); r.status != 200 {
+	if r := authnSend(hc, "POST", n.Endpoint()+"/v1/kms/default", status, 1<<20); r.status != 200 {
 		t.Errorf("after waiting: %v", r)
 	}
 
 	// A cluster setting lifts the limit at runtime.
-	root := certClient(t, keyCert(t, n.Root), true, 10*time.Second)
-	if r := send(root, "PUT", n.Endpoint()+"/v1/config", []byte(`{"limits.rate":"0"}`), 1<<20); r.status != 200 {
+	root := authnClient(t, authnCert(t, n.Root), true, 10*time.Second)
+	if r := authnSend(root, "PUT", n.Endpoint()+"/v1/config", []byte(`{"limits.rate":"0"}`), 1<<20); r.status != 200 {
 		t.Fatalf("PUT /v1/config limits.rate=0: %v", r)
 	}
 	time.Sleep(200 * time.Millisecond)
 	for i := range 50 {
-		if r := send(hc, "POST", n.Endpoint()+"/v1/kms/default", status, 1<<20); r.status != 200 {
+		if r := authnSend(hc, "POST", n.Endpoint()+"/v1/kms/default", status, 1<<20); r.status != 200 {
 			t.Fatalf("request %d after limits.rate=0: %v", i, r)
 		}
 	}
 
 	// A node without limits limits nobody.
-	plain := startTenants(t, "")
-	phc := certClient(t, keyCert(t, plain.admin), true, 10*time.Second)
+	plain := startAuthnTenants(t, "")
+	phc := authnClient(t, authnCert(t, plain.admin), true, 10*time.Second)
 	for i := range 200 {
-		if r := send(phc, "POST", plain.n.Endpoint()+"/v1/kms/default", status, 1<<20); r.status != 200 {
+		if r := authnSend(phc, "POST", plain.n.Endpoint()+"/v1/kms/default", status, 1<<20); r.status != 200 {
 			t.Fatalf("request %d on a node without limits: %v", i, r)
 		}
 	}
