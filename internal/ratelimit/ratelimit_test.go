@@ -1,6 +1,8 @@
 package ratelimit
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -101,5 +103,28 @@ func BenchmarkAllowUnlimited(b *testing.B) {
 	var l Limiter
 	for b.Loop() {
 		l.Allow("h1:a")
+	}
+}
+
+// TestLimiterConcurrent: many requests of one identity at once take no
+// more tokens than the burst, while the limit is changed under them.
+func TestLimiterConcurrent(t *testing.T) {
+	var l Limiter
+	l.Set(0.001, 50)
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if _, ok := l.Allow("h1:a"); ok {
+					allowed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Go(func() { l.Limited() })
+	wg.Wait()
+	if n := allowed.Load(); n != 50 {
+		t.Errorf("%d of 800 allowed with burst 50", n)
 	}
 }
