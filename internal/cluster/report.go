@@ -139,6 +139,9 @@ func (n *Node) serveApplied(w http.ResponseWriter, r *http.Request) {
 	}()
 	id := raft.ServerID(r.URL.Query().Get("node"))
 	rc := http.NewResponseController(w)
+	// The request body is the follower's stream of reports, which lasts as
+	// long as the connection: the server's read deadline must not end it.
+	rc.SetReadDeadline(time.Time{})
 	var buf [16]byte
 	var echoed time.Time
 	for {

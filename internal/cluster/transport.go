@@ -13,6 +13,8 @@ import (
 	"aead.dev/mtls"
 	"github.com/hashicorp/raft"
 	"github.com/minio/kms-go/kms"
+
+	"github.com/keep-kms/keep/internal/identity"
 )
 
 // ALPN is the TLS application protocol of raft traffic between nodes. Peers
@@ -115,9 +117,10 @@ func (t *Transport) clientConfig(serverName string, protos ...string) *tls.Confi
 	}
 }
 
-// verifyPeer accepts only peers that present the node identity.
+// verifyPeer accepts only peers that present the node identity (as
+// identity.Peer tells it, the one authentication function).
 func (t *Transport) verifyPeer(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 || mtls.CertificateIdentity(cs.PeerCertificates[0]) != t.identity {
+	if id := identity.Peer(&cs); id.IsZero() || id != t.identity {
 		return errNotNode
 	}
 	return nil

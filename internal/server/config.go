@@ -7,12 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
+	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -38,6 +40,9 @@ import (
 //	  fail_open: false        # serve requests even when the sink cannot be written
 //	kes:
 //	  enclave: default        # the enclave the KES API acts on
+//	limits:
+//	  rate: 1000              # requests a second per identity; 0 or absent = no limit
+//	  burst: 2000             # requests an identity may send at once; 0 = rate
 type Config struct {
 	Version string `yaml:"version" json:"version"`
 	Admin   struct {
@@ -66,6 +71,12 @@ type Config struct {
 	KES struct {
 		Enclave string `yaml:"enclave" json:"enclave,omitempty"`
 	} `yaml:"kes" json:"kes"`
+	// Limits is the per-identity rate limit; the cluster settings
+	// limits.rate and limits.burst override it.
+	Limits struct {
+		Rate  float64 `yaml:"rate" json:"rate,omitempty"`
+		Burst int     `yaml:"burst" json:"burst,omitempty"`
+	} `yaml:"limits" json:"limits"`
 }
 
 // LoadConfig reads and checks a configuration file. Unknown fields are
@@ -103,6 +114,12 @@ func LoadConfig(path string) (*Config, error) {
 			return nil, fmt.Errorf("invalid config file %s: kes.enclave: %w", path, err)
 		}
 	}
+	if _, err := service.ParseRate(strconv.FormatFloat(c.Limits.Rate, 'g', -1, 64)); err != nil {
+		return nil, fmt.Errorf("invalid config file %s: limits.rate: %w", path, err)
+	}
+	if _, err := service.ParseBurst(strconv.Itoa(c.Limits.Burst)); err != nil {
+		return nil, fmt.Errorf("invalid config file %s: limits.burst: %w", path, err)
+	}
 	for i, kc := range c.TLS.Certs {
 		if kc.Key == "" || kc.Cert == "" {
 			return nil, fmt.Errorf("invalid config file %s: tls.certs[%d] needs both key and cert", path, i)
@@ -119,6 +136,15 @@ func (c *Config) kesEnclave() string {
 		return state.DefaultEnclave
 	}
 	return c.KES.Enclave
+}
+
+// limits is the configured rate limit: requests a second per identity
+// and burst; 0 for none.
+func (c *Config) limits() (rate float64, burst int) {
+	if c == nil {
+		return 0, 0
+	}
+	return c.Limits.Rate, c.Limits.Burst
 }
 
 // maxStaleness is the configured staleness bound; 0 (serve for ever)

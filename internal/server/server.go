@@ -26,6 +26,7 @@ import (
 	"github.com/keep-kms/keep/internal/api/minkms"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/hsm"
+	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/logging"
 	"github.com/keep-kms/keep/internal/metrics"
 	"github.com/keep-kms/keep/internal/service"
@@ -45,6 +46,15 @@ type Options struct {
 	HSMKey     string    // from MINIO_KMS_HSM_KEY; required unless Dev
 	Stdout     io.Writer // banner goes here
 }
+
+// readTimeout bounds the time a client may take to send a request, body
+// included: a 4 MiB batch at 200 KiB/s. maxStreams bounds the concurrent
+// HTTP/2 streams (requests) of one connection; a client that needs more
+// opens another connection, as Go's client does on its own.
+const (
+	readTimeout = 20 * time.Second
+	maxStreams  = 250
+)
 
 // gcPercent is the garbage collector's target for a server: Keep's live
 // heap is small (keys, policies, identities), and every request allocates,
@@ -135,10 +145,15 @@ func Run(ctx context.Context, opts Options) error {
 	srv := &http.Server{
 		Handler:           observe(nodeMetrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) })),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ConnContext:       minkms.ConnContext,
-		ErrorLog:          log.New(io.Discard, "", 0), // TLS probes and resets are not worth a log line each
+		// Every request, body included, must arrive within ReadTimeout: a
+		// client that trickles its body is cut off. Handlers that stream
+		// replies for long clear it, and PUT /v1/db extends it.
+		ReadTimeout:    readTimeout,
+		HTTP2:          &http.HTTP2Config{MaxConcurrentStreams: maxStreams},
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ConnContext:    identity.ConnContext,       // caches the client's identity per connection
+		ErrorLog:       log.New(io.Discard, "", 0), // TLS probes and resets are not worth a log line each
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){
 			cluster.ALPN:        func(_ *http.Server, c *tls.Conn, _ http.Handler) { trans.ServeConn(c) },
 			cluster.ForwardALPN: func(_ *http.Server, c *tls.Conn, _ http.Handler) { trans.ServeConn(c) },
@@ -148,7 +163,10 @@ func Run(ctx context.Context, opts Options) error {
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetHTTP2(true)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(tls.NewListener(ln, tlsConfig(certs, clientCAs, trans))) }()
+	guard := &anonymousGuard{max: maxAnonymousConns, lifetime: anonymousConnLifetime}
+	go func() {
+		serveErr <- srv.Serve(tls.NewListener(guard.listener(ln), tlsConfig(certs, clientCAs, trans, guard)))
+	}()
 	defer shutdown(srv)
 
 	restart := make(chan struct{}, 1)
@@ -194,9 +212,9 @@ func Run(ctx context.Context, opts Options) error {
 			Address: opts.Address, Host: opts.Host, Dir: opts.Dir, Dev: opts.Dev,
 			HSM: h.Name(), Admin: admin, ConfigFile: opts.ConfigFile, Config: conf,
 		},
-		Effective:     settings.Effective,
-		Metrics:       nodeMetrics.Encode,
-		PublicMetrics: settings.publicMetrics,
+		Effective: settings.Effective,
+		Metrics:   nodeMetrics.Encode,
+		Limits:    settings.limits,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v1/rpc/", node.RPCHandler())
@@ -208,6 +226,7 @@ func Run(ctx context.Context, opts Options) error {
 		Enclave: conf.kesEnclave(),
 		Audit:   auditLog,
 		Logs:    logs,
+		Limits:  settings.limits,
 	})
 	kesAPI.Register(mux) // the same mux: KES and MinIO KMS paths do not collide; /version serves both
 	srv.RegisterOnShutdown(kesAPI.Close)

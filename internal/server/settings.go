@@ -4,12 +4,14 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/keep-kms/keep/internal/audit"
+	"github.com/keep-kms/keep/internal/ratelimit"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -28,7 +30,7 @@ type runtimeSettings struct {
 	audit     *audit.Log
 	live      atomic.Bool  // caught up: changes applied from now on are new
 	staleness atomic.Int64 // time.Duration
-	public    atomic.Bool  // metrics may be scraped without a client certificate
+	limits    *ratelimit.Limiter
 
 	mu        sync.Mutex
 	effective map[string]string
@@ -38,12 +40,15 @@ type runtimeSettings struct {
 // is c (nil for none), whose own root identity is admin, and whose audit
 // log is log.
 func newRuntimeSettings(c *Config, log *audit.Log, host, admin string) *runtimeSettings {
-	r := &runtimeSettings{level: new(slog.LevelVar), audit: log, host: host, file: map[string]string{
+	rate, burst := c.limits()
+	r := &runtimeSettings{level: new(slog.LevelVar), audit: log, host: host, limits: new(ratelimit.Limiter), file: map[string]string{
 		service.SettingLogLevel:      strings.ToLower(c.logLevel().String()), // as the setting is spelt: info, not INFO
 		service.SettingAudit:         "on",
 		service.SettingMaxStaleness:  c.maxStaleness().String(),
 		service.SettingMetricsAuth:   "sysadmin",
 		service.SettingAdminIdentity: admin,
+		service.SettingLimitsRate:    strconv.FormatFloat(rate, 'g', -1, 64),
+		service.SettingLimitsBurst:   strconv.Itoa(burst),
 	}}
 	r.apply(state.SettingsUpdate{})
 	return r
@@ -80,7 +85,9 @@ func (r *runtimeSettings) apply(u state.SettingsUpdate) {
 	r.level.Set(level)
 	d, _ := time.ParseDuration(eff[service.SettingMaxStaleness])
 	r.staleness.Store(int64(d))
-	r.public.Store(eff[service.SettingMetricsAuth] == "public")
+	rate, _ := service.ParseRate(eff[service.SettingLimitsRate])
+	burst, _ := service.ParseBurst(eff[service.SettingLimitsBurst])
+	r.limits.Set(rate, burst)
 
 	r.mu.Lock()
 	r.effective = eff
@@ -109,7 +116,3 @@ func (r *runtimeSettings) Effective() map[string]string {
 }
 
 func (r *runtimeSettings) maxStaleness() time.Duration { return time.Duration(r.staleness.Load()) }
-
-// publicMetrics reports whether metrics may be scraped without a client
-// certificate (metrics.auth=public).
-func (r *runtimeSettings) publicMetrics() bool { return r.public.Load() }

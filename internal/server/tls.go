@@ -26,17 +26,29 @@ import (
 // offer the raft protocol get the node certificate and mutual
 // authentication instead. Each handshake gets the certificate the store
 // holds then, so reloaded certificates serve new connections.
-func tlsConfig(certs *certStore, clientCAs *x509.CertPool, trans *cluster.Transport) *tls.Config {
-	return &tls.Config{
+//
+// Client connections accepted through the guard's listener get a
+// configuration that bounds those without a client certificate
+// (anonymousGuard); nil guard leaves them unbounded.
+func tlsConfig(certs *certStore, clientCAs *x509.CertPool, trans *cluster.Transport, guard *anonymousGuard) *tls.Config {
+	base := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: certs.getCertificate,
 		ClientAuth:     tls.RequestClientCert,
 		ClientCAs:      clientCAs,
 		NextProtos:     []string{"h2", "http/1.1", cluster.ALPN, cluster.ForwardALPN},
-		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			return trans.ServerConfig(hello), nil
-		},
 	}
+	conf := base.Clone()
+	conf.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if c := trans.ServerConfig(hello); c != nil {
+			return c, nil
+		}
+		if guard == nil {
+			return nil, nil
+		}
+		return guard.config(base, hello), nil
+	}
+	return conf
 }
 
 // loadCertificates reads the configured key/certificate pairs, or makes a

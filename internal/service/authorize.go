@@ -54,8 +54,8 @@ func (s *Service) authorize(c Caller, enclave string, cmd cmds.Command, resource
 
 // AuthorizeSysAdmin admits only SysAdmins: the root identity and
 // identities with that privilege. Node operations (restart, backup,
-// restore, profiling, log streams) are for them alone; the API layers call
-// it for those they serve themselves.
+// restore, settings) call it themselves; the APIs do not, they declare
+// SysAdmin routes and Admit enforces it.
 func (s *Service) AuthorizeSysAdmin(c Caller) error {
 	priv, _, _, err := s.privilege(c)
 	if err != nil {
@@ -67,12 +67,12 @@ func (s *Service) AuthorizeSysAdmin(c Caller) error {
 	return nil
 }
 
-// AuthorizeEnclave admits SysAdmins and every identity whose home is
-// enclave, whatever its privilege or policy. The KES API calls it for the
-// routes that show the state of the server, not of keys (/v1/status,
-// /v1/ready, /v1/api, /v1/metrics): MinIO calls /v1/status with the same
-// identity it uses for its keys, and no policy command can grant it.
-func (s *Service) AuthorizeEnclave(c Caller, enclave string) error {
+// authorizeEnclave admits SysAdmins and every identity whose home is
+// enclave, whatever its privilege or policy: the KES API's routes that
+// show the state of the server, not of keys (/v1/status, /v1/ready,
+// /v1/api, /v1/metrics). MinIO calls /v1/status with the same identity it
+// uses for its keys, and no policy command can grant it.
+func (s *Service) authorizeEnclave(c Caller, enclave string) error {
 	priv, home, _, err := s.privilege(c)
 	if err != nil {
 		return err
@@ -108,8 +108,9 @@ func (s *Service) privilege(c Caller) (state.Privilege, string, string, error) {
 // which only SysAdmins may do and no policy can grant.
 func isClusterCommand(cmd cmds.Command) bool { return cmd < cmds.KeyCreate }
 
-// isListCommand reports whether cmd lists, which names no single resource.
-func isListCommand(cmd cmds.Command) bool {
+// IsListCommand reports whether cmd lists, which names no single resource
+// and answers with a page of entries.
+func IsListCommand(cmd cmds.Command) bool {
 	switch cmd {
 	case cmds.EnclaveList, cmds.KeyList, cmds.PolicyList, cmds.IdentityList, cmds.KeyListVersions:
 		return true
@@ -129,7 +130,7 @@ func allows(p state.Policy, cmd cmds.Command, resource string) bool {
 		cmd = cmds.KeyGenerate
 	}
 	text := state.RuleText(cmd)
-	if isListCommand(cmd) {
+	if IsListCommand(cmd) {
 		_, denied := p.Deny[text]
 		_, allowed := p.Allow[text]
 		return allowed && !denied
@@ -153,4 +154,65 @@ func matchAny(patterns []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// Access is who may call a route of an API. Every route declares one in
+// its route table, and the API's router asks Admit before any handler runs
+// and before any byte of the body is read. The zero value admits nobody,
+// so a route that declares nothing serves nobody.
+type Access uint8
+
+// The kinds of access a route may declare.
+const (
+	// Public routes serve anyone, also clients without a certificate.
+	Public Access = iota + 1
+	// Known routes serve the root identity and every registered identity;
+	// what each may do there is decided per command (POST /v1/kms, whose
+	// commands are in the body).
+	Known
+	// SysAdmin routes serve SysAdmins only: the root identity and
+	// identities with that privilege.
+	SysAdmin
+	// Metrics serves anyone while the cluster setting metrics.auth is
+	// public, and SysAdmins otherwise.
+	Metrics
+	// EnclaveMember routes serve SysAdmins and every identity whose home is
+	// the request's enclave, whatever its privilege or policy.
+	EnclaveMember
+	// EnclaveCommand routes serve whoever may run the route's command on
+	// the request's resource in its enclave (see authorize).
+	EnclaveCommand
+)
+
+// Requirement is what a route declares: who may call it and, for
+// EnclaveCommand routes, the command it runs.
+type Requirement struct {
+	Access  Access
+	Command cmds.Command
+}
+
+// Admit decides whether c may call a route that declares need, in enclave
+// and on resource (the key, policy or identity the path names; "" for
+// lists). The operations behind the route check again, with what the body
+// says; Admit lets the API refuse a caller before it reads a body.
+func (s *Service) Admit(c Caller, need Requirement, enclave, resource string) error {
+	switch need.Access {
+	case Public:
+		return nil
+	case Known:
+		_, _, _, err := s.privilege(c)
+		return err
+	case Metrics:
+		if s.state.Settings()[SettingMetricsAuth] == "public" {
+			return nil
+		}
+		return s.AuthorizeSysAdmin(c)
+	case SysAdmin:
+		return s.AuthorizeSysAdmin(c)
+	case EnclaveMember:
+		return s.authorizeEnclave(c, enclave)
+	case EnclaveCommand:
+		return s.authorize(c, enclaveName(enclave), need.Command, resource)
+	}
+	return ErrPermission
 }

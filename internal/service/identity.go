@@ -96,7 +96,7 @@ func (r rank) privilege() state.Privilege { return max(state.Privilege(r), state
 
 // rank returns the rank of caller c.
 func (s *Service) rank(c Caller) (rank, error) {
-	if c.Identity != "" && c.Identity == s.admin {
+	if c.Identity != "" && c.Identity == s.root() {
 		return rankRoot, nil
 	}
 	priv, _, _, err := s.privilege(c)

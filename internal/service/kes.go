@@ -15,6 +15,10 @@ const cmdKeyMAC = cmds.Command(210)
 // CommandKeyMAC is the text of cmdKeyMAC, as audit records spell it.
 const CommandKeyMAC = "KEY:MAC"
 
+// KeyMAC is the command of computing a MAC with a key, for the routes
+// that declare it (see Requirement).
+const KeyMAC = cmdKeyMAC
+
 // HMAC returns HMAC-SHA256 of message under a key. The MAC key derives from
 // the key's oldest version, so that adding versions (a rotation) does not
 // change the MACs: MinIO derives its root credentials from them.

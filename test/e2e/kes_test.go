@@ -474,7 +474,7 @@ func TestKES(t *testing.T) {
 				t.Errorf("%s: encrypt with a %d-byte body: %d %q", proto, len(big), r.Status, r.Body)
 			}
 
-			// Without a client certificate, or with two: 400, as KES.
+			// Without a client certificate: 400, as KES.
 			if r := do(t, anon, "GET", base+"/v1/key/describe/wire", nil, nil); r.Status != 400 || kesMessage(t, r) != "tls: client certificate is required" {
 				t.Errorf("%s: no client certificate: %d %q", proto, r.Status, r.Body)
 			}
@@ -489,8 +489,10 @@ func TestKES(t *testing.T) {
 			c1.Certificate = append(c1.Certificate, c2.Certificate[0])
 			two := testnode.HTTPClientProto(t, nil, h2, time.Minute)
 			two.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{c1}
-			if r := do(t, two, "GET", base+"/v1/key/describe/wire", nil, nil); r.Status != 400 || kesMessage(t, r) != "tls: received more than one client certificate" {
-				t.Errorf("%s: two client certificates: %d %q", proto, r.Status, r.Body)
+			// The certificate the client proved (the first) is its identity;
+			// the others are ignored (test/attack tries forged chains).
+			if r := do(t, two, "GET", base+"/v1/key/describe/wire", nil, nil); r.Status != 200 {
+				t.Errorf("%s: two client certificates, root's first: %d %q", proto, r.Status, r.Body)
 			}
 
 			// Subtree routes: the bare prefix is redirected with 301; the

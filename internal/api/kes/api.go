@@ -13,9 +13,7 @@ package kes
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,11 +21,14 @@ import (
 	"sync"
 	"time"
 
-	"aead.dev/mtls"
+	"github.com/minio/kms-go/kms/cmds"
 
 	"github.com/keep-kms/keep/internal/api/replystatus"
+	"github.com/keep-kms/keep/internal/api/reqbody"
 	"github.com/keep-kms/keep/internal/audit"
+	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/logging"
+	"github.com/keep-kms/keep/internal/ratelimit"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -41,10 +42,11 @@ type Node interface {
 type Config struct {
 	Service *service.Service
 	Node    Node
-	Host    string       // advertised host:port, recorded in audit events
-	Enclave string       // the enclave every KES call acts on; "" = default
-	Audit   *audit.Log   // records every request that reaches the service; streamed by /v1/log/audit
-	Logs    *logging.Hub // the server log, streamed by /v1/log/error
+	Host    string             // advertised host:port, recorded in audit events
+	Enclave string             // the enclave every KES call acts on; "" = default
+	Audit   *audit.Log         // records every request that reaches the service; streamed by /v1/log/audit
+	Logs    *logging.Hub       // the server log, streamed by /v1/log/error
+	Limits  *ratelimit.Limiter // the per-identity rate limit; nil for none
 }
 
 // API is the KES API of one node.
@@ -56,6 +58,7 @@ type API struct {
 	audit   *audit.Log
 	logs    *logging.Hub
 	metrics *metrics
+	limits  *ratelimit.Limiter
 	started time.Time
 
 	closeOnce sync.Once
@@ -68,10 +71,14 @@ func New(c Config) *API {
 	if enclave == "" {
 		enclave = state.DefaultEnclave
 	}
+	limits := c.Limits
+	if limits == nil {
+		limits = new(ratelimit.Limiter)
+	}
 	now := time.Now()
 	return &API{
 		svc: c.Service, node: c.Node, host: c.Host, enclave: enclave,
-		audit: c.Audit, logs: c.Logs, metrics: newMetrics(now), started: now,
+		audit: c.Audit, logs: c.Logs, metrics: newMetrics(now), limits: limits, started: now,
 		done: make(chan struct{}),
 	}
 }
@@ -135,7 +142,8 @@ type raw struct {
 
 // serve wraps a route with the KES request pipeline (spec §2.1): method
 // check (POST is accepted where PUT is registered), timeout, body limit,
-// identification, the handler, the audit record, and the reply.
+// identification, authorization as the route declares it (before any body
+// byte is read), the handler, the audit record, and the reply.
 func (a *API) serve(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, hr *http.Request) {
 		start := time.Now()
@@ -150,6 +158,7 @@ func (a *API) serve(rt *route) http.Handler {
 		}
 		r := &request{Request: hr, route: rt, start: start}
 		if hr.Method != rt.method && (hr.Method != http.MethodPost || rt.method != http.MethodPut) {
+			reqbody.Unread(w, hr)
 			w.Header().Set("Accept", rt.method) // where KES puts the expected method
 			w.Header().Set("Allow", allowHeader(rt.method))
 			a.fail(w, r, errMethod(hr.Method, rt.method))
@@ -167,12 +176,32 @@ func (a *API) serve(rt *route) http.Handler {
 		}
 		var err error
 		if r.caller, err = identify(r.Request); err != nil {
+			reqbody.Unread(w, hr)
 			a.fail(w, r, err)
 			return
 		}
 		if err := a.audit.Ready(); err != nil {
+			reqbody.Unread(w, hr)
 			a.fail(w, r, err)
 			return
+		}
+		if err := a.admit(r); err != nil {
+			// The service refused the caller: recorded, as every request
+			// that reaches the service, and refused before the body is read.
+			if rerr := a.record(r, err); rerr != nil {
+				err = rerr
+			}
+			reqbody.Unread(w, hr)
+			a.fail(w, r, err)
+			return
+		}
+		if !rt.unlimited {
+			if wait, ok := a.limits.Allow(r.caller.Identity); !ok {
+				reqbody.Unread(w, hr)
+				w.Header().Set("Retry-After", ratelimit.RetryAfter(wait))
+				a.fail(w, r, ratelimit.ErrTooManyRequests)
+				return
+			}
 		}
 
 		reply, err := rt.handle(a, r)
@@ -200,6 +229,15 @@ func (a *API) serve(rt *route) http.Handler {
 			writeJSON(w, v)
 		}
 	})
+}
+
+// admit asks the service whether the caller may call the route (the
+// route table declares who may), on the resource its path names.
+func (a *API) admit(r *request) error {
+	if r.route.auth.Command == cmds.IdentityGet {
+		r.audited = identityOf(r.resource)
+	}
+	return a.svc.Admit(r.caller, r.route.auth, a.enclave, r.audited)
 }
 
 // record writes the audit event of a request that reached the service.
@@ -246,43 +284,32 @@ func (r *request) logAttrs() []any {
 	}
 }
 
-// readBody reads a request body whole, within the route's limit. It reads
+// readBody reads a request body whole, within the route's limit, into a
+// buffer that grows with the bytes received (reqbody.Read). It reads
 // bodies of unknown length (chunked, or HTTP/2 without Content-Length) as
 // well: the KES client sends every body that way (spec §2.8).
 func readBody(r *request, bad *requestError) ([]byte, error) {
-	body, err := io.ReadAll(r.Body)
+	body, err := reqbody.Read(r.Body, r.ContentLength, r.route.maxBody)
 	if err != nil {
 		return nil, bad
 	}
 	return body, nil
 }
 
-// identify returns the caller of a request by the public key of its
-// client certificate. Like KES, it ignores CA certificates the client sent
-// along and refuses more than one other; unlike KES, a lone self-signed
-// certificate marked as a CA (what `openssl req -x509` makes) identifies
-// its holder, as it does on the MinIO KMS API.
+// identify returns the caller of a request, as identity.Of tells it: the
+// public key of the certificate the client proved it holds. Certificates
+// it sent along are ignored, whatever they are marked as (KES skipped CA
+// certificates and took another one, which let a client that sent its own
+// CA and a certificate of someone else's public key act as that someone).
 func identify(r *http.Request) (service.Caller, error) {
 	if r.TLS == nil {
 		return service.Caller{}, errInsecure
 	}
-	var leaf *x509.Certificate
-	for _, c := range r.TLS.PeerCertificates {
-		if c.IsCA {
-			continue
-		}
-		if leaf != nil {
-			return service.Caller{}, errManyCerts
-		}
-		leaf = c
-	}
-	if leaf == nil && len(r.TLS.PeerCertificates) == 1 {
-		leaf = r.TLS.PeerCertificates[0]
-	}
-	if leaf == nil {
+	id := identity.Of(r)
+	if id == "" {
 		return service.Caller{}, errNoCert
 	}
-	return service.Caller{Identity: mtls.CertificateIdentity(leaf).String()}, nil
+	return service.Caller{Identity: id}, nil
 }
 
 // remoteIP is the IP address of the client.

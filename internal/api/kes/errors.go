@@ -9,6 +9,7 @@ import (
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/ratelimit"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -31,7 +32,6 @@ func badRequest(format string, args ...any) *requestError {
 var (
 	errInsecure    = badRequest("insecure connection: TLS is required")
 	errNoCert      = badRequest("tls: client certificate is required")
-	errManyCerts   = badRequest("tls: received more than one client certificate")
 	errBody        = badRequest("invalid request body")
 	errImportBody  = badRequest("invalid import key request body")
 	errUnavailable = errors.New("key store is unavailable") // /v1/ready: this node's state is not initialized
@@ -77,6 +77,7 @@ var errorTable = []struct {
 	msg    string
 }{
 	{service.ErrPermission, http.StatusForbidden, "not authorized: insufficient permissions"},
+	{ratelimit.ErrTooManyRequests, http.StatusTooManyRequests, "too many requests"},
 	{state.ErrKeyExists, http.StatusBadRequest, "key already exists"},
 	{state.ErrKeyNotFound, http.StatusNotFound, "key does not exist"},
 	{state.ErrPolicyNotFound, http.StatusNotFound, "policy does not exist"},

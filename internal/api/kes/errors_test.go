@@ -51,7 +51,6 @@ func TestStatusOf(t *testing.T) {
 		{errKeySize("AES256"), 406, "invalid key size for 'AES256'"},
 		{errInsecure, 400, "insecure connection: TLS is required"},
 		{errNoCert, 400, "tls: client certificate is required"},
-		{errManyCerts, 400, "tls: received more than one client certificate"},
 		// Anything else is the route's failure, without details.
 		{errors.New("disk on fire"), 500, "failed to generate encryption key"},
 	}

@@ -40,19 +40,22 @@ func (a *API) info(i state.Identity) identityInfo {
 	return info
 }
 
+// identityOf is the identity a path names: in h1: spelling when it is a
+// hex identity. A name that is no hex identity is looked up as it is, and
+// is not found: after authorization, as for any other identity.
+func identityOf(resource string) string {
+	if h1, ok := H1Identity(resource); ok {
+		return h1
+	}
+	return resource
+}
+
 // describeIdentity serves GET /v1/identity/describe/{hex identity}.
 func (a *API) describeIdentity(r *request) (any, error) {
 	if !validName(r.resource) {
 		return nil, errIdentity(r.resource)
 	}
-	// A name that is no hex identity is looked up as it is, and is not
-	// found: after authorization, as for any other identity.
-	id := r.resource
-	if h1, ok := H1Identity(id); ok {
-		id = h1
-	}
-	r.audited = id
-	i, err := a.svc.Identity(r.caller, a.enclave, id)
+	i, err := a.svc.Identity(r.caller, a.enclave, identityOf(r.resource))
 	if err != nil {
 		return nil, err
 	}

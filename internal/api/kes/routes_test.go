@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/keep-kms/keep/internal/api/minkms"
+	"github.com/keep-kms/keep/internal/service"
 )
 
 func TestRouteTable(t *testing.T) {
@@ -24,6 +25,22 @@ func TestRouteTable(t *testing.T) {
 		}
 		if rt.metered && rt.failure == "" {
 			t.Errorf("route %s: no failure message", rt.path)
+		}
+		// Every route declares who may call it; a command route declares
+		// the command its rule names (KEY:IMPORT and KEY:MAC map to their
+		// rules in the service).
+		switch rt.auth.Access {
+		case service.Public, service.Known, service.SysAdmin, service.EnclaveMember:
+		case service.EnclaveCommand:
+			if rt.rule == "" {
+				t.Errorf("route %s: a command route without a policy rule", rt.path)
+			}
+		default:
+			t.Errorf("route %s declares no access", rt.path)
+		}
+		health := rt.path == "/v1/ready" || rt.path == "/v1/status" || rt.path == "/v1/metrics"
+		if rt.unlimited != health {
+			t.Errorf("route %s: exempt from the rate limit = %v", rt.path, rt.unlimited)
 		}
 	}
 	// Every route of spec §2.4.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/keep-kms/keep/internal/service"
 )
 
 // MaxBackup bounds the size of a backup sent to PUT /v1/db, decompressed.
@@ -13,8 +15,8 @@ const MaxBackup = 64 << 20
 
 // restart serves POST /v1/debug/restart: the whole cluster, this node last,
 // or with ?self only this node.
-func (a *API) restart(w http.ResponseWriter, r *http.Request) {
-	if err := a.svc.Restart(r.Context(), callerOf(r), !r.URL.Query().Has("self")); err != nil {
+func (a *API) restart(w http.ResponseWriter, r *http.Request, c service.Caller) {
+	if err := a.svc.Restart(r.Context(), c, !r.URL.Query().Has("self")); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -22,19 +24,19 @@ func (a *API) restart(w http.ResponseWriter, r *http.Request) {
 }
 
 // db serves /v1/db: GET makes a backup, PUT restores one.
-func (a *API) db(w http.ResponseWriter, r *http.Request) {
+func (a *API) db(w http.ResponseWriter, r *http.Request, c service.Caller) {
 	if r.Method == http.MethodPut {
-		a.writeDB(w, r)
+		a.writeDB(w, r, c)
 	} else {
-		a.readDB(w, r)
+		a.readDB(w, r, c)
 	}
 }
 
 // readDB serves GET /v1/db: a gzip-compressed backup.
-func (a *API) readDB(w http.ResponseWriter, r *http.Request) {
+func (a *API) readDB(w http.ResponseWriter, r *http.Request, c service.Caller) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	if err := a.svc.Backup(callerOf(r), zw); err != nil {
+	if err := a.svc.Backup(c, zw); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -48,7 +50,12 @@ func (a *API) readDB(w http.ResponseWriter, r *http.Request) {
 
 // writeDB serves PUT /v1/db: restores a backup, compressed or not, into a
 // fresh cluster.
-func (a *API) writeDB(w http.ResponseWriter, r *http.Request) {
+func (a *API) writeDB(w http.ResponseWriter, r *http.Request, c service.Caller) {
+	// A backup may be larger than what the server's read timeout allows
+	// for: it gets the route's time (its context ends then anyway).
+	if deadline, ok := r.Context().Deadline(); ok {
+		http.NewResponseController(w).SetReadDeadline(deadline)
+	}
 	body, err := readBody(r)
 	if err != nil {
 		writeError(w, r, err)
@@ -60,7 +67,7 @@ func (a *API) writeDB(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := a.svc.Restore(r.Context(), callerOf(r), body); err != nil {
+	if err := a.svc.Restore(r.Context(), c, body); err != nil {
 		writeError(w, r, err)
 		return
 	}

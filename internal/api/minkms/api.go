@@ -6,22 +6,20 @@ package minkms
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
-	"aead.dev/mtls"
-
 	"github.com/keep-kms/keep/internal/api/replystatus"
+	"github.com/keep-kms/keep/internal/api/reqbody"
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
+	authn "github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/logging"
 	"github.com/keep-kms/keep/internal/profile"
+	"github.com/keep-kms/keep/internal/ratelimit"
 
 	"github.com/keep-kms/keep/internal/service"
 )
@@ -48,9 +46,8 @@ type Config struct {
 	// Metrics encodes the node's metrics in the format the Accept header
 	// asks for, for /v1/health/metrics.
 	Metrics func(accept http.Header) (body []byte, contentType string, err error)
-	// PublicMetrics reports whether anyone may scrape the metrics, also
-	// without a client certificate; otherwise only SysAdmins may.
-	PublicMetrics func() bool
+	// Limits is the per-identity rate limit; nil for none.
+	Limits *ratelimit.Limiter
 }
 
 // API is the MinIO KMS API of one node.
@@ -62,33 +59,49 @@ type API struct {
 	logs     *logging.Hub
 	profiler profile.Profiler
 
-	nodeConfig    any
-	effective     func() map[string]string
-	metrics       func(http.Header) ([]byte, string, error)
-	publicMetrics func() bool
+	nodeConfig any
+	effective  func() map[string]string
+	metrics    func(http.Header) ([]byte, string, error)
+	limits     *ratelimit.Limiter
 }
 
 // New returns the API of a node.
 func New(c Config) *API {
-	return &API{
+	a := &API{
 		svc: c.Service, node: c.Node, host: c.Host, audit: c.Audit, logs: c.Logs,
 		nodeConfig: c.NodeConfig, effective: c.Effective,
-		metrics: c.Metrics, publicMetrics: c.PublicMetrics,
+		metrics: c.Metrics, limits: c.Limits,
 	}
+	if a.limits == nil {
+		a.limits = new(ratelimit.Limiter)
+	}
+	return a
 }
 
-// route is one endpoint. Every limit of the wire surface is in the table in
-// routes.go.
+// route is one endpoint. Every limit of the wire surface, and who may
+// call it, is in the table in routes.go.
 type route struct {
-	method  string // one method, or several separated by commas
-	path    string // a net/http ServeMux pattern, without method
-	maxBody int64  // bytes; larger bodies get 413
-	timeout time.Duration
-	audit   string // the command name in audit records; "" for routes not audited here
+	method string // one method, or several separated by commas
+	path   string // a net/http ServeMux pattern, without method
+	// auth is who may call the route. The router asks the service
+	// (service.Admit) before the handler runs and before the body is read;
+	// handlers never authorize by hand.
+	auth service.Requirement
+	// unlimited routes are exempt from the per-identity rate limit: the
+	// health and metrics routes, which monitoring calls however busy the
+	// node is.
+	unlimited bool
+	maxBody   int64 // bytes; larger bodies get 413
+	timeout   time.Duration
+	audit     string // the command name in audit records; "" for routes not audited here
+	// refusedAs is the command name in the audit record of a refused
+	// request on a route whose commands are audited one by one (/v1/kms).
+	refusedAs string
 	// auditOptional serves the route while the audit log is broken (its
 	// record is written if it can be): the way out for an operator.
 	auditOptional bool
-	handle        func(a *API, w http.ResponseWriter, r *http.Request)
+	// handle serves the request of caller c, admitted to the route.
+	handle func(a *API, w http.ResponseWriter, r *http.Request, c service.Caller)
 }
 
 // Register adds the API's routes to mux, and a JSON 404 for every other path.
@@ -96,18 +109,39 @@ func (a *API) Register(mux *http.ServeMux) {
 	for _, rt := range routes {
 		mux.Handle(rt.path, a.serve(rt))
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeError(w, r, errNotFound) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		reqbody.Unread(w, r)
+		writeError(w, r, errNotFound)
+	})
 }
 
-// serve wraps a route with its method check, body limit and timeout.
+// serve wraps a route with its method check, authorization, rate limit,
+// body limit and timeout. Nothing of the body is read before the caller
+// is known to be allowed the route.
 func (a *API) serve(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !allowed(rt.method, r.Method) {
+			reqbody.Unread(w, r)
 			w.Header().Set("Allow", rt.method)
 			writeError(w, r, errMethodNotAllowed)
 			return
 		}
+		c := callerOf(r)
+		if err := a.svc.Admit(c, rt.auth, r.PathValue("enclave"), ""); err != nil {
+			reqbody.Unread(w, r)
+			a.refused(w, r, rt, c, err)
+			return
+		}
+		if !rt.unlimited {
+			if wait, ok := a.limits.Allow(c.Identity); !ok {
+				reqbody.Unread(w, r)
+				w.Header().Set("Retry-After", ratelimit.RetryAfter(wait))
+				writeError(w, r, ratelimit.ErrTooManyRequests)
+				return
+			}
+		}
 		if r.ContentLength > rt.maxBody {
+			reqbody.Unread(w, r)
 			writeError(w, r, errTooLarge)
 			return
 		}
@@ -118,7 +152,7 @@ func (a *API) serve(rt route) http.Handler {
 			r = r.WithContext(ctx)
 		}
 		if rt.audit == "" {
-			rt.handle(a, w, r)
+			rt.handle(a, w, r, c)
 			return
 		}
 		if err := a.audit.Ready(); err != nil && !rt.auditOptional {
@@ -128,8 +162,7 @@ func (a *API) serve(rt route) http.Handler {
 		start, sw := time.Now(), replystatus.New(w)
 		note := new(auditNote)
 		r = r.WithContext(context.WithValue(r.Context(), auditNoteKey{}, note))
-		rt.handle(a, sw, r)
-		c := callerOf(r)
+		rt.handle(a, sw, r, c)
 		resource := note.resource
 		if resource == "" {
 			resource = strings.TrimSpace(r.Method + " " + r.URL.RawQuery)
@@ -156,20 +189,35 @@ func noteAudit(r *http.Request, resource string) {
 	}
 }
 
-// readBody reads a request body whole, within the route's limit. A body of
-// known length (kms-go always sends one) is read into one buffer of that
-// size; serve has refused lengths over the limit.
-func readBody(r *http.Request) ([]byte, error) {
-	if n := r.ContentLength; n >= 0 {
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return nil, errors.Join(errMalformed, err)
-		}
-		return body, nil
+// refused answers a request the service did not admit. It is recorded, as
+// every request that reaches the service, under the route's command; on
+// the command API, whose commands are audited one by one but are in the
+// unread body, as the route's refusedAs in the enclave it named. Routes
+// not audited (health, metrics) are not recorded.
+func (a *API) refused(w http.ResponseWriter, r *http.Request, rt route, c service.Caller, err error) {
+	e := audit.Event{
+		Time: time.Now().UTC(), Node: a.host, Identity: c.Identity, IP: remoteIP(r), API: "minkms",
+		Command: rt.audit, Resource: strings.TrimSpace(r.Method + " " + r.URL.RawQuery),
 	}
-	body, err := io.ReadAll(r.Body)
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
+	if rt.refusedAs != "" {
+		e.Command, e.Enclave, e.Resource = rt.refusedAs, r.PathValue("enclave"), ""
+	}
+	if e.Command != "" {
+		e.Status, e.Error = statusOf(err)
+		if rerr := a.audit.Record(e); rerr != nil && !rt.auditOptional {
+			err = rerr
+		}
+	}
+	writeError(w, r, err)
+}
+
+// readBody reads a request body whole into a buffer that grows with the
+// bytes received (reqbody.Read). The route's limit is enforced by the
+// http.MaxBytesReader serve puts around the body; MaxBackup, the largest
+// limit of any route, is only a backstop.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := reqbody.Read(r.Body, r.ContentLength, MaxBackup)
+	if errors.Is(err, reqbody.ErrTooLarge) {
 		return nil, errTooLarge
 	}
 	if err != nil {
@@ -187,40 +235,9 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-// callerOf identifies the client by the public key of its TLS certificate.
-// The identity is a hash: it is computed once per connection (see
-// ConnContext), not once per request.
+// callerOf is the client of a request, as the one authentication function (identity.Of) tells it.
 func callerOf(r *http.Request) service.Caller {
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return service.Caller{}
-	}
-	leaf := r.TLS.PeerCertificates[0]
-	c, _ := r.Context().Value(connKey{}).(*connCaller)
-	if c == nil {
-		return service.Caller{Identity: mtls.CertificateIdentity(leaf).String()}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.leaf != leaf {
-		c.leaf, c.identity = leaf, mtls.CertificateIdentity(leaf).String()
-	}
-	return service.Caller{Identity: c.identity}
-}
-
-// connKey is the context key of a connection's connCaller.
-type connKey struct{}
-
-// connCaller remembers the identity of a connection's client certificate.
-type connCaller struct {
-	mu       sync.Mutex
-	leaf     *x509.Certificate
-	identity string
-}
-
-// ConnContext is http.Server.ConnContext for a server of this API: it gives
-// each connection a place to remember its client's identity.
-func ConnContext(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, new(connCaller))
+	return service.Caller{Identity: authn.Of(r)}
 }
 
 // allowed reports whether method is one of the route's methods; HEAD is

@@ -46,10 +46,18 @@ func handle[Req any, P interface {
 // either read commands only, or exactly one write: a write that failed
 // halfway through a batch would leave the others done, and the client
 // never sends such batches.
+//
+// A batch holds at most MaxBatchCommands commands, and list commands, whose
+// replies are pages of up to thousands of entries, are sent alone too (the
+// client never batches them): a few bytes of KEY:LIST must not become
+// megabytes of reply.
 func parseBatch(body []byte) ([]frame, error) {
 	frames, err := decodeFrames(body)
 	if err != nil {
 		return nil, err
+	}
+	if len(frames) > MaxBatchCommands {
+		return nil, fmt.Errorf("%w: %d commands, at most %d per request", errBatchTooLarge, len(frames), MaxBatchCommands)
 	}
 	for i := range frames {
 		f := &frames[i]
@@ -57,8 +65,8 @@ func parseBatch(body []byte) ([]frame, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: unknown command %d", errMalformed, f.cmd)
 		}
-		if f.cmd.IsWrite() && len(frames) > 1 {
-			return nil, fmt.Errorf("%w: %s must be sent alone, not in a batch of %d commands", errMalformed, f.cmd, len(frames))
+		if (f.cmd.IsWrite() || service.IsListCommand(f.cmd)) && len(frames) > 1 {
+			return nil, fmt.Errorf("%w: %s must be sent alone, not in a batch of %d commands", errMalformed, commandName(f.cmd), len(frames))
 		}
 		if f.msg, err = c.decode(f.payload); err != nil {
 			return nil, fmt.Errorf("%w: invalid %s arguments: %v", errMalformed, f.cmd, err)
@@ -75,7 +83,7 @@ const replyFrameSize = 128
 // command serves POST /v1/kms[/{enclave}]: it runs every command of the
 // batch and answers with one frame per command, in order. If any command
 // fails, the whole request fails with that error and no results.
-func (a *API) command(w http.ResponseWriter, r *http.Request) {
+func (a *API) command(w http.ResponseWriter, r *http.Request, c service.Caller) {
 	body, err := readBody(r)
 	if err != nil {
 		writeError(w, r, err)
@@ -90,7 +98,7 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	caller, enclave := callerOf(r), r.PathValue("enclave")
+	caller, enclave := c, r.PathValue("enclave")
 
 	var (
 		reply  = make([]byte, 0, replyFrameSize*len(frames))
@@ -104,6 +112,9 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 		resp, err := f.handler.run(r.Context(), a, caller, enclave, f.msg)
 		if err == nil {
 			reply, err = cmds.EncodePB(reply, f.cmd, resp)
+		}
+		if err == nil && len(reply) > MaxBatchReply {
+			err = fmt.Errorf("%w: the reply exceeds %d bytes after %d of %d commands; send fewer commands per request", errBatchTooLarge, MaxBatchReply, len(events)+1, len(frames))
 		}
 		events = append(events, a.event(r, caller, enclave, f.cmd, f.msg, received, start, err))
 		if err != nil {

@@ -20,8 +20,7 @@ import (
 // Both for SysAdmins only; the reply is JSON, or a protobuf Struct by
 // Accept, as every other reply. The audit record of a PUT names the
 // settings it changed and their new values.
-func (a *API) config(w http.ResponseWriter, r *http.Request) {
-	c := callerOf(r)
+func (a *API) config(w http.ResponseWriter, r *http.Request, c service.Caller) {
 	var (
 		cluster map[string]string
 		err     error

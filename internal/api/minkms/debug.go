@@ -15,15 +15,13 @@ import (
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/logging"
 	"github.com/keep-kms/keep/internal/profile"
+	"github.com/keep-kms/keep/internal/service"
 )
 
-// pprof serves /v1/debug/pprof: POST starts profiling, GET reports what is
+// pprof serves /v1/debug/pprof, for SysAdmins (declared in routes.go):
+// POST starts profiling, GET reports what is
 // profiled, DELETE stops and returns a TAR of pprof files.
-func (a *API) pprof(w http.ResponseWriter, r *http.Request) {
-	if err := a.svc.AuthorizeSysAdmin(callerOf(r)); err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) pprof(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 	switch r.Method {
 	case http.MethodPost:
 		opts, err := profileOptions(r)
@@ -91,14 +89,11 @@ func profileOptions(r *http.Request) (profile.Options, error) {
 // maxLogRecord is the largest record the client reads (spec §2.7).
 const maxLogRecord = 4096
 
-// log serves POST /v1/debug/log: the server log (or, with ?audit, the
+// log serves POST /v1/debug/log, for SysAdmins (declared in routes.go):
+// the server log (or, with ?audit, the
 // audit log) as a stream of length-prefixed protobuf LogRecords, filtered
 // by the LogRequest in the body, until the client goes away.
-func (a *API) log(w http.ResponseWriter, r *http.Request) {
-	if err := a.svc.AuthorizeSysAdmin(callerOf(r)); err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) log(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 	body, err := readBody(r)
 	if err != nil {
 		writeError(w, r, err)
@@ -114,6 +109,9 @@ func (a *API) log(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", contentTypeBinary)
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// The request has been read: the server's read deadline must not end
+	// the stream (over HTTP/1.1 it would cancel the request's context).
+	rc.SetReadDeadline(time.Time{})
 	rc.Flush()
 	send := func(rec *pb.LogRecord) bool {
 		if !f.match(rec) {

@@ -9,6 +9,7 @@ import (
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/profile"
+	"github.com/keep-kms/keep/internal/ratelimit"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -18,6 +19,7 @@ var (
 	errNotFound         = errors.New("not found")
 	errMethodNotAllowed = errors.New("method not allowed")
 	errTooLarge         = errors.New("request body too large")
+	errBatchTooLarge    = errors.New("batch too large")
 	errNotReady         = errors.New("node is not ready")
 	errInternal         = errors.New("internal server error")
 )
@@ -29,6 +31,7 @@ var exact = []struct {
 	status int
 }{
 	{service.ErrPermission, http.StatusForbidden},
+	{ratelimit.ErrTooManyRequests, http.StatusTooManyRequests},
 	{state.ErrEnclaveExists, http.StatusConflict},
 	{state.ErrEnclaveNotFound, http.StatusNotFound},
 	{state.ErrKeyExists, http.StatusConflict},
@@ -54,6 +57,7 @@ var explained = []struct {
 	{state.ErrIdentityExists, http.StatusConflict},
 	{state.ErrInvalidArgument, http.StatusBadRequest},
 	{errMalformed, http.StatusBadRequest},
+	{errBatchTooLarge, http.StatusRequestEntityTooLarge},
 	{cluster.ErrNoLeader, http.StatusServiceUnavailable},
 	{cluster.ErrStale, http.StatusServiceUnavailable},
 	{cluster.ErrLeadershipLost, http.StatusServiceUnavailable},

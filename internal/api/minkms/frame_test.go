@@ -58,49 +58,54 @@ func TestDecodeFrames(t *testing.T) {
 func TestParseBatch(t *testing.T) {
 	create := frameBytes(uint16(cmds.KeyCreate), []byte{0x0a, 0x01, 'k'})
 	status := frameBytes(uint16(cmds.KeyStatus), []byte{0x0a, 0x01, 'k'})
+	list := frameBytes(uint16(cmds.KeyList), nil)
 	tests := []struct {
 		name string
 		body []byte
-		ok   bool
+		err  error // nil: parsed
 	}{
-		{"one write", create, true},
-		{"reads", append(bytes.Clone(status), status...), true},
-		{"write and read", append(bytes.Clone(create), status...), false},
-		{"two writes", append(bytes.Clone(create), create...), false},
-		{"unknown command", frameBytes(999, nil), false},
-		{"invalid protobuf", frameBytes(uint16(cmds.KeyStatus), []byte{0x0a, 0x05, 'k'}), false},
+		{"one write", create, nil},
+		{"reads", append(bytes.Clone(status), status...), nil},
+		{"write and read", append(bytes.Clone(create), status...), errMalformed},
+		{"two writes", append(bytes.Clone(create), create...), errMalformed},
+		{"unknown command", frameBytes(999, nil), errMalformed},
+		{"invalid protobuf", frameBytes(uint16(cmds.KeyStatus), []byte{0x0a, 0x05, 'k'}), errMalformed},
+		{"one list", list, nil},
+		{"two lists", append(bytes.Clone(list), list...), errMalformed},
+		{"list and read", append(bytes.Clone(status), list...), errMalformed},
+		{"as many reads as allowed", bytes.Repeat(status, MaxBatchCommands), nil},
+		{"one read too many", bytes.Repeat(status, MaxBatchCommands+1), errBatchTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseBatch(tt.body)
-			if tt.ok != (err == nil) {
-				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
-			}
-			if err != nil && !errors.Is(err, errMalformed) {
-				t.Fatalf("err = %v is not a malformed-request error", err)
+			if tt.err == nil && err != nil || !errors.Is(err, tt.err) {
+				t.Fatalf("err = %v, want %v", err, tt.err)
 			}
 		})
 	}
 }
 
 // FuzzParseBatch feeds arbitrary bodies to the request decoder: it must
-// either decode them or say they are malformed, and never panic.
+// either decode them within the batch limits or say they are malformed or
+// too large, and never panic.
 func FuzzParseBatch(f *testing.F) {
 	f.Add(frameBytes(uint16(cmds.KeyGenerate), []byte{0x0a, 0x01, 'k', 0x20, 0x20}))
 	f.Add(frameBytes(uint16(cmds.ClusterStatus), nil))
 	f.Add(append(frameBytes(uint16(cmds.KeyStatus), []byte{0x0a, 0x01, 'a'}), frameBytes(uint16(cmds.KeyStatus), []byte{0x0a, 0x01, 'b'})...))
 	f.Add([]byte{0, 204, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{})
+	f.Add(append(frameBytes(uint16(cmds.KeyList), nil), frameBytes(uint16(cmds.KeyList), nil)...))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		frames, err := parseBatch(body)
 		if err != nil {
-			if !errors.Is(err, errMalformed) {
-				t.Fatalf("error %v is not a malformed-request error", err)
+			if !errors.Is(err, errMalformed) && !errors.Is(err, errBatchTooLarge) {
+				t.Fatalf("error %v is not a malformed-request or batch-too-large error", err)
 			}
 			return
 		}
-		if len(frames) == 0 {
-			t.Fatal("decoded no command")
+		if len(frames) == 0 || len(frames) > MaxBatchCommands {
+			t.Fatalf("decoded %d commands", len(frames))
 		}
 		for _, f := range frames {
 			if f.msg == nil || f.handler.run == nil {

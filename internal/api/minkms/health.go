@@ -6,10 +6,11 @@ import (
 	pb "github.com/minio/kms-go/kms/protobuf"
 
 	"github.com/keep-kms/keep/internal/buildinfo"
+	"github.com/keep-kms/keep/internal/service"
 )
 
 // version answers GET /version; it needs no client certificate.
-func (a *API) version(w http.ResponseWriter, r *http.Request) {
+func (a *API) version(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 	writeMessage(w, r, &pb.VersionResponse{
 		Version:    buildinfo.Version,
 		Commit:     buildinfo.Commit,
@@ -19,13 +20,13 @@ func (a *API) version(w http.ResponseWriter, r *http.Request) {
 }
 
 // live answers 200 while the process serves HTTP.
-func (a *API) live(w http.ResponseWriter, r *http.Request) {
+func (a *API) live(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 	writeBody(w, http.StatusOK, contentTypeJSON, []byte("{}"))
 }
 
 // ready answers 200 when the node can serve reads, or with ?write when it
 // can serve writes.
-func (a *API) ready(w http.ResponseWriter, r *http.Request) {
+func (a *API) ready(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 	ok := a.node.Ready()
 	if r.URL.Query().Has("write") {
 		ok = ok && a.node.Writable()
@@ -38,18 +39,13 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 // scrape serves the node's metrics (OpenMetrics or Prometheus text, by
-// Accept) to SysAdmins, or to anyone when the cluster setting metrics.auth
-// is public. Scrapes are not audited: they come every few seconds.
-func (a *API) scrape(w http.ResponseWriter, r *http.Request) {
+// Accept); the route admits SysAdmins, or anyone when the cluster setting
+// metrics.auth is public (service.Metrics). Scrapes are not audited: they
+// come every few seconds.
+func (a *API) scrape(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 	if a.metrics == nil {
 		writeError(w, r, errNotFound)
 		return
-	}
-	if a.publicMetrics == nil || !a.publicMetrics() {
-		if err := a.svc.AuthorizeSysAdmin(callerOf(r)); err != nil {
-			writeError(w, r, err)
-			return
-		}
 	}
 	body, contentType, err := a.metrics(r.Header)
 	if err != nil {
@@ -60,12 +56,8 @@ func (a *API) scrape(w http.ResponseWriter, r *http.Request) {
 }
 
 // status serves GET /v1/health/status: this node's status, as one entry of
-// CLUSTER:STATUS, for SysAdmins.
-func (a *API) status(w http.ResponseWriter, r *http.Request) {
-	if err := a.svc.AuthorizeSysAdmin(callerOf(r)); err != nil {
-		writeError(w, r, err)
-		return
-	}
+// CLUSTER:STATUS, for SysAdmins (declared in routes.go).
+func (a *API) status(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 	writeMessage(w, r, serverStatus(a.node.Status()))
 }
 
