@@ -35,6 +35,11 @@ type State struct {
 	clusterID     string
 	sealedRootKey []byte
 	rootKey       crypto.Key
+	macs          macKeys // derived from rootKey
+	// restoredEntryMAC is the entry MAC key of the root key a restore
+	// replaced: entries proposed before the restore was applied carry it,
+	// and are refused as a failed write, not as tampering.
+	restoredEntryMAC []byte
 	enclaves      map[string]*enclave
 	identities    map[string]*Identity // by ID; an identity lives in one enclave
 	settings      map[string]string    // cluster-wide settings, validated by the service

@@ -46,8 +46,13 @@ func (a *API) readDB(w http.ResponseWriter, r *http.Request) {
 	writeBody(w, http.StatusOK, contentTypeBinary, buf.Bytes())
 }
 
+// legacyBackupParam is the query parameter of PUT /v1/db that accepts a
+// backup of an earlier version of Keep, which carries no MAC.
+const legacyBackupParam = "unauthenticated-legacy"
+
 // writeDB serves PUT /v1/db: restores a backup, compressed or not, into a
-// fresh cluster.
+// fresh cluster. With ?unauthenticated-legacy, a backup of an earlier
+// version of Keep is accepted too.
 func (a *API) writeDB(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(r)
 	if err != nil {
@@ -60,7 +65,7 @@ func (a *API) writeDB(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := a.svc.Restore(r.Context(), callerOf(r), body); err != nil {
+	if err := a.svc.Restore(r.Context(), callerOf(r), body, r.URL.Query().Has(legacyBackupParam)); err != nil {
 		writeError(w, r, err)
 		return
 	}
