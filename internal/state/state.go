@@ -40,10 +40,10 @@ type State struct {
 	// replaced: entries proposed before the restore was applied carry it,
 	// and are refused as a failed write, not as tampering.
 	restoredEntryMAC []byte
-	enclaves      map[string]*enclave
-	identities    map[string]*Identity // by ID; an identity lives in one enclave
-	settings      map[string]string    // cluster-wide settings, validated by the service
-	onSettings    func(map[string]string)
+	enclaves         map[string]*enclave
+	identities       map[string]*Identity // by ID; an identity lives in one enclave
+	settings         map[string]string    // cluster-wide settings, validated by the service
+	onSettings       func(map[string]string)
 }
 
 type enclave struct {
