@@ -29,11 +29,11 @@ func (s *State) apply(data []byte, legacy bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	if e.Op != OpInit && s.clusterID == "" {
-		return ErrNotInitialized
-	}
 	if err := s.verifyEntry(&e, body, mac); err != nil {
 		return err
+	}
+	if e.Op != OpInit && s.clusterID == "" {
+		return ErrNotInitialized
 	}
 	switch e.Op {
 	case OpInit:

@@ -167,6 +167,10 @@ func decodeEntry(data []byte, legacy bool) (e Entry, body, mac []byte, err error
 		return Entry{}, nil, nil, fmt.Errorf("log entry: %w: it carries no MAC", ErrNotAuthentic)
 	}
 	if err := json.Unmarshal(data, &e); err != nil {
+		if authenticated {
+			// No proposer writes malformed JSON: it was changed.
+			return Entry{}, nil, nil, fmt.Errorf("log entry: %w: malformed: %v", ErrNotAuthentic, err)
+		}
 		return Entry{}, nil, nil, fmt.Errorf("%w: malformed log entry: %v", ErrInvalidArgument, err)
 	}
 	return e, body, mac, nil
@@ -189,7 +193,9 @@ func (s *State) verifyEntry(e *Entry, body, mac []byte) error {
 	case s.clusterID != "":
 		key = s.macs.entry
 	default:
-		return ErrNotInitialized
+		// Only the init entry comes before the init entry: this one
+		// cannot be verified, and is most likely the init entry changed.
+		return fmt.Errorf("log entry %q: %w: %w: it comes before the init entry", e.Op, ErrNotAuthentic, ErrNotInitialized)
 	}
 	if !hmac.Equal(entryMAC(key, body), mac) {
 		if e.Op != OpInit && s.restoredEntryMAC != nil && hmac.Equal(entryMAC(s.restoredEntryMAC, body), mac) {
