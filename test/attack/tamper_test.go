@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/minio/kms-go/kms"
@@ -306,4 +307,55 @@ func TestUpgradeFromOldData(t *testing.T) {
 		t.Fatalf("restore with --unauthenticated-legacy: %s", r)
 	}
 	f.check(t, dst.RootClient(t), "legacy backup restored")
+}
+
+// TestUpgradeClusterFromOldData forms a cluster of three nodes with the
+// keep of main before this change, stops it, and starts every node with the
+// new keep at once (the upgrade docs/ARCHITECTURE.md asks for): every node
+// serves the old keys, and writes go on.
+func TestUpgradeClusterFromOldData(t *testing.T) {
+	old := oldBinary(t)
+	hsmKey := testnode.NewHSMKey(t)
+	var nodes []*testnode.Node
+	for i := range 3 {
+		n := testnode.New(t, testnode.Options{Name: "node-" + itoa(i), HSMKey: hsmKey})
+		startWith(t, n, old)
+		nodes = append(nodes, n)
+	}
+	first := nodes[0].RootClient(t)
+	for _, n := range nodes[1:] {
+		if err := first.AddNode(tctx(t), &kms.AddClusterNodeRequest{Host: n.Host}); err != nil {
+			t.Fatalf("add %s: %s", n.Host, testnode.DescribeErr(err))
+		}
+	}
+	f := populate(t, first)
+	for _, n := range nodes {
+		n.Stop()
+	}
+
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { errs[i] = n.Start() })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	for i, n := range nodes {
+		f.check(t, n.RootClient(t), "node "+itoa(i)+" after the upgrade")
+	}
+	if err := nodes[1].RootClient(t).CreateKey(tctx(t), tamperEnclave, &kms.CreateKeyRequest{Name: "after-upgrade"}); err != nil {
+		t.Fatalf("write after the upgrade: %s", testnode.DescribeErr(err))
+	}
+	for _, n := range nodes {
+		n.Restart()
+	}
+	for i, n := range nodes {
+		if _, err := n.RootClient(t).KeyStatus(tctx(t), tamperEnclave, &kms.KeyStatusRequest{Name: "after-upgrade"}); err != nil {
+			t.Fatalf("node %d after a restart: %s", i, testnode.DescribeErr(err))
+		}
+	}
 }
