@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -24,6 +25,8 @@ type fsm struct {
 	state   *state.State
 	notify  chan struct{} // signalled after each applied command; may be nil
 	applied atomic.Uint64 // index of the last applied command
+
+	logger *slog.Logger // tells of a refusal; nil for the probes of stopped stores
 
 	// From the stores of the running instance (see useStores).
 	logName    string
@@ -62,7 +65,9 @@ func (f *fsm) refuse(err error, format string, args ...any) error {
 		return err
 	}
 	err = fmt.Errorf("%w: %s: %w", ErrTampered, fmt.Sprintf(format, args...), err)
-	f.failed.CompareAndSwap(nil, &err)
+	if f.failed.CompareAndSwap(nil, &err) && f.logger != nil {
+		f.logger.Error("this node applies nothing more and serves nothing", "err", err)
+	}
 	return err
 }
 

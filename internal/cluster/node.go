@@ -117,7 +117,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		nudge:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
-	n.fsm = &fsm{state: cfg.State, notify: n.notify}
+	n.fsm = &fsm{state: cfg.State, notify: n.notify, logger: cfg.Logger}
 	cfg.Transport.serveForwards(n.serveForwards)
 	st, err := openStores(ctx, cfg.Dir, cfg.HSM)
 	if err != nil {

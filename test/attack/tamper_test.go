@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/minio/kms-go/kms"
 
@@ -357,5 +358,51 @@ func TestUpgradeClusterFromOldData(t *testing.T) {
 		if _, err := n.RootClient(t).KeyStatus(tctx(t), tamperEnclave, &kms.KeyStatusRequest{Name: "after-upgrade"}); err != nil {
 			t.Fatalf("node %d after a restart: %s", i, testnode.DescribeErr(err))
 		}
+	}
+}
+
+// TestRollingUpgradeStopsUpgradedFollower upgrades one follower of a
+// cluster of the old keep and writes through the old leader: the old
+// leader's entries carry no MAC, so the upgraded follower refuses them and
+// stops serving rather than apply them (docs/ARCHITECTURE.md, Mixed
+// versions); the old nodes go on.
+func TestRollingUpgradeStopsUpgradedFollower(t *testing.T) {
+	old := oldBinary(t)
+	hsmKey := testnode.NewHSMKey(t)
+	var nodes []*testnode.Node
+	for i := range 3 {
+		n := testnode.New(t, testnode.Options{Name: "node-" + itoa(i), HSMKey: hsmKey})
+		startWith(t, n, old)
+		nodes = append(nodes, n)
+	}
+	first := nodes[0].RootClient(t)
+	for _, n := range nodes[1:] {
+		if err := first.AddNode(tctx(t), &kms.AddClusterNodeRequest{Host: n.Host}); err != nil {
+			t.Fatalf("add %s: %s", n.Host, testnode.DescribeErr(err))
+		}
+	}
+	up := nodes[2]
+	up.Stop()
+	up.MustStart()
+	// A client of node 0 alone: kms-go's AddNode added the other nodes to
+	// the first client, and a write that reaches the upgraded node is
+	// authenticated (and applied by every node).
+	if err := nodes[0].RootClient(t).CreateEnclave(tctx(t), &kms.CreateEnclaveRequest{Name: "during-upgrade"}); err != nil {
+		t.Fatalf("write through an old node: %s", testnode.DescribeErr(err))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := up.RootClient(t).ListEnclaves(tctx(t), &kms.ListRequest{})
+		if err != nil && strings.Contains(up.Stderr()+up.Stdout()+err.Error(), "tampered") {
+			t.Logf("the upgraded follower refuses: %s", testnode.DescribeErr(err))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the upgraded follower still serves after an unauthenticated entry: %v", err)
+		}
+		sleep()
+	}
+	if _, err := nodes[1].RootClient(t).ListEnclaves(tctx(t), &kms.ListRequest{}); err != nil {
+		t.Fatalf("the old follower: %s", testnode.DescribeErr(err))
 	}
 }
