@@ -3,8 +3,10 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -364,5 +366,66 @@ func TestLegacyUpgrade(t *testing.T) {
 		if _, err := again.Key(DefaultEnclave, "k", v); err != nil {
 			t.Fatalf("version %d after upgrade: %v", v, err)
 		}
+	}
+}
+
+func TestSplitEntryMAC(t *testing.T) {
+	mac := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, macSize))
+	tests := []struct {
+		name string
+		data string
+		ok   bool
+	}{
+		{"authenticated", `{"op":"x"` + entryMACPrefix + mac + `"}`, true},
+		{"legacy", `{"op":"x"}`, false},
+		{"empty", ``, false},
+		{"only the member", entryMACPrefix + mac + `"}`, false},
+		{"short MAC", `{"op":"x"` + entryMACPrefix + mac[4:] + `"}`, false},
+		{"non-canonical base64", `{"op":"x"` + entryMACPrefix + mac[:42] + `F="}`, false},
+		{"not base64", `{"op":"x"` + entryMACPrefix + strings.Repeat("!", len(mac)) + `"}`, false},
+		{"no closing quote", `{"op":"x"` + entryMACPrefix + mac + `x}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, got, ok := splitEntryMAC([]byte(tt.data))
+			if ok != tt.ok {
+				t.Fatalf("ok = %v, want %v", ok, tt.ok)
+			}
+			if ok && (string(body) != `{"op":"x"` || len(got) != macSize) {
+				t.Fatalf("body %q, MAC of %d bytes", body, len(got))
+			}
+		})
+	}
+}
+
+func TestParseEnvelope(t *testing.T) {
+	mac := string(make([]byte, macSize))
+	tests := []struct {
+		name    string
+		data    string
+		ok      bool
+		wantErr bool
+		sealed  string
+		body    string
+	}{
+		{"envelope", "KEEPSNAP\x02\x00\x03abc" + mac + "{}", true, false, "abc", "{}"},
+		{"no root key", "KEEPSNAP\x02\x00\x00" + mac + "{}", true, false, "", "{}"},
+		{"legacy JSON", `{"format":1}`, false, false, "", ""},
+		{"other kind", "KEEPBKUP\x02\x00\x00" + mac, false, false, "", ""},
+		{"unknown format", "KEEPSNAP\x03\x00\x00" + mac, true, true, "", ""},
+		{"truncated header", "KEEPSNAP\x02\x00", true, true, "", ""},
+		{"root key beyond the end", "KEEPSNAP\x02\xff\xff" + mac, true, true, "", ""},
+		{"truncated MAC", "KEEPSNAP\x02\x00\x00" + mac[1:], true, true, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, ok, err := parseEnvelope([]byte(tt.data), snapshotEnvelope)
+			if ok != tt.ok || (err != nil) != tt.wantErr {
+				t.Fatalf("ok %v, err %v", ok, err)
+			}
+			if ok && err == nil && (string(env.sealedRootKey) != tt.sealed || string(env.body) != tt.body || len(env.mac) != macSize) {
+				t.Fatalf("parsed %+v", env)
+			}
+		})
 	}
 }
