@@ -198,7 +198,7 @@ func (s *State) verifyEntry(e *Entry, body, mac []byte) error {
 		return fmt.Errorf("log entry %q: %w: %w: it comes before the init entry", e.Op, ErrNotAuthentic, ErrNotInitialized)
 	}
 	if !hmac.Equal(entryMAC(key, body), mac) {
-		if e.Op != OpInit && s.restoredEntryMAC != nil && hmac.Equal(entryMAC(s.restoredEntryMAC, body), mac) {
+		if e.Op != OpInit && s.replacedEntryMAC != nil && hmac.Equal(entryMAC(s.replacedEntryMAC, body), mac) {
 			return fmt.Errorf("%w: the write was made before a restore replaced the root key; try again", ErrInvalidArgument)
 		}
 		return fmt.Errorf("log entry %q: %w: its MAC does not match", e.Op, ErrNotAuthentic)

@@ -429,3 +429,38 @@ func TestParseEnvelope(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteBeforeRestore applies a write proposed under the root key that
+// a restore then replaced: it fails as a write, not as tampering, also on
+// a node that restarts from a snapshot taken between the two.
+func TestWriteBeforeRestore(t *testing.T) {
+	h := testHSM(t)
+	source, _ := populated(t, h)
+	backup := snapshotOf(t, source, backupEnvelope)
+
+	s := New(h)
+	if err := s.Apply(initEntry(t, h)); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := s.EncodeEntry(&Entry{Op: OpCreateEnclave, Name: "stale"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restore, err := s.EncodeEntry(&Entry{Op: OpRestore, Restore: backup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(restore); err != nil {
+		t.Fatal(err)
+	}
+	restarted := New(h)
+	if err := restarted.Restore(bytes.NewReader(snapshotOf(t, s, snapshotEnvelope))); err != nil {
+		t.Fatal(err)
+	}
+	for name, st := range map[string]*State{"running": s, "restarted from a snapshot": restarted} {
+		err := st.Apply(stale)
+		if !errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrNotAuthentic) {
+			t.Errorf("%s: got %v, want %v", name, err, ErrInvalidArgument)
+		}
+	}
+}

@@ -13,7 +13,8 @@ import (
 func (s *State) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.clusterID, s.sealedRootKey, s.rootKey, s.macs, s.restoredEntryMAC = "", nil, crypto.Key{}, macKeys{}, nil
+	s.clusterID, s.sealedRootKey, s.rootKey, s.macs = "", nil, crypto.Key{}, macKeys{}
+	s.replacedRootKey, s.replacedEntryMAC = nil, nil
 	s.enclaves, s.identities = map[string]*enclave{}, map[string]*Identity{}
 	s.settings = map[string]string{}
 	s.settingsChanged()
@@ -52,7 +53,7 @@ func (s *State) applyRestore(e *Entry) error {
 	if backup.clusterID == "" {
 		return fmt.Errorf("%w: the backup holds no cluster state", ErrInvalidArgument)
 	}
-	s.restoredEntryMAC = s.macs.entry
+	s.replacedRootKey, s.replacedEntryMAC = s.sealedRootKey, s.macs.entry
 	s.sealedRootKey, s.rootKey, s.macs = backup.sealedRootKey, backup.rootKey, backup.macs
 	s.enclaves, s.identities = backup.enclaves, backup.identities
 	return nil

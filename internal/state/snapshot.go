@@ -24,6 +24,9 @@ type snapshot struct {
 	Enclaves      []snapshotEnclave `json:"enclaves"`
 	Identities    []Identity        `json:"identities"`
 	Settings      map[string]string `json:"settings,omitempty"`
+	// ReplacedRootKey is the sealed root key a restore replaced (see
+	// State.replacedRootKey); raft snapshots only.
+	ReplacedRootKey []byte `json:"replaced_root_key,omitempty"`
 }
 
 type snapshotEnclave struct {
@@ -91,6 +94,9 @@ func (s *State) write(w io.Writer, kind envelopeKind) error {
 	for _, id := range slices.Sorted(maps.Keys(s.identities)) {
 		snap.Identities = append(snap.Identities, s.identities[id].clone())
 	}
+	if kind == snapshotEnvelope {
+		snap.ReplacedRootKey = s.replacedRootKey
+	}
 	macKey := s.macs.of(kind)
 	s.mu.RUnlock()
 
@@ -142,6 +148,7 @@ func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.clusterID, s.sealedRootKey, s.rootKey, s.macs = restored.clusterID, restored.sealedRootKey, restored.rootKey, restored.macs
+	s.replacedRootKey, s.replacedEntryMAC = restored.replacedRootKey, restored.replacedEntryMAC
 	s.enclaves, s.identities, s.settings = restored.enclaves, restored.identities, restored.settings
 	s.settingsChanged()
 	return nil
@@ -154,6 +161,13 @@ func (o *opened) build(h Unsealer) (*State, error) {
 	restored := New(h)
 	if snap.ClusterID != "" {
 		restored.clusterID, restored.sealedRootKey, restored.rootKey, restored.macs = snap.ClusterID, snap.SealedRootKey, o.root, o.macs
+	}
+	if len(snap.ReplacedRootKey) > 0 {
+		_, replaced, err := unsealRoot(h, snap.ReplacedRootKey)
+		if err != nil {
+			return nil, fmt.Errorf("replaced root key: %w", err)
+		}
+		restored.replacedRootKey, restored.replacedEntryMAC = snap.ReplacedRootKey, replaced.entry
 	}
 	for _, se := range snap.Enclaves {
 		enc := &enclave{Enclave: se.Enclave, keys: map[string]*key{}, policies: map[string]*Policy{}}

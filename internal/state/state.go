@@ -36,10 +36,14 @@ type State struct {
 	sealedRootKey []byte
 	rootKey       crypto.Key
 	macs          macKeys // derived from rootKey
-	// restoredEntryMAC is the entry MAC key of the root key a restore
-	// replaced: entries proposed before the restore was applied carry it,
-	// and are refused as a failed write, not as tampering.
-	restoredEntryMAC []byte
+	// replacedRootKey is the sealed root key that the last restore
+	// replaced, and replacedEntryMAC its entry MAC key: entries proposed
+	// before the restore was applied carry that MAC, and are refused as a
+	// failed write, not as tampering. Snapshots keep it, so that a node
+	// that restarts from one between the restore and such an entry judges
+	// the entry as every other node did.
+	replacedRootKey  []byte
+	replacedEntryMAC []byte
 	enclaves         map[string]*enclave
 	identities       map[string]*Identity // by ID; an identity lives in one enclave
 	settings         map[string]string    // cluster-wide settings, validated by the service
