@@ -154,7 +154,7 @@ func (st *stores) readFormat(log raft.LogStore, fresh bool) error {
 		return nil
 	}
 	format, err := st.stable.Get(formatKey)
-	if err != nil && err.Error() != "not found" { // raft-boltdb's error for a missing key
+	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
 		return fmt.Errorf("failed to read the format of the data directory: %w", err)
 	}
 	if string(format) == formatAuthenticated {
