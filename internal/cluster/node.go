@@ -536,43 +536,79 @@ func (n *Node) gone(inst *instance) error {
 	return n.fsm.failure()
 }
 
+// upgradeRetry is how often a node whose data directory is being upgraded
+// checks whether it can finish the upgrade.
+const upgradeRetry = time.Second
+
 // finishUpgrade completes the upgrade of a data directory written by an
-// earlier version of Keep, once the node has applied its legacy entries: it
-// takes a snapshot (authenticated, key material sealed under the new AAD),
-// compacts the whole log up to it so that no legacy entry is ever sent to a
-// follower, and marks the directory, after which nothing unauthenticated is
-// accepted. If that cannot be done now, the directory stays in upgrade
-// mode and the next start tries again.
+// earlier version of Keep (see tryFinishUpgrade), now or, if the node is
+// not there yet, in the background.
 func (n *Node) finishUpgrade(inst *instance) error {
-	st := inst.stores
-	if !st.upgrading {
+	if !inst.stores.upgrading {
 		return nil
 	}
-	if applied := inst.raft.AppliedIndex(); applied < st.legacyLast {
-		n.cfg.Logger.Warn("upgrade of the data directory postponed: the log holds entries not yet committed", "applied", applied, "last", st.legacyLast)
-		return nil
+	if done, err := n.tryFinishUpgrade(inst); done || err != nil {
+		return err
+	}
+	go func() {
+		tick := time.NewTicker(upgradeRetry)
+		defer tick.Stop()
+		for {
+			select {
+			case <-n.done:
+				return
+			case <-tick.C:
+			}
+			if n.current() != inst {
+				return // reset or edited: the new stores are not being upgraded
+			}
+			if done, err := n.tryFinishUpgrade(inst); done || err != nil {
+				if err != nil {
+					n.cfg.Logger.Error("upgrade of the data directory failed", "err", err)
+				}
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// tryFinishUpgrade finishes the upgrade once no legacy entry can reach this
+// node any more: it has applied everything the cluster committed, and the
+// commit index has passed the legacy entries of its own log. A leader's log
+// holds its legacy entries before the entries of its current term, so a
+// node that has applied an entry past them has applied every legacy entry
+// it will ever get. Then it takes a snapshot (authenticated, key material
+// sealed under the new AAD), compacts the whole log up to it so that no
+// legacy entry is ever sent to a follower, and marks the directory, after
+// which nothing unauthenticated is accepted.
+func (n *Node) tryFinishUpgrade(inst *instance) (bool, error) {
+	st := inst.stores
+	commit := inst.raft.CommitIndex()
+	if commit <= st.legacyLast || inst.raft.AppliedIndex() < commit || n.fsm.failure() != nil {
+		return false, nil
 	}
 	conf := inst.raft.ReloadableConfig()
 	compact := conf
 	compact.TrailingLogs = 0
 	if err := inst.raft.ReloadConfig(compact); err != nil {
-		return fmt.Errorf("failed to upgrade the data directory: %w", err)
+		return false, fmt.Errorf("failed to upgrade the data directory: %w", err)
 	}
 	err := inst.raft.Snapshot().Error()
 	if rerr := inst.raft.ReloadConfig(conf); err == nil {
 		err = rerr
 	}
 	if err != nil {
-		n.cfg.Logger.Warn("upgrade of the data directory postponed: no snapshot could be taken", "err", err)
-		return nil
+		n.cfg.Logger.Debug("upgrade of the data directory postponed: no snapshot could be taken", "err", err)
+		return false, nil
 	}
 	if err := st.markUpgraded(); err != nil {
-		return err
+		return false, err
 	}
 	n.fsm.legacyLast.Store(0)
 	n.fsm.upgrading.Store(false)
 	n.cfg.Logger.Info("data directory upgraded: its snapshots and log entries are authenticated from now on", "dir", n.cfg.Dir)
-	return nil
+	return true, nil
 }
 
 // watchMembership notices when this node is removed from its cluster.

@@ -355,7 +355,16 @@ func TestUpgradeClusterFromOldData(t *testing.T) {
 		n.Restart()
 	}
 	for i, n := range nodes {
-		if _, err := n.RootClient(t).KeyStatus(tctx(t), tamperEnclave, &kms.KeyStatusRequest{Name: "after-upgrade"}); err != nil {
+		// A node that has just restarted may answer from a state a moment
+		// old; one that diverged never holds the key.
+		var err error
+		for range 100 {
+			if _, err = n.RootClient(t).KeyStatus(tctx(t), tamperEnclave, &kms.KeyStatusRequest{Name: "after-upgrade"}); err == nil {
+				break
+			}
+			sleep()
+		}
+		if err != nil {
 			t.Fatalf("node %d after a restart: %s", i, testnode.DescribeErr(err))
 		}
 	}
