@@ -32,8 +32,17 @@ type fsm struct {
 	logName    string
 	legacyLast atomic.Uint64 // entries up to it may be unauthenticated
 	upgrading  atomic.Bool   // snapshots may be unauthenticated (format 1)
+	// finishing allows the snapshot that completes an upgrade. Until then
+	// raft takes none, so that an authenticated snapshot in a data
+	// directory without the mark always covers every legacy entry (see
+	// stores.readFormat).
+	finishing atomic.Bool
 	failed     atomic.Pointer[error]
 }
+
+// errUpgrading postpones raft's snapshots until the upgrade of a data
+// directory can complete.
+var errUpgrading = errors.New("the data directory is being upgraded: no snapshot before the upgrade completes")
 
 // newFSM returns an fsm that applies to s what st holds.
 func newFSM(s *state.State, st *stores) *fsm {
@@ -101,6 +110,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err := f.failure(); err != nil {
 		return nil, err
+	}
+	if f.upgrading.Load() && !f.finishing.Load() {
+		return nil, errUpgrading
 	}
 	var buf bytes.Buffer
 	if err := f.state.Snapshot(&buf); err != nil {

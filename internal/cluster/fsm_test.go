@@ -184,3 +184,39 @@ func TestCheckSnapshotsUnreadableMeta(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestDeletedMarkStaysUpgraded deletes the mark of an upgraded data
+// directory: its authenticated snapshot still says it was upgraded, so no
+// window for unauthenticated entries opens again.
+func TestDeletedMarkStaysUpgraded(t *testing.T) {
+	h := testHSM(t)
+	leader, _, _ := leaderState(t)
+	dir := oldDataDir(t)
+	st, err := openStores(context.Background(), dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := st.snaps.Create(raft.SnapshotVersionMax, 300, 7, raft.Configuration{}, 1, offlineTransport())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.Snapshot(sink); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st.close() // not marked: as if the mark had been deleted
+
+	st, err = openStores(context.Background(), dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	if st.upgrading || st.legacyLast != 0 {
+		t.Fatalf("upgrading %v, legacy entries up to %d", st.upgrading, st.legacyLast)
+	}
+	if format, err := st.stable.Get(formatKey); err != nil || string(format) != formatAuthenticated {
+		t.Fatalf("mark %q, %v", format, err)
+	}
+}

@@ -594,7 +594,9 @@ func (n *Node) tryFinishUpgrade(inst *instance) (bool, error) {
 	if err := inst.raft.ReloadConfig(compact); err != nil {
 		return false, fmt.Errorf("failed to upgrade the data directory: %w", err)
 	}
+	n.fsm.finishing.Store(true)
 	err := inst.raft.Snapshot().Error()
+	n.fsm.finishing.Store(false)
 	if rerr := inst.raft.ReloadConfig(conf); err == nil {
 		err = rerr
 	}

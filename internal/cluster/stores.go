@@ -127,13 +127,13 @@ func openStores(ctx context.Context, dir string, h hsm.HSM) (*stores, error) {
 		logName: "the raft log in " + filepath.Join(dir, walDir),
 		snapDir: filepath.Join(dir, snapshotDir),
 	}
-	if err := st.readFormat(log, fresh); err != nil {
-		st.close()
-		return nil, err
-	}
 	if st.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger()); err != nil {
 		st.close()
 		return nil, fmt.Errorf("failed to open snapshot store in %s: %w", dir, err)
+	}
+	if err := st.readFormat(log, fresh); err != nil {
+		st.close()
+		return nil, err
 	}
 	// The cache serves the entries the leader replicates right after
 	// writing them, instead of reading them back from disk.
@@ -160,11 +160,33 @@ func (st *stores) readFormat(log raft.LogStore, fresh bool) error {
 	if string(format) == formatAuthenticated {
 		return nil
 	}
+	if st.authenticatedSnapshot() {
+		// Upgraded before, and the mark deleted since: deleting it must
+		// not open the window for unauthenticated entries again. (While a
+		// directory is upgraded, the only authenticated snapshot is the
+		// one that completes the upgrade: see fsm.finishing.)
+		return st.markUpgraded()
+	}
 	st.upgrading = true
 	if st.legacyLast, err = log.LastIndex(); err != nil {
 		return fmt.Errorf("failed to read %s: %w", st.logName, err)
 	}
 	return nil
+}
+
+// authenticatedSnapshot reports whether the newest snapshot is of the
+// authenticated format, which only an upgraded directory holds.
+func (st *stores) authenticatedSnapshot() bool {
+	list, err := st.snaps.List()
+	if err != nil || len(list) == 0 {
+		return false
+	}
+	_, rc, err := st.snaps.Open(list[0].ID)
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	return state.AuthenticatedSnapshot(rc)
 }
 
 // markUpgraded records that every snapshot and log entry of the data
