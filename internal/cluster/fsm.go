@@ -37,7 +37,7 @@ type fsm struct {
 	// directory without the mark always covers every legacy entry (see
 	// stores.readFormat).
 	finishing atomic.Bool
-	failed     atomic.Pointer[error]
+	failed    atomic.Pointer[error]
 }
 
 // errUpgrading postpones raft's snapshots until the upgrade of a data
