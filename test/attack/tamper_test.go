@@ -371,8 +371,8 @@ func TestUpgradeClusterFromOldData(t *testing.T) {
 }
 
 // TestRollingUpgradeStopsUpgradedFollower upgrades one follower of a
-// cluster of the old keep and writes through the old leader: the old
-// leader's entries carry no MAC, so the upgraded follower refuses them and
+// cluster of the old keep and writes through an old node: its entries
+// carry no MAC, so the upgraded follower refuses them and
 // stops serving rather than apply them (docs/ARCHITECTURE.md, Mixed
 // versions); the old nodes go on.
 func TestRollingUpgradeStopsUpgradedFollower(t *testing.T) {
