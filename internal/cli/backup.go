@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -158,6 +159,7 @@ func (c *countWriter) Write(b []byte) (int, error) {
 }
 
 func (a *app) restoreCommand() *cobra.Command {
+	var legacy bool
 	cmd := &cobra.Command{
 		Use:   "restore [HOST[:PORT]] FILE",
 		Short: "Restore a backup into a fresh cluster",
@@ -166,7 +168,12 @@ HOST[:PORT] (default port ` + DefaultPort + `; default HOST: the first server in
 MINIO_KMS_SERVER).
 
 The cluster must be fresh (no enclaves, keys, policies or identities beside
-the defaults) and have the HSM key of the cluster the backup comes from.`,
+the defaults) and have the HSM key of the cluster the backup comes from.
+A backup is authenticated under that cluster's root key: a changed byte is
+refused. Backups made by earlier versions of Keep carry no such MAC and are
+refused unless --unauthenticated-legacy is given: then nothing tells the
+backup from a forged one, so give it only for a file that you made and
+kept safe.`,
 		Args: argsRange(1, 2),
 		PreRunE: func(_ *cobra.Command, args []string) error {
 			if len(args) == 2 {
@@ -176,7 +183,9 @@ the defaults) and have the HSM key of the cluster the backup comes from.`,
 			return nil
 		},
 	}
-	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
+	cmd.Flags().BoolVar(&legacy, "unauthenticated-legacy", false, "accept a backup of an earlier version of Keep, which carries no MAC")
+	f := addClientFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var host, path string
 		if len(args) == 2 {
 			host, _ = hostArg(args[0])
@@ -189,12 +198,12 @@ the defaults) and have the HSM key of the cluster the backup comes from.`,
 			path = args[0]
 		}
 
-		f, err := os.Open(path)
+		file, err := os.Open(path)
 		if err != nil {
 			return fmt.Errorf("cannot read backup: %w", err)
 		}
-		defer f.Close()
-		fi, err := f.Stat()
+		defer file.Close()
+		fi, err := file.Stat()
 		switch {
 		case err != nil:
 			return fmt.Errorf("cannot read backup: %w", err)
@@ -205,7 +214,15 @@ the defaults) and have the HSM key of the cluster the backup comes from.`,
 		}
 
 		p := a.newProgress("Sending backup", fi.Size())
-		err = c.WriteDB(cmd.Context(), &kms.WriteDBRequest{Host: host, Body: &progressFile{File: f, p: p}})
+		body := &progressFile{File: file, p: p}
+		if legacy {
+			err = a.restoreLegacy(cmd.Context(), f, host, body)
+		} else {
+			var c *kms.Client
+			if c, err = a.client(f); err == nil {
+				err = c.WriteDB(cmd.Context(), &kms.WriteDBRequest{Host: host, Body: body})
+			}
+		}
 		p.done()
 		if errors.Is(err, kms.ErrDecrypt) {
 			return fmt.Errorf("%s: the backup cannot be unsealed: it comes from a cluster with another HSM key, or it is damaged", host)
@@ -215,7 +232,22 @@ the defaults) and have the HSM key of the cluster the backup comes from.`,
 		}
 		_, err = fmt.Fprintf(cmd.OutOrStdout(), "Restored %s to the cluster of %s\n", path, host)
 		return err
-	})
+	}
+	return cmd
+}
+
+// restoreLegacy sends a backup with ?unauthenticated-legacy, which kms-go
+// cannot add to its request.
+func (a *app) restoreLegacy(ctx context.Context, f *clientFlags, host string, body io.Reader) error {
+	hc, err := a.httpClient(f)
+	if err != nil {
+		return err
+	}
+	resp, err := sendNode(ctx, hc, http.MethodPut, host, "/v1/db?unauthenticated-legacy", "application/octet-stream", body)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
 }
 
 // progressFile is a file whose reads are shown by a progress. It is an

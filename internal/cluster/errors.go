@@ -20,6 +20,10 @@ var (
 	ErrLeadershipLost   = errors.New("the leader lost its leadership during the write: it may or may not have been applied")
 	ErrShuttingDown     = errors.New("node is shutting down")
 	ErrRemoved          = errors.New("this node was removed from its cluster: stop it, delete its kms.db and start it as a fresh node, or add it again")
+	// ErrTampered stops a node whose snapshot or log holds a record that is
+	// not authentic: it serves nothing rather than a state an attacker
+	// chose.
+	ErrTampered = errors.New("refusing tampered state")
 )
 
 // wireErrors are the errors that keep their identity when a peer returns

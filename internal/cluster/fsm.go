@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -13,17 +16,84 @@ import (
 // fsm adapts state.State to raft.FSM. Apply returns the write's error (or
 // nil) as the future's response, so that the proposer can hand it back to
 // the client.
+//
+// An entry or snapshot that is not authentic stops the fsm for good: it
+// applies nothing more, takes no snapshot, and the node serves nothing
+// (Node.gone), because raft would go on with the next entry and the state
+// would silently lack one write.
 type fsm struct {
 	state   *state.State
 	notify  chan struct{} // signalled after each applied command; may be nil
 	applied atomic.Uint64 // index of the last applied command
+
+	logger *slog.Logger // tells of a refusal; nil for the probes of stopped stores
+
+	// From the stores of the running instance (see useStores).
+	logName    string
+	legacyLast atomic.Uint64 // entries up to it may be unauthenticated
+	upgrading  atomic.Bool   // snapshots may be unauthenticated (format 1)
+	// finishing allows the snapshot that completes an upgrade. Until then
+	// raft takes none, so that an authenticated snapshot in a data
+	// directory without the mark always covers every legacy entry (see
+	// stores.readFormat).
+	finishing atomic.Bool
+	failed    atomic.Pointer[error]
+}
+
+// errUpgrading postpones raft's snapshots until the upgrade of a data
+// directory can complete.
+var errUpgrading = errors.New("the data directory is being upgraded: no snapshot before the upgrade completes")
+
+// newFSM returns an fsm that applies to s what st holds.
+func newFSM(s *state.State, st *stores) *fsm {
+	f := &fsm{state: s}
+	f.useStores(st)
+	return f
+}
+
+// useStores makes f accept what the stores of a new raft instance hold,
+// and forgets an earlier failure: the state is applied again from them.
+func (f *fsm) useStores(st *stores) {
+	f.logName = st.logName
+	f.legacyLast.Store(st.legacyLast)
+	f.upgrading.Store(st.upgrading)
+	f.failed.Store(nil)
+}
+
+// failure returns why f stopped, or nil.
+func (f *fsm) failure() error {
+	if p := f.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// refuse stops f with err if err says that a record is not authentic.
+func (f *fsm) refuse(err error, format string, args ...any) error {
+	if !errors.Is(err, state.ErrNotAuthentic) {
+		return err
+	}
+	err = fmt.Errorf("%w: %s: %w", ErrTampered, fmt.Sprintf(format, args...), err)
+	if f.failed.CompareAndSwap(nil, &err) && f.logger != nil {
+		f.logger.Error("this node applies nothing more and serves nothing", "err", err)
+	}
+	return err
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	err := f.state.Apply(l.Data)
+	if err := f.failure(); err != nil {
+		return err
+	}
+	var err error
+	if l.Index <= f.legacyLast.Load() {
+		err = f.state.ApplyLegacy(l.Data)
+	} else {
+		err = f.state.Apply(l.Data)
+	}
+	err = f.refuse(err, "entry %d of %s", l.Index, f.logName)
 	// Recorded here, not read from raft.AppliedIndex, which raft updates
 	// only after Apply returns: a report sent on this signal must already
 	// cover this entry.
@@ -38,6 +108,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 // goroutine, and the encoding is a consistent copy that Persist may then
 // write at leisure.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.failure(); err != nil {
+		return nil, err
+	}
+	if f.upgrading.Load() && !f.finishing.Load() {
+		return nil, errUpgrading
+	}
 	var buf bytes.Buffer
 	if err := f.state.Snapshot(&buf); err != nil {
 		return nil, err
@@ -45,9 +121,17 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{data: buf.Bytes()}, nil
 }
 
+// Restore restores a snapshot that raft read from disk or that the leader
+// sent; one that is not authentic is refused and stops f.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.state.Restore(rc)
+	var err error
+	if f.upgrading.Load() {
+		err = f.state.RestoreLegacy(rc)
+	} else {
+		err = f.state.Restore(rc)
+	}
+	return f.refuse(err, "raft snapshot")
 }
 
 type fsmSnapshot struct{ data []byte }

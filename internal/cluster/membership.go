@@ -247,7 +247,7 @@ func (n *Node) Edit(ctx context.Context, remove []string) error {
 			return err
 		}
 	}
-	err := raft.RecoverCluster(n.raftConfig(inst.id), &fsm{state: state.New(n.cfg.HSM)}, st.logs, st.stable, st.snaps, offlineTransport(), conf)
+	err := raft.RecoverCluster(n.raftConfig(inst.id), newFSM(state.New(n.cfg.HSM), st), st.logs, st.stable, st.snaps, offlineTransport(), conf)
 	if err != nil {
 		st.close()
 		return fmt.Errorf("failed to edit cluster: %w", err)

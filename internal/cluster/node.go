@@ -7,7 +7,6 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,10 +117,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		nudge:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
-	n.fsm = &fsm{state: cfg.State, notify: n.notify}
+	n.fsm = &fsm{state: cfg.State, notify: n.notify, logger: cfg.Logger}
 	cfg.Transport.serveForwards(n.serveForwards)
 	st, err := openStores(ctx, cfg.Dir, cfg.HSM)
 	if err != nil {
+		return nil, err
+	}
+	if err := st.checkSnapshots(cfg.HSM); err != nil {
+		st.close()
 		return nil, err
 	}
 	existing, err := raft.HasExistingState(st.logs, st.stable, st.snaps)
@@ -184,6 +187,7 @@ func (n *Node) startLocked(st *stores, id raft.ServerID) error {
 		Logger:  raftLogger(),
 	})
 	n.fsm.applied.Store(0)
+	n.fsm.useStores(st)
 	r, err := raft.NewRaft(n.raftConfig(id), n.fsm, st.logs, st.stable, st.snaps, net)
 	if err != nil {
 		net.Close()
@@ -262,7 +266,7 @@ func configuration(cfg Config, st *stores) (raft.Configuration, error) {
 	conf := raft.DefaultConfig()
 	conf.LocalID = "probe"
 	conf.Logger = raftLogger()
-	c, err := raft.GetConfiguration(conf, &fsm{state: state.New(cfg.HSM)}, st.logs, st.stable, st.snaps, offlineTransport())
+	c, err := raft.GetConfiguration(conf, newFSM(state.New(cfg.HSM), st), st.logs, st.stable, st.snaps, offlineTransport())
 	if err != nil {
 		return raft.Configuration{}, fmt.Errorf("failed to read cluster configuration: %w", err)
 	}
@@ -279,12 +283,18 @@ func (n *Node) CatchUp(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		inst := n.current()
+		if err := n.fsm.failure(); err != nil {
+			return err
+		}
 		if inst.raft.State() == raft.Leader {
 			if err := inst.raft.Barrier(applyTimeout).Error(); err != nil {
 				return fmt.Errorf("failed to apply raft log: %w", err)
 			}
+			if err := n.fsm.failure(); err != nil {
+				return err
+			}
 			if n.cfg.State.Initialized() {
-				return nil
+				return n.finishUpgrade(inst)
 			}
 			sealed, err := inst.stores.stable.Get(sealedRootKeyName)
 			if err != nil || len(sealed) == 0 {
@@ -297,7 +307,10 @@ func (n *Node) CatchUp(ctx context.Context) error {
 			})
 		}
 		if n.cfg.State.Initialized() && inst.raft.Leader() != "" && inst.raft.AppliedIndex() >= inst.raft.CommitIndex() {
-			return nil
+			if err := n.fsm.failure(); err != nil {
+				return err
+			}
+			return n.finishUpgrade(inst)
 		}
 		select {
 		case <-ctx.Done():
@@ -315,9 +328,12 @@ func (n *Node) CatchUp(ctx context.Context) error {
 // new leader, but only while the write has certainly reached no leader, so
 // that a write is never applied twice.
 func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
-	data, err := json.Marshal(e)
+	// The MAC is computed here, on the node that proposes the entry, before
+	// it leaves for the leader or raft; every node verifies it before
+	// State.Apply.
+	data, err := n.cfg.State.EncodeEntry(e)
 	if err != nil {
-		return fmt.Errorf("failed to encode log entry: %w", err)
+		return err
 	}
 	deadline := time.Now().Add(leaderWait)
 	for {
@@ -517,7 +533,84 @@ func (n *Node) gone(inst *instance) error {
 	if inst.raft.State() == raft.Shutdown || n.removed.Load() {
 		return ErrRemoved
 	}
+	return n.fsm.failure()
+}
+
+// upgradeRetry is how often a node whose data directory is being upgraded
+// checks whether it can finish the upgrade.
+const upgradeRetry = time.Second
+
+// finishUpgrade completes the upgrade of a data directory written by an
+// earlier version of Keep (see tryFinishUpgrade), now or, if the node is
+// not there yet, in the background.
+func (n *Node) finishUpgrade(inst *instance) error {
+	if !inst.stores.upgrading {
+		return nil
+	}
+	if done, err := n.tryFinishUpgrade(inst); done || err != nil {
+		return err
+	}
+	go func() {
+		tick := time.NewTicker(upgradeRetry)
+		defer tick.Stop()
+		for {
+			select {
+			case <-n.done:
+				return
+			case <-tick.C:
+			}
+			if n.current() != inst {
+				return // reset or edited: the new stores are not being upgraded
+			}
+			if done, err := n.tryFinishUpgrade(inst); done || err != nil {
+				if err != nil {
+					n.cfg.Logger.Error("upgrade of the data directory failed", "err", err)
+				}
+				return
+			}
+		}
+	}()
 	return nil
+}
+
+// tryFinishUpgrade finishes the upgrade once no legacy entry can reach this
+// node any more: it has applied everything the cluster committed, and the
+// commit index has passed the legacy entries of its own log. A leader's log
+// holds its legacy entries before the entries of its current term, so a
+// node that has applied an entry past them has applied every legacy entry
+// it will ever get. Then it takes a snapshot (authenticated, key material
+// sealed under the new AAD), compacts the whole log up to it so that no
+// legacy entry is ever sent to a follower, and marks the directory, after
+// which nothing unauthenticated is accepted.
+func (n *Node) tryFinishUpgrade(inst *instance) (bool, error) {
+	st := inst.stores
+	commit := inst.raft.CommitIndex()
+	if commit <= st.legacyLast || inst.raft.AppliedIndex() < commit || n.fsm.failure() != nil {
+		return false, nil
+	}
+	conf := inst.raft.ReloadableConfig()
+	compact := conf
+	compact.TrailingLogs = 0
+	if err := inst.raft.ReloadConfig(compact); err != nil {
+		return false, fmt.Errorf("failed to upgrade the data directory: %w", err)
+	}
+	n.fsm.finishing.Store(true)
+	err := inst.raft.Snapshot().Error()
+	n.fsm.finishing.Store(false)
+	if rerr := inst.raft.ReloadConfig(conf); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		n.cfg.Logger.Debug("upgrade of the data directory postponed: no snapshot could be taken", "err", err)
+		return false, nil
+	}
+	if err := st.markUpgraded(); err != nil {
+		return false, err
+	}
+	n.fsm.legacyLast.Store(0)
+	n.fsm.upgrading.Store(false)
+	n.cfg.Logger.Info("data directory upgraded: its snapshots and log entries are authenticated from now on", "dir", n.cfg.Dir)
+	return true, nil
 }
 
 // watchMembership notices when this node is removed from its cluster.

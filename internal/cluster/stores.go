@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,6 +19,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/keep-kms/keep/internal/hsm"
+	"github.com/keep-kms/keep/internal/state"
 )
 
 // DBFile is the name of raft's stable store in the data directory: the
@@ -45,12 +47,31 @@ const logCacheSize = 1024
 // key. It lets a node check its HSM key before raft touches anything.
 var sealedRootKeyName = []byte("keep/sealed-root-key")
 
+// formatKey is the stable-store key that marks a data directory whose log
+// entries and snapshots are all authenticated (formatAuthenticated). A
+// directory without it was written by an earlier version of Keep and is
+// upgraded on its first start (see stores.upgrading).
+var formatKey = []byte("keep/format")
+
+// formatAuthenticated is the value of formatKey.
+const formatAuthenticated = "2"
+
 // stores are raft's log, stable and snapshot stores.
 type stores struct {
 	logs    raft.LogStore
 	stable  raft.StableStore
 	snaps   raft.SnapshotStore
 	closers []io.Closer
+
+	// logName and snapDir name the log and the snapshots in errors.
+	logName, snapDir string
+	// upgrading is set for a data directory written by an earlier version
+	// of Keep: its snapshots may be unauthenticated (format 1), and so may
+	// its log entries up to legacyLast, the last index in the log when it
+	// was opened. Entries after it come from this version, or from an
+	// attacker: they must be authenticated.
+	upgrading  bool
+	legacyLast uint64
 }
 
 func (s *stores) close() error {
@@ -73,15 +94,17 @@ func (s *stores) close() error {
 func openStores(ctx context.Context, dir string, h hsm.HSM) (*stores, error) {
 	if dir == "" {
 		mem := raft.NewInmemStore()
-		return &stores{logs: mem, stable: mem, snaps: raft.NewInmemSnapshotStore()}, nil
+		return &stores{logs: mem, stable: mem, snaps: raft.NewInmemSnapshotStore(), logName: "the raft log in memory", snapDir: "memory"}, nil
 	}
 	path := filepath.Join(dir, DBFile)
-	switch _, err := os.Stat(path); {
+	_, err := os.Stat(path)
+	fresh := errors.Is(err, os.ErrNotExist)
+	switch {
 	case err == nil:
 		if err := checkHSM(ctx, path, h); err != nil {
 			return nil, err
 		}
-	case errors.Is(err, os.ErrNotExist):
+	case fresh:
 		if err := wipeStores(dir); err != nil {
 			return nil, err
 		}
@@ -98,10 +121,19 @@ func openStores(ctx context.Context, dir string, h hsm.HSM) (*stores, error) {
 		db.Close()
 		return nil, err
 	}
-	st := &stores{stable: db, closers: []io.Closer{log, meta, db}}
+	st := &stores{
+		stable:  db,
+		closers: []io.Closer{log, meta, db},
+		logName: "the raft log in " + filepath.Join(dir, walDir),
+		snapDir: filepath.Join(dir, snapshotDir),
+	}
 	if st.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger()); err != nil {
 		st.close()
 		return nil, fmt.Errorf("failed to open snapshot store in %s: %w", dir, err)
+	}
+	if err := st.readFormat(log, fresh); err != nil {
+		st.close()
+		return nil, err
 	}
 	// The cache serves the entries the leader replicates right after
 	// writing them, instead of reading them back from disk.
@@ -110,6 +142,101 @@ func openStores(ctx context.Context, dir string, h hsm.HSM) (*stores, error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// readFormat marks a fresh data directory as authenticated, or finds out
+// whether an existing one is being upgraded.
+func (st *stores) readFormat(log raft.LogStore, fresh bool) error {
+	if fresh {
+		if err := st.stable.Set(formatKey, []byte(formatAuthenticated)); err != nil {
+			return fmt.Errorf("failed to mark the data directory: %w", err)
+		}
+		return nil
+	}
+	format, err := st.stable.Get(formatKey)
+	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return fmt.Errorf("failed to read the format of the data directory: %w", err)
+	}
+	if string(format) == formatAuthenticated {
+		return nil
+	}
+	if st.authenticatedSnapshot() {
+		// Upgraded before, and the mark deleted since: deleting it must
+		// not open the window for unauthenticated entries again. (While a
+		// directory is upgraded, the only authenticated snapshot is the
+		// one that completes the upgrade: see fsm.finishing.)
+		return st.markUpgraded()
+	}
+	st.upgrading = true
+	if st.legacyLast, err = log.LastIndex(); err != nil {
+		return fmt.Errorf("failed to read %s: %w", st.logName, err)
+	}
+	return nil
+}
+
+// authenticatedSnapshot reports whether the newest snapshot is of the
+// authenticated format, which only an upgraded directory holds.
+func (st *stores) authenticatedSnapshot() bool {
+	list, err := st.snaps.List()
+	if err != nil || len(list) == 0 {
+		return false
+	}
+	_, rc, err := st.snaps.Open(list[0].ID)
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	return state.AuthenticatedSnapshot(rc)
+}
+
+// markUpgraded records that every snapshot and log entry of the data
+// directory is authenticated from now on.
+func (st *stores) markUpgraded() error {
+	if err := st.stable.Set(formatKey, []byte(formatAuthenticated)); err != nil {
+		return fmt.Errorf("failed to mark the data directory as upgraded: %w", err)
+	}
+	st.upgrading, st.legacyLast = false, 0
+	return nil
+}
+
+// checkSnapshots refuses a data directory whose snapshots raft would not
+// read as they are: one whose metadata does not decode (raft would skip it
+// silently and fall back to an older state), or whose newest snapshot, the
+// one raft restores, fails raft's checksum or Keep's MAC. Raft would skip
+// that one too; Keep refuses to start instead, naming the file.
+func (st *stores) checkSnapshots(h hsm.HSM) error {
+	if _, ok := st.snaps.(*raft.FileSnapshotStore); !ok {
+		return nil
+	}
+	list, err := st.snaps.List()
+	if err != nil {
+		return fmt.Errorf("failed to list snapshots in %s: %w", st.snapDir, err)
+	}
+	dirs, err := os.ReadDir(st.snapDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("failed to list snapshots in %s: %w", st.snapDir, err)
+	}
+	for _, d := range dirs {
+		if !d.IsDir() || filepath.Ext(d.Name()) == ".tmp" {
+			continue
+		}
+		if !slices.ContainsFunc(list, func(m *raft.SnapshotMeta) bool { return m.ID == d.Name() }) {
+			return fmt.Errorf("%w: snapshot %s: its metadata cannot be read", ErrTampered, filepath.Join(st.snapDir, d.Name(), "meta.json"))
+		}
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	path := filepath.Join(st.snapDir, list[0].ID, "state.bin")
+	_, rc, err := st.snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("%w: snapshot %s: %w", ErrTampered, path, err)
+	}
+	defer rc.Close()
+	if err := state.CheckSnapshot(h, rc, st.upgrading); err != nil {
+		return fmt.Errorf("%w: snapshot %s: %w", ErrTampered, path, err)
+	}
+	return nil
 }
 
 // openWAL opens the raft log in dir. A log that an earlier version of Keep

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"testing"
 
@@ -60,7 +59,7 @@ func admitService(t testing.TB) (*Service, *state.State) {
 		{Op: state.OpCreatePolicy, Enclave: "a", Name: "p", Policy: &state.PolicyArgs{Allow: map[string][]string{"KEY:GENERATE": {"k*"}}}},
 		{Op: state.OpAssignPolicy, Enclave: "a", Name: user, Assign: "p"},
 	} {
-		data, err := json.Marshal(e)
+		data, err := st.EncodeEntry(e)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +112,7 @@ func TestAdmit(t *testing.T) {
 	}
 
 	// metrics.auth=public opens the metrics to anyone.
-	data, _ := json.Marshal(&state.Entry{Op: state.OpSetSettings, Settings: map[string]string{SettingMetricsAuth: "public"}})
+	data, _ := st.EncodeEntry(&state.Entry{Op: state.OpSetSettings, Settings: map[string]string{SettingMetricsAuth: "public"}})
 	if err := st.Apply(data); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package service
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"testing"
 
 	"github.com/keep-kms/keep/internal/cluster"
@@ -16,7 +15,7 @@ import (
 type localCluster struct{ st *state.State }
 
 func (l localCluster) Apply(_ context.Context, e *state.Entry) error {
-	data, err := json.Marshal(e)
+	data, err := l.st.EncodeEntry(e)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package service
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -225,7 +224,7 @@ func TestServiceAccountRules(t *testing.T) {
 		}
 	}
 	// The state refuses the cycle whatever the service let through.
-	data, _ := json.Marshal(&state.Entry{Op: state.OpCreateIdentity, By: saOfSA.Identity, Enclave: "E", Name: admin.Identity, Identity: &state.IdentityArgs{ServiceAccount: true}})
+	data, _ := f.st.EncodeEntry(&state.Entry{Op: state.OpCreateIdentity, By: saOfSA.Identity, Enclave: "E", Name: admin.Identity, Identity: &state.IdentityArgs{ServiceAccount: true}})
 	if err := f.st.Apply(data); !errors.Is(err, state.ErrInvalidArgument) {
 		t.Errorf("state applied a cycle: %v", err)
 	}

@@ -60,17 +60,28 @@ func parseKeyType(keyType string) (crypto.KeyType, error) {
 	return t, nil
 }
 
-// createKey seals the material under the root key before it enters the log.
+// versionAttempts bounds how often a new key version is sealed again
+// because another version was added first.
+const versionAttempts = 3
+
+// createKey seals the material under the root key, for the version number
+// it will get, before it enters the log.
 func (s *Service) createKey(ctx context.Context, c Caller, enclave, name string, k crypto.Key, args *state.KeyArgs) error {
 	if err := state.ValidKeyName(name); err != nil {
 		return err
 	}
-	sealed, err := s.state.SealKey(enclave, name, k)
-	if err != nil {
-		return err
+	var err error
+	for range versionAttempts {
+		args.Version = s.state.NextVersion(enclave, name)
+		if args.Sealed, err = s.state.SealKey(enclave, name, args.Version, k); err != nil {
+			return err
+		}
+		err = s.apply(ctx, c, &state.Entry{Op: state.OpCreateKey, Enclave: enclave, Name: name, Key: args})
+		if !errors.Is(err, state.ErrVersionConflict) {
+			return err
+		}
 	}
-	args.Sealed = sealed
-	return s.apply(ctx, c, &state.Entry{Op: state.OpCreateKey, Enclave: enclave, Name: name, Key: args})
+	return err
 }
 
 // DeleteKey deletes one version of a key (0: the latest) or, with all, the

@@ -1,8 +1,6 @@
 package state
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,17 +8,30 @@ import (
 	"github.com/keep-kms/keep/internal/crypto"
 )
 
-// Apply decodes and applies one entry. The error it returns is the outcome
-// of the write for the client (ErrKeyExists, …): a rejected entry changes
-// nothing, and every node rejects it alike.
-func (s *State) Apply(data []byte) error {
-	var e Entry
-	if err := json.Unmarshal(data, &e); err != nil {
-		return fmt.Errorf("%w: malformed log entry: %v", ErrInvalidArgument, err)
+// Apply decodes, verifies and applies one entry made by EncodeEntry. The
+// error it returns is the outcome of the write for the client
+// (ErrKeyExists, …): a rejected entry changes nothing, and every node
+// rejects it alike. An entry whose MAC does not match, or that has none, is
+// refused with ErrNotAuthentic.
+func (s *State) Apply(data []byte) error { return s.apply(data, false) }
+
+// ApplyLegacy is Apply for the entries that a previous version of Keep
+// wrote to the log, without a MAC: it accepts them unauthenticated (and
+// verifies those that carry one). Only the raft log of a data directory
+// being upgraded may be applied with it, up to its last entry at the start.
+func (s *State) ApplyLegacy(data []byte) error { return s.apply(data, true) }
+
+func (s *State) apply(data []byte, legacy bool) error {
+	e, body, mac, err := decodeEntry(data, legacy)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
+	if err := s.verifyEntry(&e, body, mac); err != nil {
+		return err
+	}
 	if e.Op != OpInit && s.clusterID == "" {
 		return ErrNotInitialized
 	}
@@ -61,16 +72,11 @@ func (s *State) applyInit(e *Entry) error {
 	if e.Init == nil || e.Init.ClusterID == "" {
 		return fmt.Errorf("%w: init entry without cluster ID", ErrInvalidArgument)
 	}
-	plain, err := s.hsm.Unseal(context.Background(), e.Init.SealedRootKey)
+	root, macs, err := unsealRoot(s.hsm, e.Init.SealedRootKey)
 	if err != nil {
-		return fmt.Errorf("failed to unseal root encryption key with HSM: %w", err)
+		return err
 	}
-	root, err := crypto.NewKey(crypto.AES256, plain)
-	clear(plain)
-	if err != nil {
-		return fmt.Errorf("invalid root encryption key: %w", err)
-	}
-	s.clusterID, s.sealedRootKey, s.rootKey = e.Init.ClusterID, e.Init.SealedRootKey, root
+	s.clusterID, s.sealedRootKey, s.rootKey, s.macs = e.Init.ClusterID, e.Init.SealedRootKey, root, macs
 	s.enclaves[DefaultEnclave] = newEnclave(DefaultEnclave, e)
 	return nil
 }
@@ -134,11 +140,20 @@ func (s *State) applyCreateKey(e *Entry) error {
 	case !exists:
 		k = &key{versions: map[uint32]*version{}, next: 1}
 	}
-	material, err := s.unsealKey(e.Enclave, e.Name, e.Key.Type, e.Key.Sealed)
+	v := k.next
+	sealed := e.Key.Sealed
+	var material crypto.Key
+	if e.Key.Version == 0 {
+		// A legacy entry: sealed for the key's name only.
+		material, sealed, err = s.unsealLegacyKey(e.Enclave, e.Name, v, e.Key.Type, sealed)
+	} else if e.Key.Version != v {
+		return fmt.Errorf("%w: version %d of key %q was sealed, but the next version is %d", ErrVersionConflict, e.Key.Version, e.Name, v)
+	} else {
+		material, err = s.unsealKey(e.Enclave, e.Name, v, e.Key.Type, sealed)
+	}
 	if err != nil {
 		return err
 	}
-	v := k.next
 	k.versions[v] = &version{
 		KeyVersion: KeyVersion{
 			Name:      e.Name,
@@ -148,7 +163,7 @@ func (s *State) applyCreateKey(e *Entry) error {
 			CreatedAt: e.Time,
 			CreatedBy: e.By,
 		},
-		sealed: e.Key.Sealed,
+		sealed: sealed,
 	}
 	k.latest, k.next = v, v+1
 	enc.keys[e.Name] = k

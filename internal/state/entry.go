@@ -37,14 +37,17 @@ type Entry struct {
 	Enclave string    `json:"enclave,omitempty"` // the enclave acted in
 	Name    string    `json:"name,omitempty"`    // the enclave, key, policy or identity acted on
 
-	Init      *InitArgs         `json:"init,omitempty"`
-	Key       *KeyArgs          `json:"key,omitempty"`
-	DeleteKey *DeleteKeyArgs    `json:"delete_key,omitempty"`
-	Policy    *PolicyArgs       `json:"policy,omitempty"`
-	Assign    string            `json:"assign,omitempty"` // the policy assigned to identity Name
-	Identity  *IdentityArgs     `json:"identity,omitempty"`
-	Restore   []byte            `json:"restore,omitempty"`  // a snapshot, key material sealed
-	Settings  map[string]string `json:"settings,omitempty"` // cluster-wide settings to change; "" removes one
+	Init      *InitArgs      `json:"init,omitempty"`
+	Key       *KeyArgs       `json:"key,omitempty"`
+	DeleteKey *DeleteKeyArgs `json:"delete_key,omitempty"`
+	Policy    *PolicyArgs    `json:"policy,omitempty"`
+	Assign    string         `json:"assign,omitempty"` // the policy assigned to identity Name
+	Identity  *IdentityArgs  `json:"identity,omitempty"`
+	Restore   []byte         `json:"restore,omitempty"` // a backup, key material sealed
+	// RestoreLegacy lets Restore be a format 1 backup, which carries no MAC:
+	// the operator asked for it explicitly.
+	RestoreLegacy bool              `json:"restore_legacy,omitempty"`
+	Settings      map[string]string `json:"settings,omitempty"` // cluster-wide settings to change; "" removes one
 }
 
 // InitArgs start a cluster: its ID and its root key, sealed by the HSM.
@@ -53,9 +56,13 @@ type InitArgs struct {
 	SealedRootKey []byte `json:"sealed_root_key"`
 }
 
-// KeyArgs create a key, or add a version to it.
+// KeyArgs create a key, or add a version to it. Version is the version
+// the material was sealed for (State.NextVersion); entries of earlier
+// versions of Keep have none, and their material is sealed for the key's
+// name only.
 type KeyArgs struct {
 	Type       crypto.KeyType `json:"type"`
+	Version    uint32         `json:"version,omitempty"`
 	AddVersion bool           `json:"add_version,omitempty"`
 	Imported   bool           `json:"imported,omitempty"`
 	Sealed     []byte         `json:"sealed"` // the material, sealed by SealKey

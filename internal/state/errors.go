@@ -1,6 +1,9 @@
 package state
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Domain errors. Their texts are part of the MinIO KMS wire contract (spec
 // §4.2), so the API layers may send err.Error() of the sentinel itself; wrap
@@ -16,4 +19,7 @@ var (
 	ErrInvalidArgument    = errors.New("invalid argument")
 	ErrNotInitialized     = errors.New("state is not initialized")
 	ErrAlreadyInitialized = errors.New("state is already initialized")
+	// ErrVersionConflict refuses a new key version sealed for a version
+	// number that another write took first; the proposer seals it again.
+	ErrVersionConflict = fmt.Errorf("%w: another version of the key was added at the same time", ErrKeyExists)
 )

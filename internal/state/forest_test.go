@@ -129,10 +129,13 @@ func TestRestoreLegacyCycle(t *testing.T) {
 	if err := s.Snapshot(&buf); err != nil {
 		t.Fatal(err)
 	}
+	// The previous version wrote the JSON alone, as format 1: take it out
+	// of the envelope.
 	var snap map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &snap); err != nil {
+	if err := json.Unmarshal(buf.Bytes()[bytes.Index(buf.Bytes(), []byte(`{"format":`)):], &snap); err != nil {
 		t.Fatal(err)
 	}
+	snap["format"] = 1
 	t0 := time.Unix(1e9, 0).UTC()
 	snap["identities"] = []map[string]any{
 		{"ID": alice, "Enclave": "default", "Privilege": 2, "Parent": bob, "ServiceAccounts": []string{bob}, "CreatedAt": t0.Add(time.Second)},
@@ -142,13 +145,13 @@ func TestRestoreLegacyCycle(t *testing.T) {
 
 	restored := newState(t)
 	before := snapshotOf(t, restored)
-	if err := restored.Restore(bytes.NewReader(legacy)); err == nil {
+	if err := restored.RestoreLegacy(bytes.NewReader(legacy)); err == nil {
 		t.Fatal("restored a snapshot sealed by another HSM")
 	}
 	if !bytes.Equal(before, snapshotOf(t, restored)) {
 		t.Fatal("a refused restore changed the state")
 	}
-	if err := s.Restore(bytes.NewReader(legacy)); err != nil {
+	if err := s.RestoreLegacy(bytes.NewReader(legacy)); err != nil {
 		t.Fatalf("legacy cycle: %v", err)
 	}
 	a, _ := s.Identity(alice)
@@ -160,7 +163,7 @@ func TestRestoreLegacyCycle(t *testing.T) {
 	snap["identities"] = []map[string]any{{"ID": alice, "Enclave": "default", "Privilege": 1, "Policy": "missing"}}
 	bad, _ := json.Marshal(snap)
 	before = snapshotOf(t, s)
-	if err := s.Restore(bytes.NewReader(bad)); err == nil || !strings.Contains(err.Error(), `policy "missing" does not exist`) {
+	if err := s.RestoreLegacy(bytes.NewReader(bad)); err == nil || !strings.Contains(err.Error(), `policy "missing" does not exist`) {
 		t.Fatalf("invalid snapshot: %v", err)
 	}
 	if !bytes.Equal(before, snapshotOf(t, s)) {

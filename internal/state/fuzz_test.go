@@ -8,9 +8,10 @@ import (
 	"github.com/keep-kms/keep/internal/state"
 )
 
-// FuzzApply feeds arbitrary entries to an initialized state: Apply must
-// reject what it cannot apply, never panic, and leave a state that still
-// snapshots.
+// FuzzApply feeds arbitrary entries to an initialized state, unauthenticated
+// as in a data directory being upgraded (FuzzEntryMAC tries the MAC):
+// ApplyLegacy must reject what it cannot apply, never panic, and leave a
+// state that still snapshots.
 func FuzzApply(f *testing.F) {
 	for _, e := range []*state.Entry{
 		{Op: state.OpCreateEnclave, Name: "e"},
@@ -26,7 +27,7 @@ func FuzzApply(f *testing.F) {
 	f.Add([]byte(`{"op":`))
 	s := newState(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_ = s.Apply(data)
+		_ = s.ApplyLegacy(data)
 		if err := s.Snapshot(new(bytes.Buffer)); err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +35,8 @@ func FuzzApply(f *testing.F) {
 }
 
 // FuzzRestore feeds arbitrary snapshots (backups are user input) to
-// Restore: it must fail cleanly or produce a state that snapshots again.
+// RestoreLegacy, which reads format 1 as well as the authenticated
+// envelope: it must fail cleanly or produce a state that snapshots again.
 func FuzzRestore(f *testing.F) {
 	s := newState(f)
 	var snap bytes.Buffer
@@ -47,7 +49,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add([]byte(`{"format":2}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if err := s.Restore(bytes.NewReader(data)); err != nil {
+		if err := s.RestoreLegacy(bytes.NewReader(data)); err != nil {
 			return
 		}
 		if err := s.Snapshot(new(bytes.Buffer)); err != nil {

@@ -13,7 +13,8 @@ import (
 func (s *State) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.clusterID, s.sealedRootKey, s.rootKey = "", nil, crypto.Key{}
+	s.clusterID, s.sealedRootKey, s.rootKey, s.macs = "", nil, crypto.Key{}, macKeys{}
+	s.replacedRootKey, s.replacedEntryMAC = nil, nil
 	s.enclaves, s.identities = map[string]*enclave{}, map[string]*Identity{}
 	s.settings = map[string]string{}
 	s.settingsChanged(nil, "")
@@ -38,18 +39,22 @@ func (s *State) applyRestore(e *Entry) error {
 		return fmt.Errorf("%w: restore needs a fresh cluster, but this one holds keys, policies or identities", ErrInvalidArgument)
 	}
 	backup := New(s.hsm)
-	if err := backup.Restore(bytes.NewReader(e.Restore)); err != nil {
+	if err := backup.restore(bytes.NewReader(e.Restore), backupEnvelope, e.RestoreLegacy); err != nil {
 		// Not wrapped: a decryption failure here is not the client's
 		// "invalid ciphertext" and must not be reported as one.
 		if errors.Is(err, crypto.ErrDecrypt) {
 			return fmt.Errorf("%w: the backup cannot be unsealed: it comes from a cluster with another HSM key, or it is damaged", ErrInvalidArgument)
+		}
+		if errors.Is(err, ErrInvalidArgument) {
+			return err
 		}
 		return fmt.Errorf("%w: invalid backup: %v", ErrInvalidArgument, err)
 	}
 	if backup.clusterID == "" {
 		return fmt.Errorf("%w: the backup holds no cluster state", ErrInvalidArgument)
 	}
-	s.sealedRootKey, s.rootKey = backup.sealedRootKey, backup.rootKey
+	s.replacedRootKey, s.replacedEntryMAC = s.sealedRootKey, s.macs.entry
+	s.sealedRootKey, s.rootKey, s.macs = backup.sealedRootKey, backup.rootKey, backup.macs
 	s.enclaves, s.identities = backup.enclaves, backup.identities
 	return nil
 }

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,8 +11,9 @@ import (
 	"github.com/keep-kms/keep/internal/crypto"
 )
 
-// snapshotFormat is the version of the snapshot encoding.
-const snapshotFormat = 1
+// snapshotFormat is the version of the snapshot encoding: 2 is the JSON
+// in an authenticated envelope (envelope.go), 1 the JSON alone.
+const snapshotFormat = envelopeFormat
 
 // snapshot is the whole state as written to disk and sent to followers. Key
 // material in it is sealed, exactly as in the log.
@@ -24,6 +24,9 @@ type snapshot struct {
 	Enclaves      []snapshotEnclave `json:"enclaves"`
 	Identities    []Identity        `json:"identities"`
 	Settings      map[string]string `json:"settings,omitempty"`
+	// ReplacedRootKey is the sealed root key a restore replaced (see
+	// State.replacedRootKey); raft snapshots only.
+	ReplacedRootKey []byte `json:"replaced_root_key,omitempty"`
 }
 
 type snapshotEnclave struct {
@@ -47,8 +50,16 @@ type snapshotVersion struct {
 	CreatedBy string         `json:"created_by,omitempty"`
 }
 
-// Snapshot writes the whole state to w, key material sealed.
-func (s *State) Snapshot(w io.Writer) error {
+// Snapshot writes the whole state to w for raft, key material sealed, in
+// an envelope authenticated under the root key.
+func (s *State) Snapshot(w io.Writer) error { return s.write(w, snapshotEnvelope) }
+
+// Backup writes the whole state to w as a backup: a snapshot authenticated
+// under the backup MAC key, so that raft snapshots and backups cannot be
+// taken for each other.
+func (s *State) Backup(w io.Writer) error { return s.write(w, backupEnvelope) }
+
+func (s *State) write(w io.Writer, kind envelopeKind) error {
 	s.mu.RLock()
 	snap := snapshot{
 		Format:        snapshotFormat,
@@ -83,49 +94,102 @@ func (s *State) Snapshot(w io.Writer) error {
 	for _, id := range slices.Sorted(maps.Keys(s.identities)) {
 		snap.Identities = append(snap.Identities, s.identities[id].clone())
 	}
+	if kind == snapshotEnvelope {
+		snap.ReplacedRootKey = s.replacedRootKey
+	}
+	macKey := s.macs.of(kind)
 	s.mu.RUnlock()
 
-	if err := json.NewEncoder(w).Encode(&snap); err != nil {
-		return fmt.Errorf("failed to write snapshot: %w", err)
+	body, err := json.Marshal(&snap)
+	if err != nil {
+		return fmt.Errorf("failed to write %s: %w", kind.what, err)
 	}
+	return writeEnvelope(w, kind, snap.SealedRootKey, macKey, body)
+}
+
+// Restore replaces the whole state with a raft snapshot read from r. A
+// snapshot that is not authentic is refused with ErrNotAuthentic; on any
+// error the state is left as it was.
+func (s *State) Restore(r io.Reader) error { return s.restore(r, snapshotEnvelope, false) }
+
+// RestoreLegacy is Restore that also accepts the unauthenticated snapshots
+// of earlier versions of Keep (format 1), for a data directory that is
+// being upgraded.
+func (s *State) RestoreLegacy(r io.Reader) error { return s.restore(r, snapshotEnvelope, true) }
+
+// CheckSnapshot verifies a raft snapshot read from r without applying it:
+// it is refused (ErrNotAuthentic) unless its MAC matches, or, with legacy,
+// it is of format 1.
+func CheckSnapshot(u Unsealer, r io.Reader, legacy bool) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("failed to read snapshot: %w", err)
+	}
+	_, err = openSnapshot(u, data, snapshotEnvelope, legacy)
+	return err
+}
+
+// restore reads, verifies and decodes a snapshot or backup, then builds the
+// new state beside the current one and swaps it in: nothing is applied
+// before every record has been read and every key unsealed.
+func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("failed to read %s: %w", kind.what, err)
+	}
+	o, err := openSnapshot(s.hsm, data, kind, legacy)
+	if err != nil {
+		return err
+	}
+	o.snap.repairServiceAccounts()
+	if err := o.snap.validate(); err != nil {
+		return fmt.Errorf("invalid %s: %w", kind.what, err)
+	}
+	restored, err := o.build(s.hsm)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clusterID, s.sealedRootKey, s.rootKey, s.macs = restored.clusterID, restored.sealedRootKey, restored.rootKey, restored.macs
+	s.replacedRootKey, s.replacedEntryMAC = restored.replacedRootKey, restored.replacedEntryMAC
+	s.enclaves, s.identities, s.settings = restored.enclaves, restored.identities, restored.settings
+	s.settingsChanged(nil, "")
 	return nil
 }
 
-// Restore replaces the whole state with a snapshot read from r. On error the
-// state is left as it was.
-func (s *State) Restore(r io.Reader) error {
-	var snap snapshot
-	if err := json.NewDecoder(r).Decode(&snap); err != nil {
-		return fmt.Errorf("failed to read snapshot: %w", err)
-	}
-	if snap.Format != snapshotFormat {
-		return fmt.Errorf("unsupported snapshot format %d", snap.Format)
-	}
-	snap.repairServiceAccounts()
-	if err := snap.validate(); err != nil {
-		return fmt.Errorf("invalid snapshot: %w", err)
-	}
-	restored := New(s.hsm)
+// build returns a new state that holds o, its key material unsealed. Key
+// material of a legacy snapshot is sealed again under keyAAD.
+func (o *opened) build(h Unsealer) (*State, error) {
+	snap := &o.snap
+	restored := New(h)
 	if snap.ClusterID != "" {
-		plain, err := s.hsm.Unseal(context.Background(), snap.SealedRootKey)
+		restored.clusterID, restored.sealedRootKey, restored.rootKey, restored.macs = snap.ClusterID, snap.SealedRootKey, o.root, o.macs
+	}
+	if len(snap.ReplacedRootKey) > 0 {
+		_, replaced, err := unsealRoot(h, snap.ReplacedRootKey)
 		if err != nil {
-			return fmt.Errorf("failed to unseal root encryption key with HSM: %w", err)
+			return nil, fmt.Errorf("replaced root key: %w", err)
 		}
-		root, err := crypto.NewKey(crypto.AES256, plain)
-		clear(plain)
-		if err != nil {
-			return fmt.Errorf("invalid root encryption key in snapshot: %w", err)
-		}
-		restored.clusterID, restored.sealedRootKey, restored.rootKey = snap.ClusterID, snap.SealedRootKey, root
+		restored.replacedRootKey, restored.replacedEntryMAC = snap.ReplacedRootKey, replaced.entry
 	}
 	for _, se := range snap.Enclaves {
 		enc := &enclave{Enclave: se.Enclave, keys: map[string]*key{}, policies: map[string]*Policy{}}
 		for _, sk := range se.Keys {
 			k := &key{versions: map[uint32]*version{}, next: sk.Next}
 			for _, sv := range sk.Versions {
-				material, err := restored.unsealKey(se.Name, sk.Name, sv.Type, sv.Sealed)
+				var (
+					material crypto.Key
+					sealed   = sv.Sealed
+					err      error
+				)
+				if o.legacy {
+					material, sealed, err = restored.unsealLegacyKey(se.Name, sk.Name, sv.Version, sv.Type, sv.Sealed)
+				} else {
+					material, err = restored.unsealKey(se.Name, sk.Name, sv.Version, sv.Type, sv.Sealed)
+				}
 				if err != nil {
-					return err
+					return nil, err
 				}
 				k.versions[sv.Version] = &version{
 					KeyVersion: KeyVersion{
@@ -136,7 +200,7 @@ func (s *State) Restore(r io.Reader) error {
 						CreatedAt: sv.CreatedAt,
 						CreatedBy: sv.CreatedBy,
 					},
-					sealed: sv.Sealed,
+					sealed: sealed,
 				}
 				k.latest = max(k.latest, sv.Version)
 			}
@@ -152,15 +216,8 @@ func (s *State) Restore(r io.Reader) error {
 	for _, i := range snap.Identities {
 		restored.identities[i.ID] = &i
 	}
-
 	if snap.Settings != nil {
 		restored.settings = snap.Settings
 	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.clusterID, s.sealedRootKey, s.rootKey = restored.clusterID, restored.sealedRootKey, restored.rootKey
-	s.enclaves, s.identities, s.settings = restored.enclaves, restored.identities, restored.settings
-	s.settingsChanged(nil, "")
-	return nil
+	return restored, nil
 }

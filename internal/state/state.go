@@ -36,11 +36,20 @@ type State struct {
 	clusterID     string
 	sealedRootKey []byte
 	rootKey       crypto.Key
-	enclaves      map[string]*enclave
-	identities    map[string]*Identity // by ID; an identity lives in one enclave
-	settings      map[string]string    // cluster-wide settings, validated by the service
-	onSettings    func(SettingsUpdate)
-	admin         atomic.Pointer[string] // settings[SettingAdminIdentity], read without the lock
+	macs          macKeys // derived from rootKey
+	// replacedRootKey is the sealed root key that the last restore
+	// replaced, and replacedEntryMAC its entry MAC key: entries proposed
+	// before the restore was applied carry that MAC, and are refused as a
+	// failed write, not as tampering. Snapshots keep it, so that a node
+	// that restarts from one between the restore and such an entry judges
+	// the entry as every other node did.
+	replacedRootKey  []byte
+	replacedEntryMAC []byte
+	enclaves         map[string]*enclave
+	identities       map[string]*Identity // by ID; an identity lives in one enclave
+	settings         map[string]string    // cluster-wide settings, validated by the service
+	onSettings       func(SettingsUpdate)
+	admin            atomic.Pointer[string] // settings[SettingAdminIdentity], read without the lock
 }
 
 type enclave struct {

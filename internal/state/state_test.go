@@ -3,7 +3,6 @@ package state_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -22,6 +21,13 @@ const (
 // newState returns an initialized state with a fresh soft HSM.
 func newState(t testing.TB) *state.State {
 	t.Helper()
+	s, _ := newStateHSM(t)
+	return s
+}
+
+// newStateHSM returns an initialized state and its fresh soft HSM.
+func newStateHSM(t testing.TB) (*state.State, hsm.HSM) {
+	t.Helper()
 	key, err := hsm.GenerateSoftKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -30,19 +36,26 @@ func newState(t testing.TB) *state.State {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := h.Seal(context.Background(), bytes.Repeat([]byte{7}, 32))
+	s := state.New(h)
+	mustApply(t, s, &state.Entry{Op: state.OpInit, Init: &state.InitArgs{ClusterID: "c1", SealedRootKey: sealRoot(t, h, 7)}})
+	return s, h
+}
+
+// sealRoot seals a root key of 32 bytes b with h.
+func sealRoot(t testing.TB, h hsm.HSM, b byte) []byte {
+	t.Helper()
+	sealed, err := h.Seal(context.Background(), bytes.Repeat([]byte{b}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := state.New(h)
-	mustApply(t, s, &state.Entry{Op: state.OpInit, Init: &state.InitArgs{ClusterID: "c1", SealedRootKey: sealed}})
-	return s
+	return sealed
 }
 
+// apply encodes e as the proposing node does (authenticated) and applies it.
 func apply(s *state.State, e *state.Entry) error {
-	data, err := json.Marshal(e)
+	data, err := s.EncodeEntry(e)
 	if err != nil {
-		panic(err)
+		return err
 	}
 	return s.Apply(data)
 }
@@ -61,15 +74,16 @@ func keyEntry(t *testing.T, s *state.State, enclave, name string, addVersion boo
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := s.SealKey(enclave, name, k)
+	v := s.NextVersion(enclave, name)
+	sealed, err := s.SealKey(enclave, name, v, k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &state.Entry{Op: state.OpCreateKey, Enclave: enclave, Name: name, Key: &state.KeyArgs{Type: crypto.AES256, AddVersion: addVersion, Sealed: sealed}}
+	return &state.Entry{Op: state.OpCreateKey, Enclave: enclave, Name: name, Key: &state.KeyArgs{Type: crypto.AES256, Version: v, AddVersion: addVersion, Sealed: sealed}}
 }
 
 func TestApplyErrors(t *testing.T) {
-	s := newState(t)
+	s, h := newStateHSM(t)
 	mustApply(t, s, &state.Entry{Op: state.OpCreateEnclave, Name: "a"})
 	mustApply(t, s, keyEntry(t, s, "a", "k", false))
 	mustApply(t, s, &state.Entry{Op: state.OpCreateIdentity, Enclave: "a", Name: alice, Identity: &state.IdentityArgs{Privilege: state.User}})
@@ -79,7 +93,7 @@ func TestApplyErrors(t *testing.T) {
 		entry *state.Entry
 		want  error
 	}{
-		{"init twice", &state.Entry{Op: state.OpInit, Init: &state.InitArgs{ClusterID: "c2"}}, state.ErrAlreadyInitialized},
+		{"init twice", &state.Entry{Op: state.OpInit, Init: &state.InitArgs{ClusterID: "c2", SealedRootKey: sealRoot(t, h, 8)}}, state.ErrAlreadyInitialized},
 		{"enclave exists", &state.Entry{Op: state.OpCreateEnclave, Name: "a"}, state.ErrEnclaveExists},
 		{"default enclave exists", &state.Entry{Op: state.OpCreateEnclave, Name: state.DefaultEnclave}, state.ErrEnclaveExists},
 		{"bad enclave name", &state.Entry{Op: state.OpCreateEnclave, Name: "a/b"}, state.ErrInvalidArgument},
@@ -108,7 +122,7 @@ func TestApplyErrors(t *testing.T) {
 			}
 		})
 	}
-	if err := s.Apply([]byte("{not json")); !errors.Is(err, state.ErrInvalidArgument) {
+	if err := s.ApplyLegacy([]byte("{not json")); !errors.Is(err, state.ErrInvalidArgument) {
 		t.Fatalf("malformed entry: got %v", err)
 	}
 }
@@ -237,11 +251,11 @@ func TestSnapshotRestore(t *testing.T) {
 	const enc = state.DefaultEnclave
 	material := bytes.Repeat([]byte{0xAB}, crypto.KeySize)
 	k, _ := crypto.NewKey(crypto.ChaCha20, material)
-	sealed, err := s.SealKey(enc, "imported", k)
+	sealed, err := s.SealKey(enc, "imported", 1, k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustApply(t, s, &state.Entry{Op: state.OpCreateKey, Enclave: enc, Name: "imported", Time: time.Unix(1e9, 0).UTC(), By: alice, Key: &state.KeyArgs{Type: crypto.ChaCha20, Imported: true, Sealed: sealed}})
+	mustApply(t, s, &state.Entry{Op: state.OpCreateKey, Enclave: enc, Name: "imported", Time: time.Unix(1e9, 0).UTC(), By: alice, Key: &state.KeyArgs{Type: crypto.ChaCha20, Version: 1, Imported: true, Sealed: sealed}})
 	mustApply(t, s, keyEntry(t, s, enc, "rotated", false))
 	mustApply(t, s, keyEntry(t, s, enc, "rotated", true))
 	mustApply(t, s, &state.Entry{Op: state.OpCreateIdentity, Enclave: enc, Name: alice, Identity: &state.IdentityArgs{Privilege: state.Admin, Tags: map[string]string{"t": "v"}}})

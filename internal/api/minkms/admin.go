@@ -48,8 +48,13 @@ func (a *API) readDB(w http.ResponseWriter, r *http.Request, c service.Caller) {
 	writeBody(w, http.StatusOK, contentTypeBinary, buf.Bytes())
 }
 
+// legacyBackupParam is the query parameter of PUT /v1/db that accepts a
+// backup of an earlier version of Keep, which carries no MAC.
+const legacyBackupParam = "unauthenticated-legacy"
+
 // writeDB serves PUT /v1/db: restores a backup, compressed or not, into a
-// fresh cluster.
+// fresh cluster. With ?unauthenticated-legacy, a backup of an earlier
+// version of Keep is accepted too.
 func (a *API) writeDB(w http.ResponseWriter, r *http.Request, c service.Caller) {
 	// A backup may be larger than what the server's read timeout allows
 	// for: it gets the route's time (its context ends then anyway).
@@ -67,7 +72,7 @@ func (a *API) writeDB(w http.ResponseWriter, r *http.Request, c service.Caller) 
 			return
 		}
 	}
-	if err := a.svc.Restore(r.Context(), c, body); err != nil {
+	if err := a.svc.Restore(r.Context(), c, body, r.URL.Query().Has(legacyBackupParam)); err != nil {
 		writeError(w, r, err)
 		return
 	}

@@ -1,0 +1,222 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/hsm"
+	"github.com/keep-kms/keep/internal/state"
+)
+
+// leaderState returns an initialized state, as on a leader, its HSM, and
+// the entries that made it; the first is the init entry.
+func leaderState(t *testing.T) (*state.State, hsm.HSM, [][]byte) {
+	t.Helper()
+	h := testHSM(t)
+	root, err := crypto.GenerateKey(crypto.AES256, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := h.Seal(context.Background(), root.Material())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := state.New(h)
+	var entries [][]byte
+	for _, e := range []*state.Entry{
+		{Op: state.OpInit, Init: &state.InitArgs{ClusterID: "c", SealedRootKey: sealed}},
+		{Op: state.OpCreateEnclave, Name: "a"},
+		{Op: state.OpCreateEnclave, Name: "b"},
+		{Op: state.OpCreateEnclave, Name: "c"},
+	} {
+		data, err := s.EncodeEntry(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Apply(data); err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, data)
+	}
+	return s, h, entries
+}
+
+func command(index uint64, data []byte) *raft.Log {
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}
+}
+
+// TestFSMRefusesTamperedEntry gives a follower's fsm the leader's entries,
+// one of them changed: it refuses that entry and every later one, takes no
+// snapshot, and says which entry of which log.
+func TestFSMRefusesTamperedEntry(t *testing.T) {
+	_, h, entries := leaderState(t)
+	bad := bytes.Replace(entries[2], []byte(`"name":"b"`), []byte(`"name":"x"`), 1)
+
+	f := newFSM(state.New(h), &stores{logName: "the raft log in DIR/wal"})
+	for i, data := range [][]byte{entries[0], entries[1], bad, entries[3]} {
+		f.Apply(command(uint64(i+1), data))
+	}
+	err := f.failure()
+	if !errors.Is(err, ErrTampered) || !errors.Is(err, state.ErrNotAuthentic) {
+		t.Fatalf("failure: %v", err)
+	}
+	if want := "entry 3 of the raft log in DIR/wal"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("failure %q does not name %q", err, want)
+	}
+	for _, name := range []string{"x", "b", "c"} {
+		if _, err := f.state.Enclave(name); !errors.Is(err, state.ErrEnclaveNotFound) {
+			t.Errorf("enclave %s was applied: %v", name, err)
+		}
+	}
+	if _, err := f.Snapshot(); !errors.Is(err, ErrTampered) {
+		t.Fatalf("snapshot of a stopped fsm: %v", err)
+	}
+}
+
+// TestFSMLegacyWindow accepts unauthenticated entries up to the last index
+// the log held when an upgraded data directory was opened, and refuses
+// them after it.
+func TestFSMLegacyWindow(t *testing.T) {
+	_, h, entries := leaderState(t)
+	legacy, _ := json.Marshal(&state.Entry{Op: state.OpCreateEnclave, Name: "legacy", Time: time.Now()})
+
+	f := newFSM(state.New(h), &stores{upgrading: true, legacyLast: 2})
+	f.Apply(command(1, entries[0]))
+	if resp := f.Apply(command(2, legacy)); resp != nil {
+		t.Fatalf("legacy entry within the window: %v", resp)
+	}
+	if _, err := f.state.Enclave("legacy"); err != nil {
+		t.Fatal(err)
+	}
+	f.Apply(command(3, bytes.Replace(legacy, []byte("legacy"), []byte("later"), 1)))
+	if err := f.failure(); !errors.Is(err, state.ErrNotAuthentic) {
+		t.Fatalf("legacy entry after the window: %v", err)
+	}
+}
+
+// TestFSMRefusesTamperedSnapshot restores a snapshot as a follower does
+// when the leader sends one: a changed one is refused and stops the fsm.
+func TestFSMRefusesTamperedSnapshot(t *testing.T) {
+	leader, h, _ := leaderState(t)
+	var snap bytes.Buffer
+	if err := leader.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Replace(snap.Bytes(), []byte(`"Name":"b"`), []byte(`"Name":"x"`), 1)
+	f := newFSM(state.New(h), &stores{})
+	if err := f.Restore(io.NopCloser(bytes.NewReader(bad))); !errors.Is(err, ErrTampered) {
+		t.Fatalf("tampered snapshot: %v", err)
+	}
+	if f.state.Initialized() {
+		t.Fatal("the tampered snapshot was applied")
+	}
+	f = newFSM(state.New(h), &stores{})
+	if err := f.Restore(io.NopCloser(bytes.NewReader(snap.Bytes()))); err != nil {
+		t.Fatalf("genuine snapshot: %v", err)
+	}
+}
+
+// TestStoresFormat marks a fresh data directory as authenticated, and
+// finds one without the mark (an earlier version's) being upgraded, with
+// the window of legacy entries ending at its last entry.
+func TestStoresFormat(t *testing.T) {
+	h := testHSM(t)
+	dir := t.TempDir()
+	st, err := openStores(context.Background(), dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.upgrading {
+		t.Fatal("a fresh directory is being upgraded")
+	}
+	st.close()
+
+	old := oldDataDir(t) // no mark, log 5 to 300
+	st, err = openStores(context.Background(), old, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.upgrading || st.legacyLast != 300 {
+		t.Fatalf("old directory: upgrading %v, legacy entries up to %d", st.upgrading, st.legacyLast)
+	}
+	if err := st.markUpgraded(); err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	st, err = openStores(context.Background(), old, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	if st.upgrading || st.legacyLast != 0 {
+		t.Fatalf("marked directory: upgrading %v, legacy entries up to %d", st.upgrading, st.legacyLast)
+	}
+}
+
+// TestCheckSnapshotsUnreadableMeta refuses a snapshot whose metadata raft
+// cannot read, which raft itself would skip for an older state.
+func TestCheckSnapshotsUnreadableMeta(t *testing.T) {
+	dir := t.TempDir()
+	st, err := openStores(context.Background(), dir, testHSM(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	snapDir := filepath.Join(dir, snapshotDir, "2-10-123")
+	if err := os.MkdirAll(snapDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snapDir, "meta.json"), []byte("{broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.checkSnapshots(testHSM(t)); !errors.Is(err, ErrTampered) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestDeletedMarkStaysUpgraded deletes the mark of an upgraded data
+// directory: its authenticated snapshot still says it was upgraded, so no
+// window for unauthenticated entries opens again.
+func TestDeletedMarkStaysUpgraded(t *testing.T) {
+	h := testHSM(t)
+	leader, _, _ := leaderState(t)
+	dir := oldDataDir(t)
+	st, err := openStores(context.Background(), dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := st.snaps.Create(raft.SnapshotVersionMax, 300, 7, raft.Configuration{}, 1, offlineTransport())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.Snapshot(sink); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st.close() // not marked: as if the mark had been deleted
+
+	st, err = openStores(context.Background(), dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	if st.upgrading || st.legacyLast != 0 {
+		t.Fatalf("upgrading %v, legacy entries up to %d", st.upgrading, st.legacyLast)
+	}
+	if format, err := st.stable.Get(formatKey); err != nil || string(format) != formatAuthenticated {
+		t.Fatalf("mark %q, %v", format, err)
+	}
+}
