@@ -14,10 +14,13 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Environment variables read by the client commands.
+// Environment variables read by the client commands: their names, not
+// credentials.
 const (
-	EnvServer = "MINIO_KMS_SERVER"  // comma-separated server endpoints
-	EnvAPIKey = "MINIO_KMS_API_KEY" // API key used when --api-key is not given
+	EnvServer = "MINIO_KMS_SERVER" // comma-separated server endpoints
+	// EnvAPIKey names the variable of the API key used when --api-key is
+	// not given.
+	EnvAPIKey = "MINIO_KMS_API_KEY" // #nosec G101 -- the name of a variable, not a credential
 )
 
 // DefaultServer is the endpoint used when MINIO_KMS_SERVER is not set.
@@ -86,7 +89,7 @@ func (a *app) apiKey(f *clientFlags) (mtls.PrivateKey, error) {
 func clientTLS(f *clientFlags) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: f.insecure, // only on the user's explicit request
+		InsecureSkipVerify: f.insecure, // #nosec G402 -- only with --insecure / -k, the user's explicit request for a self-signed server
 	}
 }
 

@@ -137,7 +137,7 @@ func (c *forwardConn) call(ctx context.Context, entry []byte) (uint64, error) {
 	c.mu.Unlock()
 
 	sent := time.Now().UnixNano()
-	f := frame{id: id, aux: uint32(max(timeout.Milliseconds(), 1)), payload: entry}
+	f := frame{id: id, aux: uint32(max(timeout.Milliseconds(), 1)), payload: entry} // #nosec G115 -- milliseconds of a request timeout: minutes at most
 	if err := c.w.write(appendFrame(make([]byte, 0, frameHeaderSize+len(entry)), f)); err != nil {
 		c.forget(id)
 		return 0, unreachable(c.leader, err)

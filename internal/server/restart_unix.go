@@ -17,5 +17,5 @@ func Reexec() error {
 	if err != nil {
 		return fmt.Errorf("cannot restart: %w", err)
 	}
-	return fmt.Errorf("cannot restart: %w", syscall.Exec(self, os.Args, os.Environ()))
+	return fmt.Errorf("cannot restart: %w", syscall.Exec(self, os.Args, os.Environ())) // #nosec G204 G702 -- re-executes this very binary (os.Executable) with its own arguments and environment
 }

@@ -92,7 +92,7 @@ type rank int
 const rankRoot rank = 0
 
 // privilege is the highest privilege an identity of rank r may hand out.
-func (r rank) privilege() state.Privilege { return max(state.Privilege(r), state.SysAdmin) }
+func (r rank) privilege() state.Privilege { return max(state.Privilege(r), state.SysAdmin) } // #nosec G115 -- a rank is 0 to 3
 
 // rank returns the rank of caller c.
 func (s *Service) rank(c Caller) (rank, error) {

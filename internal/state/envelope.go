@@ -92,7 +92,7 @@ func writeEnvelope(w io.Writer, kind envelopeKind, sealed, macKey, body []byte) 
 	header := make([]byte, 0, len(kind.magic)+3+len(sealed))
 	header = append(header, kind.magic...)
 	header = append(header, envelopeFormat)
-	header = binary.BigEndian.AppendUint16(header, uint16(len(sealed)))
+	header = binary.BigEndian.AppendUint16(header, uint16(len(sealed))) // #nosec G115 -- checked above: at most 0xffff
 	header = append(header, sealed...)
 	mac := make([]byte, macSize)
 	if len(sealed) > 0 {

@@ -83,10 +83,10 @@ func identity(i state.Identity) *pb.IdentityResponse {
 func clusterStatus(up map[int]cluster.NodeStatus, down map[int]string) *pb.ClusterStatusResponse {
 	resp := &pb.ClusterStatusResponse{NodesUp: map[uint32]*pb.ServerStatusResponse{}, NodesDown: map[uint32]string{}}
 	for id, st := range up {
-		resp.NodesUp[uint32(id)] = serverStatus(st)
+		resp.NodesUp[uint32(id)] = serverStatus(st) // #nosec G115 -- raft node IDs are small indexes of the cluster configuration
 	}
 	for id, host := range down {
-		resp.NodesDown[uint32(id)] = host
+		resp.NodesDown[uint32(id)] = host // #nosec G115 -- raft node IDs are small indexes of the cluster configuration
 	}
 	return resp
 }
@@ -118,8 +118,8 @@ func serverStatus(st cluster.NodeStatus) *pb.ServerStatusResponse {
 		ElectionTimeout:   durationpb.New(st.ElectionTimeout),
 		OS:                st.OS,
 		Arch:              st.Arch,
-		CPUs:              uint32(st.CPUs),
-		UsableCPUs:        uint32(st.UsableCPUs),
+		CPUs:              uint32(st.CPUs),       // #nosec G115 -- a CPU count
+		UsableCPUs:        uint32(st.UsableCPUs), // #nosec G115 -- a CPU count
 		HeapMemInUse:      st.HeapInUse,
 		StackMemInUse:     st.StackInUse,
 	}

@@ -45,8 +45,8 @@ func (a *API) pprof(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 			Heap:          st.Heap,
 			Goroutine:     st.Goroutine,
 			Thread:        st.Thread,
-			BlockRate:     uint32(st.BlockRate),
-			MutexFraction: uint32(st.MutexFraction),
+			BlockRate:     uint32(st.BlockRate),     // #nosec G115 -- the profiler's rates are small positive numbers set by this node
+			MutexFraction: uint32(st.MutexFraction), // #nosec G115 -- the profiler's rates are small positive numbers set by this node
 		})
 	default:
 		data, err := a.profiler.Stop()
@@ -121,7 +121,7 @@ func (a *API) log(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 		if err != nil || len(data) > maxLogRecord {
 			return true
 		}
-		frame := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(data)), uint32(len(data)))
+		frame := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(data)), uint32(len(data))) // #nosec G115 -- data is at most maxLogRecord bytes (checked above)
 		if _, err := w.Write(append(frame, data...)); err != nil {
 			return false
 		}
@@ -177,7 +177,7 @@ func logRecord(rec *logging.Record) *pb.LogRecord {
 	if req.IP == "" {
 		req.IP = "0.0.0.0"
 	}
-	return &pb.LogRecord{Level: int32(rec.Level), Time: timestamppb.New(rec.Time), Message: rec.Text, Req: req}
+	return &pb.LogRecord{Level: int32(rec.Level), Time: timestamppb.New(rec.Time), Message: rec.Text, Req: req} // #nosec G115 -- slog levels are small integers (-4 to 8)
 }
 
 // auditRecord is an audit event on the wire.
