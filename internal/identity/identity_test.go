@@ -7,9 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,35 +15,8 @@ import (
 	"time"
 
 	"aead.dev/mtls"
+	"github.com/keep-kms/keep/test/testnode"
 )
-
-// certificate makes a certificate for pub, signed by signer (self-signed
-// when signer's public key is pub), marked as a CA or not.
-func certificate(t *testing.T, pub crypto.PublicKey, signer crypto.Signer, parent *x509.Certificate, isCA bool) *x509.Certificate {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  isCA,
-	}
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 func newKey(t *testing.T) ed25519.PrivateKey {
 	t.Helper()
@@ -61,7 +32,7 @@ func newKey(t *testing.T) ed25519.PrivateKey {
 func handshake(t *testing.T, chain []*x509.Certificate, key crypto.PrivateKey) (mtls.Identity, error) {
 	t.Helper()
 	serverKey := newKey(t)
-	serverCert := certificate(t, serverKey.Public(), serverKey, nil, false)
+	serverCert := testnode.Certificate(t, serverKey.Public(), serverKey, nil, false)
 	clientCert := tls.Certificate{PrivateKey: key}
 	for _, c := range chain {
 		clientCert.Certificate = append(clientCert.Certificate, c.Raw)
@@ -97,10 +68,10 @@ func handshake(t *testing.T, chain []*x509.Certificate, key crypto.PrivateKey) (
 // is ever its identity, or the handshake fails.
 func TestPeerForgedChains(t *testing.T) {
 	attacker, victim := newKey(t), newKey(t)
-	ownCA := certificate(t, attacker.Public(), attacker, nil, true)
-	own := certificate(t, attacker.Public(), attacker, nil, false)
-	victimCert := certificate(t, victim.Public(), attacker, ownCA, false) // victim's key, signed by the attacker
-	victimCA := certificate(t, victim.Public(), attacker, ownCA, true)
+	ownCA := testnode.Certificate(t, attacker.Public(), attacker, nil, true)
+	own := testnode.Certificate(t, attacker.Public(), attacker, nil, false)
+	victimCert := testnode.Certificate(t, victim.Public(), attacker, ownCA, false) // victim's key, signed by the attacker
+	victimCA := testnode.Certificate(t, victim.Public(), attacker, ownCA, true)
 	attackerID, victimID := mtls.CertificateIdentity(own), mtls.CertificateIdentity(victimCert)
 
 	tests := []struct {
@@ -149,8 +120,8 @@ func TestPeerNone(t *testing.T) {
 
 func TestOf(t *testing.T) {
 	k1, k2 := newKey(t), newKey(t)
-	c1 := certificate(t, k1.Public(), k1, nil, false)
-	c2 := certificate(t, k2.Public(), k2, nil, true)
+	c1 := testnode.Certificate(t, k1.Public(), k1, nil, false)
+	c2 := testnode.Certificate(t, k2.Public(), k2, nil, true)
 	tests := []struct {
 		name   string
 		tls    *tls.ConnectionState

@@ -1,8 +1,6 @@
 package service
 
 import (
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -10,7 +8,6 @@ import (
 
 	"github.com/minio/kms-go/kms/cmds"
 
-	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -35,21 +32,8 @@ func testIdentity(name string) string {
 // User of b; root is its root identity.
 func admitService(t testing.TB) (*Service, *state.State) {
 	t.Helper()
-	key, err := hsm.GenerateSoftKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := hsm.ParseSoftKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := h.Seal(context.Background(), bytes.Repeat([]byte{7}, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := state.New(h)
+	st, _ := initializedState(t)
 	for _, e := range []*state.Entry{
-		{Op: state.OpInit, Init: &state.InitArgs{ClusterID: "c", SealedRootKey: sealed}},
 		{Op: state.OpCreateEnclave, Name: "a"},
 		{Op: state.OpCreateEnclave, Name: "b"},
 		{Op: state.OpCreateIdentity, Enclave: "a", Name: sysAdmin, Identity: &state.IdentityArgs{Privilege: state.SysAdmin}},

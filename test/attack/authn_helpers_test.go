@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"strconv"
@@ -84,29 +81,7 @@ func forgedCert(t *testing.T, attacker mtls.PrivateKey, victim crypto.PublicKey,
 	t.Helper()
 	signer := attacker.Private().(crypto.Signer)
 	issue := func(pub crypto.PublicKey, isCA bool, parent *x509.Certificate) *x509.Certificate {
-		serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-		tmpl := &x509.Certificate{
-			SerialNumber:          serial,
-			Subject:               pkix.Name{CommonName: fmt.Sprintf("forged-%d", serial)},
-			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().Add(time.Hour),
-			KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-			ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			BasicConstraintsValid: true,
-			IsCA:                  isCA,
-		}
-		if parent == nil {
-			parent = tmpl
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
+		return testnode.Certificate(t, pub, signer, parent, isCA)
 	}
 	ownCA := issue(attacker.Public(), true, nil)
 	certs := map[string]*x509.Certificate{

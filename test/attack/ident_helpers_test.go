@@ -2,9 +2,6 @@ package attack
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/tls"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,31 +14,6 @@ import (
 
 	"github.com/keep-kms/keep/test/testnode"
 )
-
-// identKES returns a KES client for node n that authenticates with key,
-// as MinIO in KES mode would.
-func identKES(t testing.TB, n *testnode.Node, key mtls.PrivateKey) *kes.Client {
-	t.Helper()
-	priv, ok := key.Private().(ed25519.PrivateKey)
-	if !ok {
-		t.Fatalf("%T is not an Ed25519 key", key.Private())
-	}
-	apiKey, err := kes.ParseAPIKey("kes:v1:" + base64.StdEncoding.EncodeToString(append([]byte{0}, priv.Seed()...)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := kes.GenerateCertificate(apiKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := kes.NewClientWithConfig(n.Endpoint(), &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		Certificates:       []tls.Certificate{cert},
-		InsecureSkipVerify: true, // the node's certificate is self-signed
-	})
-	t.Cleanup(c.HTTPClient.CloseIdleConnections)
-	return c
-}
 
 // identHex spells an h1: identity as KES does: the SHA-256 in lowercase hex.
 func identHex(id mtls.Identity) kes.Identity {

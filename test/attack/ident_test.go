@@ -79,7 +79,7 @@ func TestIdentMatrix(t *testing.T) {
 
 	for _, row := range identMatrix {
 		caller := n.Client(t, callers[row.caller])
-		kc := identKES(t, n, callers[row.caller])
+		kc := n.KESClient(t, callers[row.caller])
 		priv := identPrivilege[row.target]
 		other := kms.User // what overwrite changes the privilege to
 		if priv == kms.User {
@@ -223,7 +223,7 @@ func TestIdentImport(t *testing.T) {
 	identNoErr(t, root.CreateIdentity(ctx, "", &kms.CreateIdentityRequest{Identity: creator.Identity(), Privilege: kms.User}), "creator")
 	identNoErr(t, root.AssignPolicy(ctx, "", &kms.AssignPolicyRequest{Policy: "create-only", Identity: creator.Identity()}), "assign create-only")
 
-	c, kc := n.Client(t, creator), identKES(t, n, creator)
+	c, kc := n.Client(t, creator), n.KESClient(t, creator)
 	identNoErr(t, c.CreateKey(ctx, "", &kms.CreateKeyRequest{Name: "created"}), "User with KEY:CREATE creates a key")
 	err := c.ImportKey(ctx, "", &kms.ImportKeyRequest{Name: "imp-kms", Type: kms.AES256, Key: material})
 	if identStatus(err) != 403 {
@@ -245,7 +245,7 @@ func TestIdentImport(t *testing.T) {
 	importer := testnode.NewAPIKey(t)
 	identNoErr(t, root.CreateIdentity(ctx, "", &kms.CreateIdentityRequest{Identity: importer.Identity(), Privilege: kms.User}), "importer")
 	identNoErr(t, root.AssignPolicy(ctx, "", &kms.AssignPolicyRequest{Policy: "import", Identity: importer.Identity()}), "assign import")
-	ic, ikc := n.Client(t, importer), identKES(t, n, importer)
+	ic, ikc := n.Client(t, importer), n.KESClient(t, importer)
 	identNoErr(t, ic.ImportKey(ctx, "", &kms.ImportKeyRequest{Name: "imp-kms", Type: kms.AES256, Key: material}), "User with KEY:IMPORT imports on the MinIO KMS API")
 	if err := ikc.ImportKey(ctx, "imp-kes", &kes.ImportKeyRequest{Key: material, Cipher: kes.AES256}); err != nil {
 		t.Errorf("User with KEY:IMPORT imports on the KES API: %v", err)
@@ -262,7 +262,7 @@ func TestIdentImport(t *testing.T) {
 	if err != nil || len(got) != 1 {
 		t.Errorf("kms-go GetPolicy of a policy with KEY:IMPORT: %s", testnode.DescribeErr(err))
 	}
-	kp, err := identKES(t, n, n.Root).GetPolicy(ctx, "import")
+	kp, err := n.KESClient(t, n.Root).GetPolicy(ctx, "import")
 	if err != nil {
 		t.Errorf("KES GetPolicy: %v", err)
 	} else if _, ok := kp.Allow["/v1/key/import/imp-*"]; !ok || len(kp.Allow) != 1 {

@@ -2,18 +2,12 @@ package attack
 
 import (
 	"bufio"
-	"crypto/ed25519"
-	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"aead.dev/mtls"
-	"github.com/minio/kms-go/kes"
 
 	"github.com/keep-kms/keep/test/testnode"
 )
@@ -114,31 +108,6 @@ func waitRecord(t *testing.T, file string, match func(auditRecord) bool) (auditR
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// kesClientOf is a KES client for node n that authenticates with the
-// kes:v1: spelling of the Ed25519 API key k.
-func kesClientOf(t *testing.T, n *testnode.Node, k mtls.PrivateKey) *kes.Client {
-	t.Helper()
-	priv, ok := k.Private().(ed25519.PrivateKey)
-	if !ok {
-		t.Fatalf("%T is not an Ed25519 key", k.Private())
-	}
-	key, err := kes.ParseAPIKey("kes:v1:" + base64.StdEncoding.EncodeToString(append([]byte{0}, priv.Seed()...)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := kes.GenerateCertificate(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := kes.NewClientWithConfig(n.Endpoint(), &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		Certificates:       []tls.Certificate{cert},
-		InsecureSkipVerify: true, // the node's certificate is self-signed
-	})
-	t.Cleanup(c.HTTPClient.CloseIdleConnections)
-	return c
 }
 
 // configOf is what keep config get --json shows of a node.

@@ -100,10 +100,10 @@ func TestRootRevocable(t *testing.T) {
 			if testnode.StatusOf(err) != http.StatusForbidden {
 				t.Errorf("%s: CreateKey with the HSM-derived root: %s, want 403", n.Name, testnode.DescribeErr(err))
 			}
-			if _, _, err := kesClientOf(t, n, hsmRoot).DescribeSelf(ctx); !errors.Is(err, kes.ErrNotAllowed) {
+			if _, _, err := n.KESClient(t, hsmRoot).DescribeSelf(ctx); !errors.Is(err, kes.ErrNotAllowed) {
 				t.Errorf("%s: KES DescribeSelf with the HSM-derived root: %v, want 403", n.Name, err)
 			}
-			if err := kesClientOf(t, n, hsmRoot).CreateKey(ctx, "kes-by-old-root-"+n.Name); !errors.Is(err, kes.ErrNotAllowed) {
+			if err := n.KESClient(t, hsmRoot).CreateKey(ctx, "kes-by-old-root-"+n.Name); !errors.Is(err, kes.ErrNotAllowed) {
 				t.Errorf("%s: KES CreateKey with the HSM-derived root: %v, want 403", n.Name, err)
 			}
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.Endpoint()+"/v1/config", nil)
@@ -135,11 +135,11 @@ func TestRootRevocable(t *testing.T) {
 			if err := kc.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "by-admin-" + n.Name}); err != nil {
 				t.Errorf("%s: CreateEnclave as the new admin: %s", n.Name, testnode.DescribeErr(err))
 			}
-			info, _, err := kesClientOf(t, n, admin).DescribeSelf(ctx)
+			info, _, err := n.KESClient(t, admin).DescribeSelf(ctx)
 			if err != nil || !info.IsAdmin {
 				t.Errorf("%s: KES DescribeSelf as the new admin: %+v, %v", n.Name, info, err)
 			}
-			if err := kesClientOf(t, n, admin).CreateKey(ctx, "kes-by-admin-"+n.Name); err != nil {
+			if err := n.KESClient(t, admin).CreateKey(ctx, "kes-by-admin-"+n.Name); err != nil {
 				t.Errorf("%s: KES CreateKey as the new admin: %v", n.Name, err)
 			}
 		}

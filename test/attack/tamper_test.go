@@ -315,20 +315,7 @@ func TestUpgradeFromOldData(t *testing.T) {
 // new keep at once (the upgrade docs/ARCHITECTURE.md asks for): every node
 // serves the old keys, and writes go on.
 func TestUpgradeClusterFromOldData(t *testing.T) {
-	old := oldBinary(t)
-	hsmKey := testnode.NewHSMKey(t)
-	var nodes []*testnode.Node
-	for i := range 3 {
-		n := testnode.New(t, testnode.Options{Name: "node-" + itoa(i), HSMKey: hsmKey})
-		startWith(t, n, old)
-		nodes = append(nodes, n)
-	}
-	first := nodes[0].RootClient(t)
-	for _, n := range nodes[1:] {
-		if err := first.AddNode(tctx(t), &kms.AddClusterNodeRequest{Host: n.Host}); err != nil {
-			t.Fatalf("add %s: %s", n.Host, testnode.DescribeErr(err))
-		}
-	}
+	nodes, first := oldCluster(t, 3)
 	f := populate(t, first)
 	for _, n := range nodes {
 		n.Stop()
@@ -376,20 +363,7 @@ func TestUpgradeClusterFromOldData(t *testing.T) {
 // stops serving rather than apply them (docs/ARCHITECTURE.md, Mixed
 // versions); the old nodes go on.
 func TestRollingUpgradeStopsUpgradedFollower(t *testing.T) {
-	old := oldBinary(t)
-	hsmKey := testnode.NewHSMKey(t)
-	var nodes []*testnode.Node
-	for i := range 3 {
-		n := testnode.New(t, testnode.Options{Name: "node-" + itoa(i), HSMKey: hsmKey})
-		startWith(t, n, old)
-		nodes = append(nodes, n)
-	}
-	first := nodes[0].RootClient(t)
-	for _, n := range nodes[1:] {
-		if err := first.AddNode(tctx(t), &kms.AddClusterNodeRequest{Host: n.Host}); err != nil {
-			t.Fatalf("add %s: %s", n.Host, testnode.DescribeErr(err))
-		}
-	}
+	nodes, _ := oldCluster(t, 3)
 	up := nodes[2]
 	up.Stop()
 	up.MustStart()
@@ -414,4 +388,25 @@ func TestRollingUpgradeStopsUpgradedFollower(t *testing.T) {
 	if _, err := nodes[1].RootClient(t).ListEnclaves(tctx(t), &kms.ListRequest{}); err != nil {
 		t.Fatalf("the old follower: %s", testnode.DescribeErr(err))
 	}
+}
+
+// oldCluster forms a cluster of n nodes with the keep of main before this
+// change, and returns them and a client of the first.
+func oldCluster(t *testing.T, n int) ([]*testnode.Node, *kms.Client) {
+	t.Helper()
+	old := oldBinary(t)
+	hsmKey := testnode.NewHSMKey(t)
+	var nodes []*testnode.Node
+	for i := range n {
+		node := testnode.New(t, testnode.Options{Name: "node-" + itoa(i), HSMKey: hsmKey})
+		startWith(t, node, old)
+		nodes = append(nodes, node)
+	}
+	first := nodes[0].RootClient(t)
+	for _, node := range nodes[1:] {
+		if err := first.AddNode(tctx(t), &kms.AddClusterNodeRequest{Host: node.Host}); err != nil {
+			t.Fatalf("add %s: %s", node.Host, testnode.DescribeErr(err))
+		}
+	}
+	return nodes, first
 }

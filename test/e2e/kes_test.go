@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
@@ -38,42 +37,10 @@ import (
 // Helpers: the KES spellings of keys and identities, computed here and not
 // by the server's code, and KES clients.
 
-// kesAPIKey spells a k1: API key as KES does: kes:v1: and the standard
-// base64 of 0x00 followed by the Ed25519 seed.
-func kesAPIKey(t testing.TB, k mtls.PrivateKey) kes.APIKey {
-	t.Helper()
-	priv, ok := k.Private().(ed25519.PrivateKey)
-	if !ok {
-		t.Fatalf("%T is not an Ed25519 key", k.Private())
-	}
-	key, err := kes.ParseAPIKey("kes:v1:" + base64.StdEncoding.EncodeToString(append([]byte{0}, priv.Seed()...)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
 // kesIdentity spells an h1: identity as KES does: lowercase hex.
 func kesIdentity(id mtls.Identity) kes.Identity {
 	b, _ := id.MarshalBinary() // "h1:" and the 32 bytes of the SHA-256
 	return kes.Identity(hex.EncodeToString(b[3:]))
-}
-
-// kesClient returns a KES client for the node that authenticates with the
-// kes:v1: spelling of k.
-func kesClient(t testing.TB, n *testnode.Node, k mtls.PrivateKey) *kes.Client {
-	t.Helper()
-	cert, err := kes.GenerateCertificate(kesAPIKey(t, k))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := kes.NewClientWithConfig("https://"+n.Addr, &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		Certificates:       []tls.Certificate{cert},
-		InsecureSkipVerify: true, // the node's certificate is self-signed
-	})
-	t.Cleanup(c.HTTPClient.CloseIdleConnections)
-	return c
 }
 
 // kesErrIs fails the test unless err is the KES error want, status and
@@ -198,7 +165,7 @@ func next[T any](t testing.TB, c <-chan T, what string) T {
 func TestKESBanner(t *testing.T) {
 	t.Parallel()
 	n := testnode.Start(t, testnode.Options{Dev: true})
-	key := kesAPIKey(t, n.Root)
+	key := testnode.KESAPIKey(t, n.Root)
 	if !strings.Contains(n.Banner, key.String()) {
 		t.Errorf("banner does not print the root API key as %s:\n%s", key, n.Banner)
 	}
@@ -206,7 +173,7 @@ func TestKESBanner(t *testing.T) {
 		t.Errorf("banner does not print the root identity as %s:\n%s", id, n.Banner)
 	}
 	// The banner's kes:v1: key works with the KES client as root.
-	info, _, err := kesClient(t, n, n.Root).DescribeSelf(ctxT(t))
+	info, _, err := n.KESClient(t, n.Root).DescribeSelf(ctxT(t))
 	kesNoErr(t, err, "DescribeSelf as root")
 	if !info.IsAdmin || info.Identity != key.Identity() {
 		t.Errorf("DescribeSelf as root: %+v, want admin %s", info, key.Identity())
@@ -219,7 +186,7 @@ func TestKES(t *testing.T) {
 	n := testnode.Start(t, testnode.Options{Dev: true, Config: config})
 	ctx := ctxT(t)
 	root := n.RootClient(t)
-	kc := kesClient(t, n, n.Root)
+	kc := n.KESClient(t, n.Root)
 	rootID := kesIdentity(n.Root.Identity())
 
 	t.Run("Keys", func(t *testing.T) {
@@ -478,11 +445,11 @@ func TestKES(t *testing.T) {
 			if r := do(t, anon, "GET", base+"/v1/key/describe/wire", nil, nil); r.Status != 400 || kesMessage(t, r) != "tls: client certificate is required" {
 				t.Errorf("%s: no client certificate: %d %q", proto, r.Status, r.Body)
 			}
-			c1, err := kes.GenerateCertificate(kesAPIKey(t, n.Root))
+			c1, err := kes.GenerateCertificate(testnode.KESAPIKey(t, n.Root))
 			if err != nil {
 				t.Fatal(err)
 			}
-			c2, err := kes.GenerateCertificate(kesAPIKey(t, testnode.NewAPIKey(t)))
+			c2, err := kes.GenerateCertificate(testnode.KESAPIKey(t, testnode.NewAPIKey(t)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -581,10 +548,10 @@ func TestKES(t *testing.T) {
 		}, map[cmds.Command]kms.RuleSet{
 			cmds.KeyGenerate: {"app-secret*": {}},
 		})
-		uc := kesClient(t, n, user)
+		uc := n.KESClient(t, user)
 		want := kesIdentity(user.Identity())
-		if want != kesAPIKey(t, user).Identity() {
-			t.Fatalf("identity spellings: %s (hex of h1:) != %s (kes client)", want, kesAPIKey(t, user).Identity())
+		if want != testnode.KESAPIKey(t, user).Identity() {
+			t.Fatalf("identity spellings: %s (hex of h1:) != %s (kes client)", want, testnode.KESAPIKey(t, user).Identity())
 		}
 		info, policy, err := uc.DescribeSelf(ctx)
 		kesNoErr(t, err, "DescribeSelf as user")
@@ -677,11 +644,11 @@ func TestKES(t *testing.T) {
 
 		// Unknown identities, and identities of other enclaves, may do
 		// nothing on the KES enclave.
-		stranger := kesClient(t, n, testnode.NewAPIKey(t))
+		stranger := n.KESClient(t, testnode.NewAPIKey(t))
 		noErr(t, root.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "elsewhere"}), "CreateEnclave elsewhere")
 		otherAdmin := testnode.NewAPIKey(t)
 		noErr(t, root.CreateIdentity(ctx, "elsewhere", &kms.CreateIdentityRequest{Identity: otherAdmin.Identity(), Privilege: kms.Admin}), "CreateIdentity Admin elsewhere")
-		oc := kesClient(t, n, otherAdmin)
+		oc := n.KESClient(t, otherAdmin)
 		for name, c := range map[string]*kes.Client{"unknown identity": stranger, "Admin of another enclave": oc} {
 			_, err := c.GenerateKey(ctx, "app-1", nil)
 			kesErrIs(t, err, kes.ErrNotAllowed, name+" GenerateKey")
@@ -700,7 +667,7 @@ func TestKES(t *testing.T) {
 		// but not follow the node's logs.
 		admin := testnode.NewAPIKey(t)
 		noErr(t, root.CreateIdentity(ctx, "", &kms.CreateIdentityRequest{Identity: admin.Identity(), Privilege: kms.Admin}), "CreateIdentity Admin")
-		ac := kesClient(t, n, admin)
+		ac := n.KESClient(t, admin)
 		kesNoErr(t, ac.CreateKey(ctx, "admins-key"), "Admin CreateKey")
 		kesNoErr(t, ac.DeleteKey(ctx, "admins-key"), "Admin DeleteKey")
 		if info, _, err := ac.DescribeSelf(ctx); err != nil || !info.IsAdmin || info.Policy != "" {
@@ -750,7 +717,7 @@ func TestKES(t *testing.T) {
 		_, err = root.GenerateKey(ctx, "", &kms.GenerateKeyRequest{Name: "logs"})
 		noErr(t, err, "kms GenerateKey")
 		stranger := testnode.NewAPIKey(t)
-		_, err = kesClient(t, n, stranger).GenerateKey(ctx, "logs", nil)
+		_, err = n.KESClient(t, stranger).GenerateKey(ctx, "logs", nil)
 		kesErrIs(t, err, kes.ErrNotAllowed, "unknown identity GenerateKey")
 
 		for i, want := range []struct {
@@ -850,7 +817,7 @@ func TestKESEnclave(t *testing.T) {
 	n := testnode.Start(t, testnode.Options{Dev: true, Config: config})
 	ctx := ctxT(t)
 	root := n.RootClient(t)
-	kc := kesClient(t, n, n.Root)
+	kc := n.KESClient(t, n.Root)
 
 	kesErrIs(t, kc.CreateKey(ctx, "k"), kes.ErrEnclaveNotFound, "CreateKey before the enclave exists")
 	noErr(t, root.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: "tenant"}), "CreateEnclave tenant")
@@ -864,10 +831,10 @@ func TestKESEnclave(t *testing.T) {
 	// Identities of the tenant enclave may use it; those of default not.
 	admin := testnode.NewAPIKey(t)
 	noErr(t, root.CreateIdentity(ctx, "tenant", &kms.CreateIdentityRequest{Identity: admin.Identity(), Privilege: kms.Admin}), "CreateIdentity Admin tenant")
-	_, err = kesClient(t, n, admin).GenerateKey(ctx, "k", nil)
+	_, err = n.KESClient(t, admin).GenerateKey(ctx, "k", nil)
 	kesNoErr(t, err, "tenant Admin GenerateKey")
 	other := testnode.NewAPIKey(t)
 	noErr(t, root.CreateIdentity(ctx, "", &kms.CreateIdentityRequest{Identity: other.Identity(), Privilege: kms.Admin}), "CreateIdentity Admin default")
-	_, err = kesClient(t, n, other).GenerateKey(ctx, "k", nil)
+	_, err = n.KESClient(t, other).GenerateKey(ctx, "k", nil)
 	kesErrIs(t, err, kes.ErrNotAllowed, "default Admin GenerateKey in tenant")
 }
