@@ -39,17 +39,24 @@ func Read(body io.Reader, announced, limit int64) ([]byte, error) {
 		if errors.Is(err, io.EOF) {
 			return buf, nil
 		}
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return nil, ErrTooLarge
-		}
 		if err != nil {
-			return nil, err
+			return nil, readError(err)
 		}
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)] // grow, as append does: by a factor
 		}
 	}
+}
+
+// readError maps a failed read to ErrTooLarge where http.MaxBytesReader
+// cut the body. It is apart from Read's loop so that the common read, which
+// ends in io.EOF, pays for no errors.As (its target escapes to the heap).
+func readError(err error) error {
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) {
+		return ErrTooLarge
+	}
+	return err
 }
 
 // Unread prepares the refusal of a request whose body is not read: over
