@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"aead.dev/mtls"
+	"github.com/keep-kms/keep/test/testnode"
 	"github.com/minio/kms-go/kms"
 	"github.com/minio/kms-go/kms/cmds"
 	pb "github.com/minio/kms-go/kms/protobuf"
@@ -46,7 +47,8 @@ func closedWithin(c net.Conn, d time.Duration) bool {
 // TestSlowClientsMemory: 100 clients without a certificate each announce
 // a large body (64 MiB on PUT /v1/db, 4 MiB on POST /v1/kms), send the
 // first mebibyte of it and wait. The node's memory (VmRSS, at its highest
-// while they wait) must not grow by more than 64 MiB.
+// while they wait) must not grow by more than 64 MiB (160 MiB under the
+// race detector).
 //
 // On the code before the fix each body was allocated from Content-Length
 // and read before anyone was authorized: the node grew by the bytes the
@@ -106,8 +108,14 @@ func TestSlowClientsMemory(t *testing.T) {
 		}
 	}
 	t.Logf("RSS %d KiB before, at most %d KiB with %d slow clients", before, peak, len(conns))
-	if grown := peak - before; grown > 64<<10 {
-		t.Errorf("RSS grew by %d MiB under 100 unauthenticated slow clients; want < 64 MiB", grown>>10)
+	// Measured: without the race detector the node grows by ~10 MiB (124
+	// MiB before the fix); under it, by ~65 MiB (~427 MiB before the fix).
+	limitMiB := int64(64)
+	if testnode.RaceEnabled() {
+		limitMiB = 160
+	}
+	if grown := int64(peak - before); grown > limitMiB<<10 {
+		t.Errorf("RSS grew by %d MiB under 100 unauthenticated slow clients; want < %d MiB", grown>>10, limitMiB)
 	}
 }
 

@@ -123,3 +123,8 @@ func RepoRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// RaceEnabled reports whether these tests, and the keep they build, run
+// under the race detector, which multiplies a process's memory: tests that
+// bound a node's memory bound it accordingly.
+func RaceEnabled() bool { return raceEnabled }
