@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minio/kms-go/kms"
 	"github.com/minio/kms-go/kms/cmds"
@@ -105,7 +107,11 @@ func TestCLI(t *testing.T) {
 	t.Parallel()
 	hsmKey := strings.TrimSpace(cliOK(t, nil, "--soft-hsm"))
 	n := testnode.Start(t, testnode.Options{HSMKey: hsmKey})
-	ctx := ctxT(t)
+	// One context for some fifty keep invocations, each a process of its
+	// own (race-built under -race) while other test packages load both
+	// cores: ctxT's minute was seen to run out (65 s).
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	c := n.RootClient(t)
 
 	// keep identity HSM-KEY computes the root API key the banner printed.
