@@ -112,24 +112,27 @@ func parseStructured(b []byte) (ciphertext, bool) {
 
 // parseMsgpack reads [algorithm str, id str, iv bin16, nonce bin12, bytes bin]
 // with the msgp functions KES uses, nothing may follow. The algorithm must be
-// one KES knows; the id is not checked, as in KES 63649d0.
+// one KES knows; the id is not checked, as in KES 63649d0. The zero-copy
+// readers accept exactly what KES's ReadStringBytes and ReadExactBytes accept
+// (the same type bytes, then a length check) without allocating.
 func parseMsgpack(b []byte) (ciphertext, bool) {
 	n, b, err := msgp.ReadArrayHeaderBytes(b)
 	if err != nil || n != 5 {
 		return ciphertext{}, false
 	}
-	alg, b, err := msgp.ReadStringBytes(b)
+	alg, b, err := msgp.ReadStringZC(b)
 	if err != nil {
 		return ciphertext{}, false
 	}
-	if _, b, err = msgp.ReadStringBytes(b); err != nil { // id
+	if _, b, err = msgp.ReadStringZC(b); err != nil { // id
 		return ciphertext{}, false
 	}
-	iv, nonce := make([]byte, ivSize), make([]byte, nonceSize)
-	if b, err = msgp.ReadExactBytes(b, iv); err != nil {
+	iv, b, err := msgp.ReadBytesZC(b)
+	if err != nil || len(iv) != ivSize {
 		return ciphertext{}, false
 	}
-	if b, err = msgp.ReadExactBytes(b, nonce); err != nil {
+	nonce, b, err := msgp.ReadBytesZC(b)
+	if err != nil || len(nonce) != nonceSize {
 		return ciphertext{}, false
 	}
 	sealed, b, err := msgp.ReadBytesZC(b)
@@ -137,7 +140,7 @@ func parseMsgpack(b []byte) (ciphertext, bool) {
 		return ciphertext{}, false
 	}
 	c := ciphertext{encoding: EncodingMsgpack, sealed: sealed, iv: iv, nonce: nonce}
-	switch alg {
+	switch string(alg) {
 	case "AES256", "AES256-GCM_SHA256":
 		c.algorithm = crypto.AES256
 	case "ChaCha20", "XCHACHA20-POLY1305":
@@ -180,7 +183,17 @@ type Cipher struct {
 	alg      crypto.KeyType
 	key      [KeySize]byte
 	implicit bool      // the key file named no algorithm, see Key.AlgorithmImplicit
-	macs     sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key
+	scratch  sync.Pool // of *aesScratch
+}
+
+// aesScratch is the working memory of an AES256 decryption, pooled so that
+// deriving the message key allocates nothing.
+type aesScratch struct {
+	// mac is HMAC-SHA256 keyed with the key material; crypto/hmac caches the
+	// pad states after the first Reset, so a derivation costs two SHA-256
+	// compressions.
+	mac hash.Hash
+	key [sha256.Size]byte
 }
 
 // NewCipher returns the Cipher of a KES key of algorithm alg (AES256 or
@@ -194,10 +207,10 @@ func NewCipher(alg crypto.KeyType, material []byte) (*Cipher, error) {
 	}
 	c := &Cipher{alg: alg}
 	copy(c.key[:], material)
-	c.macs.New = func() any {
+	c.scratch.New = func() any {
 		mac := hmac.New(sha256.New, c.key[:])
 		mac.Reset() // makes crypto/hmac precompute the pad states
-		return mac
+		return &aesScratch{mac: mac}
 	}
 	return c, nil
 }
@@ -242,14 +255,12 @@ func (c *Cipher) open(alg crypto.KeyType, ct ciphertext, associatedData []byte) 
 	var aead cipher.AEAD
 	switch alg {
 	case crypto.AES256:
-		mac := c.macs.Get().(hash.Hash)
-		mac.Reset()
-		mac.Write(ct.iv)
-		var key [sha256.Size]byte
-		mac.Sum(key[:0])
-		c.macs.Put(mac)
-		block, err := aes.NewCipher(key[:])
-		clear(key[:]) // the block cipher keeps its own expanded key
+		sc := c.scratch.Get().(*aesScratch)
+		sc.mac.Reset()
+		sc.mac.Write(ct.iv)
+		block, err := aes.NewCipher(sc.mac.Sum(sc.key[:0]))
+		clear(sc.key[:]) // the block cipher keeps its own expanded key
+		c.scratch.Put(sc)
 		if err != nil {
 			return nil, err
 		}
