@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"hash"
@@ -151,9 +152,20 @@ func parseMsgpack(b []byte) (ciphertext, bool) {
 	return c, true
 }
 
-// parseJSON reads {"aead","id","iv","nonce","bytes"} with encoding/json and
-// the checks of KES's ciphertext.UnmarshalJSON.
+// parseJSON reads {"aead","id","iv","nonce","bytes"} with the checks of KES's
+// ciphertext.UnmarshalJSON. The exact form KES's encoding/json wrote takes a
+// fast path (encoding/json costs more than the decryption); anything else,
+// even a valid variant, goes to encoding/json, so only encoding/json decides
+// what is invalid.
 func parseJSON(b []byte) (ciphertext, bool) {
+	if c, ok := parseJSONFast(b); ok {
+		return c, true
+	}
+	return parseJSONReflect(b)
+}
+
+// parseJSONReflect is parseJSON by encoding/json, as KES does it.
+func parseJSONReflect(b []byte) (ciphertext, bool) {
 	var v struct {
 		AEAD  string `json:"aead"`
 		ID    string `json:"id"`
@@ -174,6 +186,85 @@ func parseJSON(b []byte) (ciphertext, bool) {
 		return ciphertext{}, false
 	}
 	return c, true
+}
+
+// parseJSONFast parses only the exact bytes encoding/json wrote for KES:
+// {"aead":"…","id":"…","iv":"…","nonce":"…","bytes":"…"} ("id" may be
+// missing), no white space, values of printable ASCII without '"' or '\'
+// (JSON strings that need no unquoting). For that input encoding/json's
+// result is the same; ok false means "not that form", never "invalid".
+func parseJSONFast(b []byte) (c ciphertext, ok bool) {
+	var aead []byte
+	var text [3][]byte // iv, nonce, bytes: base64
+	if b, ok = jsonMember(b, `{"aead":"`); !ok {
+		return ciphertext{}, false
+	}
+	if aead, b, ok = jsonPlainString(b); !ok {
+		return ciphertext{}, false
+	}
+	if rest, ok := jsonMember(b, `,"id":"`); ok {
+		if _, b, ok = jsonPlainString(rest); !ok {
+			return ciphertext{}, false
+		}
+	}
+	for i, name := range [3]string{`,"iv":"`, `,"nonce":"`, `,"bytes":"`} {
+		if b, ok = jsonMember(b, name); !ok {
+			return ciphertext{}, false
+		}
+		if text[i], b, ok = jsonPlainString(b); !ok {
+			return ciphertext{}, false
+		}
+	}
+	if string(b) != "}" {
+		return ciphertext{}, false
+	}
+	// Decode as encoding/json does for a []byte field, into one buffer.
+	enc := base64.StdEncoding
+	buf := make([]byte, enc.DecodedLen(len(text[0]))+enc.DecodedLen(len(text[1]))+enc.DecodedLen(len(text[2])))
+	var parts [3][]byte
+	for i, t := range text {
+		n, err := enc.Decode(buf, t)
+		if err != nil {
+			return ciphertext{}, false
+		}
+		parts[i], buf = buf[:n:n], buf[enc.DecodedLen(len(t)):]
+	}
+	if len(parts[0]) != ivSize || len(parts[1]) != nonceSize {
+		return ciphertext{}, false
+	}
+	c = ciphertext{encoding: EncodingJSON, iv: parts[0], nonce: parts[1], sealed: parts[2]}
+	switch string(aead) {
+	case jsonAES256:
+		c.algorithm = crypto.AES256
+	case jsonChaCha20:
+		c.algorithm = crypto.ChaCha20
+	default:
+		return ciphertext{}, false
+	}
+	return c, true
+}
+
+// jsonMember cuts prefix (a member name and the opening quote of its value)
+// from b.
+func jsonMember(b []byte, prefix string) ([]byte, bool) {
+	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
+		return b, false
+	}
+	return b[len(prefix):], true
+}
+
+// jsonPlainString returns the string value that b starts with, up to its
+// closing quote, if it has only characters JSON does not escape.
+func jsonPlainString(b []byte) (value, rest []byte, ok bool) {
+	for i, ch := range b {
+		switch {
+		case ch == '"':
+			return b[:i], b[i+1:], true
+		case ch < 0x20 || ch > 0x7e || ch == '\\':
+			return nil, b, false
+		}
+	}
+	return nil, b, false
 }
 
 // Cipher decrypts the ciphertexts of one KES key; it is safe for concurrent

@@ -160,6 +160,12 @@ func FuzzDecrypt(f *testing.F) {
 		ciphers[alg] = c
 	}
 	f.Fuzz(func(t *testing.T, ciphertext, context []byte) {
+		if fast, ok := parseJSONFast(ciphertext); ok {
+			slow, ok := parseJSONReflect(ciphertext)
+			if !ok || !equalCiphertexts(fast, slow) {
+				t.Fatalf("JSON fast path gives %+v, encoding/json %v %+v", fast, ok, slow)
+			}
+		}
 		for alg, c := range ciphers {
 			plaintext, err := c.Decrypt(ciphertext, context)
 			if err != nil {
@@ -181,6 +187,38 @@ func FuzzDecrypt(f *testing.F) {
 			}
 		}
 	})
+}
+
+// equalCiphertexts reports whether a and b have the same parts.
+func equalCiphertexts(a, b ciphertext) bool {
+	return a.encoding == b.encoding && a.algorithm == b.algorithm && bytes.Equal(a.sealed, b.sealed) && bytes.Equal(a.iv, b.iv) && bytes.Equal(a.nonce, b.nonce)
+}
+
+// TestJSONFastPath checks that the JSON ciphertexts KES wrote, with and
+// without "id", take the fast path and that it agrees with encoding/json.
+func TestJSONFastPath(t *testing.T) {
+	for _, alg := range []crypto.KeyType{crypto.AES256, crypto.ChaCha20} {
+		ct := encryptKES(t, alg, fuzzMaterial, []byte("data key"), nil)
+		withID := ct.encode(t, EncodingJSON, "")
+		var m map[string]any
+		if err := json.Unmarshal(withID, &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "id")
+		withoutID, _ := json.Marshal(m) // sorted keys: another order, the slow path
+		for _, b := range [][]byte{withID, bytes.Replace(withID, []byte(`"id":"00112233445566778899aabbccddeeff",`), nil, 1), withoutID} {
+			slow, ok := parseJSONReflect(b)
+			if !ok {
+				t.Fatalf("encoding/json refuses %s", b)
+			}
+			if fast, ok := parseJSONFast(b); ok && !equalCiphertexts(fast, slow) {
+				t.Fatalf("fast path differs on %s", b)
+			}
+		}
+		if _, ok := parseJSONFast(withID); !ok {
+			t.Errorf("%s: KES's JSON form does not take the fast path", alg)
+		}
+	}
 }
 
 // TestWriteFuzzCorpus writes the seed corpora of FuzzParseKeyFile and

@@ -200,7 +200,14 @@ func (ct ciphertext) encode(t testing.TB, enc Encoding, algName string) []byte {
 		if algName == "" {
 			algName = map[crypto.KeyType]string{crypto.AES256: jsonAES256, crypto.ChaCha20: jsonChaCha20}[ct.algorithm]
 		}
-		b, err := json.Marshal(map[string]any{"aead": algName, "id": "00112233445566778899aabbccddeeff", "iv": ct.iv, "nonce": ct.nonce, "bytes": ct.sealed})
+		// The field order of KES v0.19.1's Key.Wrap.
+		b, err := json.Marshal(struct {
+			AEAD  string `json:"aead"`
+			ID    string `json:"id"`
+			IV    []byte `json:"iv"`
+			Nonce []byte `json:"nonce"`
+			Bytes []byte `json:"bytes"`
+		}{algName, "00112233445566778899aabbccddeeff", ct.iv, ct.nonce, ct.sealed})
 		if err != nil {
 			t.Fatal(err)
 		}
