@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -130,4 +131,48 @@ func loadFixture(t testing.TB) (*fixture, map[string]*Key) {
 		t.Fatalf("fixture %s has %d key files and %d vectors", dir, len(keys), len(f.Vectors))
 	}
 	return &f, keys
+}
+
+// manifestVector is a KES ciphertext MinIO stored, from manifest.json
+// (objects[].kes and minio_internal[]).
+type manifestVector struct {
+	Key        string `json:"key"`
+	Encoding   string `json:"encoding"`
+	Ciphertext b64    `json:"ciphertext"`
+	Context    b64    `json:"context"`
+	Plaintext  b64    `json:"plaintext"`
+}
+
+// loadManifestVectors returns the KES ciphertexts of manifest.json by a
+// name for the test, or skips if the set has no manifest.
+func loadManifestVectors(t testing.TB) map[string]manifestVector {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(fixtureDir(t), "manifest.json"))
+	if err != nil {
+		t.Skipf("fixture set has no manifest.json: %v", err)
+	}
+	var m struct {
+		Objects []struct {
+			Bucket string          `json:"bucket"`
+			Object string          `json:"name"`
+			KES    *manifestVector `json:"kes"`
+		} `json:"objects"`
+		Internal []struct {
+			Path string `json:"path"`
+			manifestVector
+		} `json:"minio_internal"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	vs := make(map[string]manifestVector)
+	for i, o := range m.Objects {
+		if o.KES != nil {
+			vs["objects["+strconv.Itoa(i)+"] "+o.Bucket+"/"+o.Object] = *o.KES
+		}
+	}
+	for i, in := range m.Internal {
+		vs["minio_internal["+strconv.Itoa(i)+"] "+in.Path] = in.manifestVector
+	}
+	return vs
 }

@@ -136,6 +136,37 @@ func checkTampering(t *testing.T, c *Cipher, ciphertext, context, plaintext []by
 	}
 }
 
+// TestFixtureManifest decrypts the KES ciphertexts MinIO stored in its data
+// directory (object keys, its config and IAM data) with MinIO's contexts.
+func TestFixtureManifest(t *testing.T) {
+	_, keys := loadFixture(t)
+	vs := loadManifestVectors(t)
+	if len(vs) == 0 {
+		t.Skip("manifest.json lists no KES ciphertexts")
+	}
+	for name, v := range vs {
+		k, ok := keys[v.Key]
+		if !ok {
+			t.Errorf("%s: no key file for key %q", name, v.Key)
+			continue
+		}
+		c, err := k.Cipher()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if enc := DetectEncoding(v.Ciphertext); v.Encoding != "" && string(enc) != v.Encoding {
+			t.Errorf("%s: encoding detected as %s, want %s", name, enc, v.Encoding)
+		}
+		got, err := c.Decrypt(v.Ciphertext, v.Context)
+		if err != nil || !bytes.Equal(got, v.Plaintext) {
+			t.Errorf("%s: decrypt: %v (plaintext equal: %v)", name, err, bytes.Equal(got, v.Plaintext))
+		}
+		if _, err := c.Decrypt(v.Ciphertext, append(bytes.Clone(v.Context), ' ')); err != ErrDecrypt {
+			t.Errorf("%s: wrong context: %v, want ErrDecrypt", name, err)
+		}
+	}
+}
+
 func TestFixtureHMAC(t *testing.T) {
 	f, keys := loadFixture(t)
 	if len(f.HMACVectors) == 0 {
