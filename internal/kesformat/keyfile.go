@@ -262,7 +262,7 @@ func (v *protoKeyVersion) unmarshal(b []byte) error {
 				case num == fieldSecretKeyKey && typ == protowire.BytesType:
 					v.key = val
 				case num == fieldSecretKeyType && typ == protowire.VarintType:
-					v.keyType = uint32(x)
+					v.keyType = uint32(x) // #nosec G115 -- protobuf truncates a varint to the field's width, as proto.Unmarshal does
 				}
 				return nil
 			})
@@ -273,7 +273,7 @@ func (v *protoKeyVersion) unmarshal(b []byte) error {
 				case num == fieldHMACKeyKey && typ == protowire.BytesType:
 					v.hmacKey = val
 				case num == fieldHMACKeyHash && typ == protowire.VarintType:
-					v.hmacHash = uint32(x)
+					v.hmacHash = uint32(x) // #nosec G115 -- protobuf truncates a varint to the field's width, as proto.Unmarshal does
 				}
 				return nil
 			})
@@ -282,9 +282,9 @@ func (v *protoKeyVersion) unmarshal(b []byte) error {
 			return eachField(val, func(num protowire.Number, typ protowire.Type, _ []byte, x uint64) error {
 				switch {
 				case num == fieldTimestampSeconds && typ == protowire.VarintType:
-					v.seconds = int64(x)
+					v.seconds = int64(x) // #nosec G115 -- protobuf truncates a varint to the field's width, as proto.Unmarshal does
 				case num == fieldTimestampNanos && typ == protowire.VarintType:
-					v.nanos = int32(x)
+					v.nanos = int32(x) // #nosec G115 -- protobuf truncates a varint to the field's width, as proto.Unmarshal does
 				}
 				return nil
 			})
