@@ -306,14 +306,30 @@ func NewCipher(alg crypto.KeyType, material []byte) (*Cipher, error) {
 	return c, nil
 }
 
-// Cipher returns the Cipher of k. For a key whose file named no algorithm
-// it also honours the algorithm a legacy ciphertext names (see Decrypt).
+// NewImplicitCipher returns the Cipher of a KES key whose file named no
+// algorithm (Key.AlgorithmImplicit): AES256 like KES 63649d0, and the
+// algorithm a JSON or msgpack ciphertext names if AES256 fails (see
+// Decrypt). A server that imports such a key keeps that fact to use this.
+func NewImplicitCipher(material []byte) (*Cipher, error) {
+	c, err := NewCipher(crypto.AES256, material)
+	if err != nil {
+		return nil, err
+	}
+	c.implicit = true
+	return c, nil
+}
+
+// Cipher returns the Cipher of k: NewImplicitCipher if its file named no
+// algorithm, NewCipher otherwise.
 func (k *Key) Cipher() (*Cipher, error) {
-	c, err := NewCipher(k.Algorithm, k.Material)
+	newCipher := func(material []byte) (*Cipher, error) { return NewCipher(k.Algorithm, material) }
+	if k.AlgorithmImplicit {
+		newCipher = NewImplicitCipher
+	}
+	c, err := newCipher(k.Material)
 	if err != nil {
 		return nil, fmt.Errorf("kesformat: key %q: %w", k.Name, err)
 	}
-	c.implicit = k.AlgorithmImplicit
 	return c, nil
 }
 
