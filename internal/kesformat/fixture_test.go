@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/keep-kms/keep/test/testnode"
 )
 
 // fixtureEnv names the directory of a KES migration fixture set; without it
@@ -20,7 +22,7 @@ func fixtureDir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv(fixtureEnv)
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := testnode.RepoRoot()
 		if err != nil {
 			t.Skipf("no KES fixture: %s is unset and %v", fixtureEnv, err)
 		}
@@ -30,24 +32,6 @@ func fixtureDir(t testing.TB) string {
 		t.Skipf("no KES fixture set at %s (set %s to a fixture directory): %v", dir, fixtureEnv, err)
 	}
 	return dir
-}
-
-// repoRoot walks up from the working directory to the directory of go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", os.ErrNotExist
-		}
-		dir = parent
-	}
 }
 
 // b64 is a base64 string of vectors.json that decodes to bytes; JSON null and
