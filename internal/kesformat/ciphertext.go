@@ -177,16 +177,23 @@ func parseJSONReflect(b []byte) (ciphertext, bool) {
 	if json.Unmarshal(b, &v) != nil || len(v.IV) != ivSize || len(v.Nonce) != nonceSize {
 		return ciphertext{}, false
 	}
-	c := ciphertext{encoding: EncodingJSON, sealed: v.Bytes, iv: v.IV, nonce: v.Nonce}
-	switch v.AEAD {
-	case jsonAES256:
-		c.algorithm = crypto.AES256
-	case jsonChaCha20:
-		c.algorithm = crypto.ChaCha20
-	default:
+	alg, ok := jsonAlgorithm(v.AEAD)
+	if !ok {
 		return ciphertext{}, false
 	}
-	return c, true
+	return ciphertext{encoding: EncodingJSON, algorithm: alg, sealed: v.Bytes, iv: v.IV, nonce: v.Nonce}, true
+}
+
+// jsonAlgorithm is the algorithm a JSON ciphertext names in its "aead"
+// member.
+func jsonAlgorithm(aead string) (crypto.KeyType, bool) {
+	switch aead {
+	case jsonAES256:
+		return crypto.AES256, true
+	case jsonChaCha20:
+		return crypto.ChaCha20, true
+	}
+	return "", false
 }
 
 // parseJSONFast parses only the exact bytes encoding/json wrote for KES:
@@ -233,16 +240,11 @@ func parseJSONFast(b []byte) (c ciphertext, ok bool) {
 	if len(parts[0]) != ivSize || len(parts[1]) != nonceSize {
 		return ciphertext{}, false
 	}
-	c = ciphertext{encoding: EncodingJSON, iv: parts[0], nonce: parts[1], sealed: parts[2]}
-	switch string(aead) {
-	case jsonAES256:
-		c.algorithm = crypto.AES256
-	case jsonChaCha20:
-		c.algorithm = crypto.ChaCha20
-	default:
+	alg, ok := jsonAlgorithm(string(aead))
+	if !ok {
 		return ciphertext{}, false
 	}
-	return c, true
+	return ciphertext{encoding: EncodingJSON, algorithm: alg, iv: parts[0], nonce: parts[1], sealed: parts[2]}, true
 }
 
 // jsonMember cuts prefix (a member name and the opening quote of its value)
