@@ -20,9 +20,10 @@ import (
 var ErrTooManyRequests = errors.New("too many requests: rate limit exceeded")
 
 // maxBuckets bounds the buckets a Limiter holds. Only identities the
-// service admitted get one, so a cluster reaches it only with as many
-// identities; then the buckets start over (full), which errs on the side
-// of serving.
+// service admitted get one (public routes are not limited: the route
+// tables' tests hold them to that), so a cluster reaches it only with as
+// many identities; then the buckets start over (full), which errs on the
+// side of serving.
 const maxBuckets = 1 << 16
 
 // Limiter holds a token bucket per identity. The zero Limiter has no

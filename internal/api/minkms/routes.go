@@ -32,7 +32,7 @@ var (
 
 // routes is the wire surface of the API, one endpoint per row.
 var routes = []route{
-	{method: http.MethodGet, path: "/version", auth: public, maxBody: 0, timeout: 5 * time.Second, handle: (*API).version},
+	{method: http.MethodGet, path: "/version", auth: public, unlimited: true, maxBody: 0, timeout: 5 * time.Second, handle: (*API).version},
 	{method: http.MethodGet, path: "/v1/health/live", auth: public, unlimited: true, maxBody: 0, timeout: 5 * time.Second, handle: (*API).live},
 	{method: http.MethodGet, path: "/v1/health/ready", auth: public, unlimited: true, maxBody: 0, timeout: 5 * time.Second, handle: (*API).ready},
 	{method: http.MethodGet, path: "/v1/health/status", auth: sysAdmin, unlimited: true, maxBody: 0, timeout: 5 * time.Second, handle: (*API).status},
