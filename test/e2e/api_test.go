@@ -26,10 +26,18 @@ import (
 // itself: the pinned client's Encrypt expects reply frames numbered 204
 // (spec §3.2), a server replies 205.
 func encrypt(ctx context.Context, c *kms.Client, enclave string, reqs ...*kms.EncryptRequest) ([]*kms.EncryptResponse, error) {
+	return sendEncryptFrames(ctx, c, enclave, cmds.KeyEncrypt, reqs...)
+}
+
+// sendEncryptFrames sends one frame of command cmd per request, each an
+// EncryptRequest, and decodes the reply frames, which must carry cmd too,
+// as EncryptResponses: KEY:ENCRYPT, and KEY:MAC (210), whose request and
+// reply are wire-identical to them and which the pinned client lacks.
+func sendEncryptFrames(ctx context.Context, c *kms.Client, enclave string, cmd cmds.Command, reqs ...*kms.EncryptRequest) ([]*kms.EncryptResponse, error) {
 	var body []byte
 	for _, r := range reqs {
 		var err error
-		if body, err = cmds.Encode(body, cmds.KeyEncrypt, r); err != nil {
+		if body, err = cmds.Encode(body, cmd, r); err != nil {
 			return nil, err
 		}
 	}
@@ -54,8 +62,8 @@ func encrypt(ctx context.Context, c *kms.Client, enclave string, reqs ...*kms.En
 	}
 	out := make([]*kms.EncryptResponse, 0, len(frames))
 	for _, f := range frames {
-		if f.Cmd != cmds.KeyEncrypt {
-			return nil, fmt.Errorf("reply frame carries command %d, want %d (KEY:ENCRYPT)", f.Cmd, cmds.KeyEncrypt)
+		if f.Cmd != cmd {
+			return nil, fmt.Errorf("reply frame carries command %d, want %d", f.Cmd, cmd)
 		}
 		var m pb.EncryptResponse
 		if err := proto.Unmarshal(f.Payload, &m); err != nil {

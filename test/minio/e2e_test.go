@@ -355,19 +355,7 @@ func (s *scenario) keepUp(t *testing.T) {
 	if err := s.keep.start(); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	deadline := start.Add(2 * time.Minute)
-	for {
-		code, err := s.minio.ready(90 * time.Second)
-		if code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/minio/health/ready not 200 within 2m of Keep's restart: %d %v", code, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Logf("MinIO ready %v after Keep started again", time.Since(start).Round(time.Millisecond))
+	s.minio.waitReady(t)
 	s.checkAll(t)
 	s.put(t, "after-keep-restart", randomBytes(t, 3000), nil)
 	s.put(t, "kms-after-keep-restart", randomBytes(t, 3000), sseKMSWith(t, s.kmsKey))

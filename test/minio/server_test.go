@@ -199,3 +199,22 @@ func (m *minioServer) client(maxRetries int) *minio.Client {
 	}
 	return c
 }
+
+// waitReady waits until MinIO's readiness probe, which needs the KMS,
+// answers 200 again (after Keep was restarted).
+func (m *minioServer) waitReady(t *testing.T) {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(2 * time.Minute)
+	for {
+		code, err := m.ready(90 * time.Second)
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/minio/health/ready not 200 within 2m of Keep's restart: %d %v", code, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("MinIO ready %v after Keep started again", time.Since(start).Round(time.Millisecond))
+}
