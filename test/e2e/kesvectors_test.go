@@ -144,41 +144,60 @@ func importKESFixture(t *testing.T, n *testnode.Node) *kesTakeover {
 	return x
 }
 
-// checkKeys checks what the KES API says of every imported key: its
-// algorithm and, where the key file has them, when and by whom KES
-// created it.
-func (x *kesTakeover) checkKeys(t *testing.T, tg *kesTarget) {
+// checkKeys checks what both APIs say of version 1 of every imported key:
+// its algorithm and, where the key file has them, when and by whom KES
+// created it. The KES API describes the latest version, so it is asked
+// only while that is version 1.
+func (x *kesTakeover) checkKeys(t *testing.T, tg *kesTarget, latest int) {
 	ctx := ctxT(t)
 	for _, k := range x.vec.Keys {
-		info, err := tg.kes.DescribeKey(ctx, k.Name)
+		type meta struct {
+			alg       string
+			createdAt time.Time
+			createdBy string
+		}
+		var views []meta
+		st, err := tg.kms.KeyStatus(ctx, kesImportEnclave, &kms.KeyStatusRequest{Name: k.Name, Version: 1})
 		if err != nil {
-			t.Errorf("%s: DescribeKey %s: %s", tg.name, k.Name, describeKESErr(err))
-			continue
+			t.Errorf("%s: KeyStatus %s version 1: %s", tg.name, k.Name, testnode.DescribeErr(err))
+		} else {
+			views = append(views, meta{st[0].Type.String(), st[0].CreatedAt, string(kesIdentity(st[0].CreatedBy))})
 		}
-		if info.Algorithm.String() != k.Algorithm {
-			t.Errorf("%s: DescribeKey %s: algorithm %s, want %s", tg.name, k.Name, info.Algorithm, k.Algorithm)
+		if latest == 1 {
+			info, err := tg.kes.DescribeKey(ctx, k.Name)
+			if err != nil {
+				t.Errorf("%s: DescribeKey %s: %s", tg.name, k.Name, describeKESErr(err))
+			} else {
+				views = append(views, meta{info.Algorithm.String(), info.CreatedAt, string(info.CreatedBy)})
+			}
 		}
-		if k.CreatedAt != nil && !info.CreatedAt.Equal(*k.CreatedAt) {
-			t.Errorf("%s: DescribeKey %s: created at %v, want %v (the key file's)", tg.name, k.Name, info.CreatedAt, *k.CreatedAt)
-		}
-		if k.CreatedBy != nil && string(info.CreatedBy) != *k.CreatedBy {
-			t.Errorf("%s: DescribeKey %s: created by %q, want %q (the key file's)", tg.name, k.Name, info.CreatedBy, *k.CreatedBy)
+		for i, v := range views {
+			api := []string{"MinIO KMS KeyStatus", "KES DescribeKey"}[i]
+			if v.alg != k.Algorithm {
+				t.Errorf("%s: %s %s: algorithm %s, want %s", tg.name, api, k.Name, v.alg, k.Algorithm)
+			}
+			if k.CreatedAt != nil && !v.createdAt.Equal(*k.CreatedAt) {
+				t.Errorf("%s: %s %s: created at %v, want %v (the key file's)", tg.name, api, k.Name, v.createdAt, *k.CreatedAt)
+			}
+			if k.CreatedBy != nil && v.createdBy != *k.CreatedBy {
+				t.Errorf("%s: %s %s: created by %q, want %q (the key file's)", tg.name, api, k.Name, v.createdBy, *k.CreatedBy)
+			}
 		}
 	}
 }
 
 // decrypts checks that ciphertext of key decrypts to plaintext through both
-// APIs (MinIO KMS with version 0, what MinIO sends, and version 1, the
-// imported one), and that it does not with a wrong context or with a byte
-// flipped in any of its parts.
-func (tg *kesTarget) decrypts(t *testing.T, what, key string, ciphertext, context, plaintext []byte) {
+// APIs (MinIO KMS with version 0, what MinIO sends, and with the key
+// version that made it), and that it does not with a wrong context or with
+// a byte flipped in any of its parts.
+func (tg *kesTarget) decrypts(t *testing.T, what, key string, version int, ciphertext, context, plaintext []byte) {
 	t.Helper()
 	ctx := ctxT(t)
 	got, err := tg.kes.Decrypt(ctx, key, ciphertext, context)
 	if err != nil || !bytes.Equal(got, plaintext) {
 		t.Errorf("%s: %s: KES decrypt: %s (plaintext right: %v)", tg.name, what, describeKESErr(err), bytes.Equal(got, plaintext))
 	}
-	for _, version := range []int{0, 1} {
+	for _, version := range []int{0, version} {
 		resp, err := tg.kms.Decrypt(ctx, kesImportEnclave, &kms.DecryptRequest{Name: key, Version: version, Ciphertext: ciphertext, AssociatedData: context})
 		if err != nil || !bytes.Equal(resp[0].Plaintext, plaintext) {
 			t.Errorf("%s: %s: MinIO KMS decrypt version %d: %s", tg.name, what, version, testnode.DescribeErr(err))
@@ -289,6 +308,9 @@ func (x *kesTakeover) hmacs(t *testing.T, tg *kesTarget, latest int) {
 			if r.Status != v.ExpectedError.Status || !jsonEqual(r.Body, v.ExpectedError.Body) {
 				t.Errorf("%s: PUT /v1/key/hmac/: %d %s, want %d %s", what, r.Status, r.Body, v.ExpectedError.Status, v.ExpectedError.Body)
 			}
+			// KEY:MAC of a version without an HMAC key fails alike.
+			_, err := sendEncryptFrames(ctx, tg.kms, kesImportEnclave, cmdKeyMAC, &kms.EncryptRequest{Name: v.Key, Version: 1, Plaintext: v.Message})
+			errStatus(t, err, v.ExpectedError.Status, what+": KEY:MAC version 1")
 			continue
 		}
 		var got struct{ HMAC []byte }
@@ -404,10 +426,10 @@ func (x *kesTakeover) bulk(t *testing.T, tg *kesTarget) {
 // checkAll checks, on tg, every vector, the manifest's ciphertexts, the
 // HMAC vectors and the bulk decryption. latest is the keys' latest version.
 func (x *kesTakeover) checkAll(t *testing.T, tg *kesTarget, latest int) {
-	t.Run("Keys", func(t *testing.T) { x.checkKeys(t, tg) })
+	t.Run("Keys", func(t *testing.T) { x.checkKeys(t, tg, latest) })
 	t.Run("Vectors", func(t *testing.T) {
 		for _, v := range x.vec.Vectors {
-			tg.decrypts(t, "vector "+v.ID, v.Key, v.Ciphertext, v.Context, v.Plaintext)
+			tg.decrypts(t, "vector "+v.ID, v.Key, 1, v.Ciphertext, v.Context, v.Plaintext)
 		}
 	})
 	t.Run("Manifest", func(t *testing.T) {
@@ -415,7 +437,7 @@ func (x *kesTakeover) checkAll(t *testing.T, tg *kesTarget, latest int) {
 			t.Skip("the fixture set has no manifest.json")
 		}
 		for _, c := range x.man.Ciphertexts() {
-			tg.decrypts(t, c.Name, c.KES.Key, c.KES.Ciphertext, c.KES.Context, c.KES.Plaintext)
+			tg.decrypts(t, c.Name, c.KES.Key, 1, c.KES.Ciphertext, c.KES.Context, c.KES.Plaintext)
 		}
 	})
 	t.Run("HMAC", func(t *testing.T) { x.hmacs(t, tg, latest) })
@@ -424,7 +446,7 @@ func (x *kesTakeover) checkAll(t *testing.T, tg *kesTarget, latest int) {
 
 // newDataKeys checks that every key, once rotated, makes Keep ciphertexts
 // (first byte 0x01) on both APIs, and that they decrypt on both.
-func (x *kesTakeover) newDataKeys(t *testing.T, tg *kesTarget) {
+func (x *kesTakeover) newDataKeys(t *testing.T, tg *kesTarget, latest int) {
 	ctx := ctxT(t)
 	for _, f := range x.files {
 		context := []byte(`{"bucket":"after-takeover"}`)
@@ -436,14 +458,14 @@ func (x *kesTakeover) newDataKeys(t *testing.T, tg *kesTarget) {
 		if len(dek.Ciphertext) == 0 || dek.Ciphertext[0] != 0x01 {
 			t.Errorf("%s: KES GenerateKey %s: ciphertext %x…, want a Keep ciphertext (0x01 first)", tg.name, f.Name, dek.Ciphertext[:min(4, len(dek.Ciphertext))])
 		}
-		tg.decrypts(t, "a KES data key of "+f.Name, f.Name, dek.Ciphertext, context, dek.Plaintext)
+		tg.decrypts(t, "a KES data key of "+f.Name, f.Name, latest, dek.Ciphertext, context, dek.Plaintext)
 
 		gen, err := tg.kms.GenerateKey(ctx, kesImportEnclave, &kms.GenerateKeyRequest{Name: f.Name, AssociatedData: context, Length: 32})
 		if err != nil {
 			t.Errorf("%s: MinIO KMS GenerateKey %s: %s", tg.name, f.Name, testnode.DescribeErr(err))
 			continue
 		}
-		if len(gen[0].Ciphertext) == 0 || gen[0].Ciphertext[0] != 0x01 || gen[0].Version < 2 {
+		if len(gen[0].Ciphertext) == 0 || gen[0].Ciphertext[0] != 0x01 || gen[0].Version != latest {
 			t.Errorf("%s: MinIO KMS GenerateKey %s: version %d, ciphertext %x…, want a Keep ciphertext of a rotated key", tg.name, f.Name, gen[0].Version, gen[0].Ciphertext[:min(4, len(gen[0].Ciphertext))])
 		}
 		got, err := tg.kes.Decrypt(ctx, f.Name, gen[0].Ciphertext, context)
@@ -481,13 +503,13 @@ func TestKESVectors(t *testing.T) {
 	x.rotate(t, n)
 	t.Run("Rotated", func(t *testing.T) {
 		x.checkAll(t, tg, 2)
-		t.Run("NewDataKeys", func(t *testing.T) { x.newDataKeys(t, tg) })
+		t.Run("NewDataKeys", func(t *testing.T) { x.newDataKeys(t, tg, 2) })
 	})
 
 	n.Restart()
 	t.Run("Restarted", func(t *testing.T) {
 		x.checkAll(t, tg, 2)
-		t.Run("NewDataKeys", func(t *testing.T) { x.newDataKeys(t, tg) })
+		t.Run("NewDataKeys", func(t *testing.T) { x.newDataKeys(t, tg, 2) })
 	})
 }
 
@@ -521,7 +543,7 @@ func TestKESVectorsCluster(t *testing.T) {
 		waitForKeys(t, tg, x.files)
 		t.Run(n.Name, func(t *testing.T) {
 			for _, v := range x.vec.Vectors {
-				tg.decrypts(t, "vector "+v.ID, v.Key, v.Ciphertext, v.Context, v.Plaintext)
+				tg.decrypts(t, "vector "+v.ID, v.Key, 1, v.Ciphertext, v.Context, v.Plaintext)
 			}
 			x.hmacs(t, tg, 1)
 		})
