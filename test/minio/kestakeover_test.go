@@ -83,9 +83,6 @@ func TestKESTakeover(t *testing.T) {
 	t.Parallel()
 	x := newTakeover(t)
 	kesKey := x.man.KMS.APIKey
-	if kesKey == "" {
-		t.Fatal("manifest.json: kms.api_key is empty")
-	}
 
 	// KES mode: only the endpoint and the CA change; the API key and the
 	// default key are the ones MinIO used with KES.
@@ -101,6 +98,7 @@ func TestKESTakeover(t *testing.T) {
 		t.FailNow()
 	}
 	kesMode.stop()
+	x.configUntouched(t, kesDir)
 
 	minKMSEnv := []string{
 		"MINIO_KMS_SERVER=" + x.keep.server(),
@@ -130,6 +128,29 @@ func TestKESTakeover(t *testing.T) {
 	})
 }
 
+// configUntouched checks that MinIO's config and IAM data are still as KES
+// sealed them (manifest.json minio_internal[]): a MinIO that only ran on
+// Keep did not re-seal them, so a roll back to KES can still read them
+// (docs/migrate-from-kes.md).
+func (x *takeover) configUntouched(t *testing.T, d *dataDir) {
+	t.Helper()
+	for _, in := range x.man.Internal {
+		file := filepath.Join(filepath.FromSlash(in.Path), "xl.meta")
+		now, err := os.ReadFile(filepath.Join(d.path, file))
+		if err != nil {
+			t.Errorf("MinIO's %s: %v", in.Path, err)
+			continue
+		}
+		before, err := os.ReadFile(filepath.Join(x.fixture, "minio", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(now, before) {
+			t.Errorf("MinIO rewrote %s while it ran on Keep: a KES it is rolled back to could not read it", in.Path)
+		}
+	}
+}
+
 // newTakeover starts Keep, imports the fixture set's keystore into
 // takeoverEnclave and registers the API key of the set's MinIO there with a
 // policy allowing what MinIO does with every key the manifest names.
@@ -137,11 +158,12 @@ func newTakeover(t *testing.T) *takeover {
 	t.Helper()
 	dir := testnode.KESFixtureDir(t)
 	x := &takeover{fixture: dir, man: kesfixture.LoadManifest(t, dir)}
+	kesKey := x.man.KMS.APIKey
 	if x.man.MinIO.Version != minioVersion {
 		t.Logf("the fixture set was written by MinIO %s, this is %s: ETags are not compared", x.man.MinIO.Version, minioVersion)
 	}
-	if x.man.KMS.DefaultKey == "" || x.man.KMS.APIKeyK1 == "" {
-		t.Fatalf("manifest.json: kms.default_key %q, kms.api_key_k1 %q: both are needed", x.man.KMS.DefaultKey, x.man.KMS.APIKeyK1)
+	if x.man.KMS.DefaultKey == "" || kesKey == "" || x.man.KMS.APIKeyK1 == "" {
+		t.Fatalf("manifest.json: kms.default_key %q, kms.api_key %q, kms.api_key_k1 %q: all are needed", x.man.KMS.DefaultKey, kesKey, x.man.KMS.APIKeyK1)
 	}
 	for _, o := range x.man.Objects {
 		if o.Encryption == "SSE-KMS" && (x.sseKMS == "" || o.KMSKey < x.sseKMS) {
@@ -175,7 +197,14 @@ func newTakeover(t *testing.T) *takeover {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := testnode.ParseAPIKey(t, x.man.KMS.APIKeyK1).Identity().String()
+	// What `keep identity` prints of MinIO's KES API key: its identity, and
+	// the same key spelled for MINIO_KMS_API_KEY.
+	out := x.keep.must(t, nil, "identity", kesKey)
+	idLine, k1Line := identityLine.FindStringSubmatch(out), apiKeyLine.FindStringSubmatch(out)
+	if idLine == nil || k1Line == nil || k1Line[1] != x.man.KMS.APIKeyK1 {
+		t.Fatalf("keep identity %s printed no identity, or an API key other than kms.api_key_k1 %s:\n%s", kesKey, x.man.KMS.APIKeyK1, out)
+	}
+	id := idLine[1]
 	x.keep.must(t, nil, "add-policy", "minio-takeover", writeFile(t, string(policy)), "-e", takeoverEnclave)
 	x.keep.must(t, nil, "add-identity", id, "-e", takeoverEnclave)
 	x.keep.must(t, nil, "set-policy", "minio-takeover", id, "-e", takeoverEnclave)
