@@ -70,6 +70,7 @@ type kesTarget struct {
 	hc       *http.Client // raw HTTPS
 }
 
+// target returns clients of n that authenticate with the fixture's API key.
 func (x *kesTakeover) target(t testing.TB, n *testnode.Node) *kesTarget {
 	t.Helper()
 	return &kesTarget{
