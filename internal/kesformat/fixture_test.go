@@ -12,24 +12,13 @@ import (
 	"github.com/keep-kms/keep/test/testnode"
 )
 
-// fixtureEnv names the directory of a KES migration fixture set; without it
-// the tests use the shared set next to the repository.
-const fixtureEnv = "KEEP_KES_FIXTURES"
-
 // fixtureDir returns the fixture set's directory, or skips the test if there
 // is none: the set is shared test data, not part of the repository.
 func fixtureDir(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv(fixtureEnv)
-	if dir == "" {
-		root, err := testnode.RepoRoot()
-		if err != nil {
-			t.Skipf("no KES fixture: %s is unset and %v", fixtureEnv, err)
-		}
-		dir = filepath.Join(root, "..", "shared", "fixtures", "kes-migration")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "vectors.json")); err != nil {
-		t.Skipf("no KES fixture set at %s (set %s to a fixture directory): %v", dir, fixtureEnv, err)
+	dir, err := testnode.KESFixtures()
+	if err != nil {
+		t.Skip(err)
 	}
 	return dir
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/keep-kms/keep/internal/api/kes"
 	"github.com/keep-kms/keep/internal/buildinfo"
 	"github.com/keep-kms/keep/internal/cluster"
+	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/service"
 )
 
@@ -80,7 +81,7 @@ func (b *banner) write(w io.Writer) {
 	} else {
 		line("Admin", "%s", b.Admin)
 	}
-	if id := kes.HexIdentity(b.Admin); id != b.Admin {
+	if id := identity.Hex(b.Admin); id != b.Admin {
 		line("", "%s", id)
 	}
 	fmt.Fprintln(w, "=> Server is up and running...")

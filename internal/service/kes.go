@@ -19,9 +19,11 @@ const CommandKeyMAC = "KEY:MAC"
 // that declare it (see Requirement).
 const KeyMAC = cmdKeyMAC
 
-// HMAC returns HMAC-SHA256 of message under a key. The MAC key derives from
-// the key's oldest version, so that adding versions (a rotation) does not
-// change the MACs: MinIO derives its root credentials from them.
+// HMAC returns HMAC-SHA256 of message under a key (the KES API's
+// /v1/key/hmac). The MAC key is the key's oldest version's, so that adding
+// versions (a rotation) does not change the MACs: MinIO derives its root
+// credentials from them. For a key imported from KES, that is KES's HMAC
+// key, so MACs computed by KES stay the same.
 func (s *Service) HMAC(c Caller, enclave, name string, message []byte) ([]byte, error) {
 	enclave = enclaveName(enclave)
 	if err := s.admit(c, enclave, cmdKeyMAC, name); err != nil {
@@ -34,7 +36,33 @@ func (s *Service) HMAC(c Caller, enclave, name string, message []byte) ([]byte, 
 	if len(versions) == 0 {
 		return nil, state.ErrKeyNotFound
 	}
-	return versions[0].Key.MAC(message)
+	return macOf(versions[0], message)
+}
+
+// MAC returns the MAC of message under a version of a key (0: the latest)
+// and the version used (the MinIO KMS API's KEY:MAC). It is deterministic
+// per key version; for a version imported from KES it is KES's HMAC.
+func (s *Service) MAC(c Caller, enclave, name string, version uint32, message []byte) (uint32, []byte, error) {
+	enclave = enclaveName(enclave)
+	if err := s.admit(c, enclave, cmdKeyMAC, name); err != nil {
+		return 0, nil, err
+	}
+	kv, err := s.state.Key(enclave, name, version)
+	if err != nil {
+		return 0, nil, err
+	}
+	mac, err := macOf(kv, message)
+	return kv.Version, mac, err
+}
+
+// macOf is the MAC of message under one key version: KES's HMAC for a
+// version imported from KES (kesformat.ErrNoHMACKey if KES had no HMAC key
+// for it), Keep's own otherwise.
+func macOf(kv state.KeyVersion, message []byte) ([]byte, error) {
+	if kv.KES != nil {
+		return kv.KES.HMAC(message)
+	}
+	return kv.Key.MAC(message)
 }
 
 // Self describes the caller and returns the policy it acts with: its own,

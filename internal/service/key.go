@@ -32,7 +32,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, enclave, name, keyTyp
 	if err != nil {
 		return err
 	}
-	return s.createKey(ctx, c, enclave, name, k, &state.KeyArgs{Type: t, AddVersion: addVersion})
+	return s.createKey(ctx, c, enclave, name, k, &state.KeyArgs{Type: t, AddVersion: addVersion}, nil)
 }
 
 // ImportKey creates a key from the given material.
@@ -49,7 +49,7 @@ func (s *Service) ImportKey(ctx context.Context, c Caller, enclave, name, keyTyp
 	if err != nil {
 		return fmt.Errorf("%w: imported key must be %d bytes", state.ErrInvalidArgument, crypto.KeySize)
 	}
-	return s.createKey(ctx, c, enclave, name, k, &state.KeyArgs{Type: t, Imported: true})
+	return s.createKey(ctx, c, enclave, name, k, &state.KeyArgs{Type: t, Imported: true}, nil)
 }
 
 func parseKeyType(keyType string) (crypto.KeyType, error) {
@@ -65,8 +65,9 @@ func parseKeyType(keyType string) (crypto.KeyType, error) {
 const versionAttempts = 3
 
 // createKey seals the material under the root key, for the version number
-// it will get, before it enters the log.
-func (s *Service) createKey(ctx context.Context, c Caller, enclave, name string, k crypto.Key, args *state.KeyArgs) error {
+// it will get, before it enters the log. sealMore, if not nil, seals what
+// else the entry carries for that version.
+func (s *Service) createKey(ctx context.Context, c Caller, enclave, name string, k crypto.Key, args *state.KeyArgs, sealMore func(*state.KeyArgs) error) error {
 	if err := state.ValidKeyName(name); err != nil {
 		return err
 	}
@@ -75,6 +76,11 @@ func (s *Service) createKey(ctx context.Context, c Caller, enclave, name string,
 		args.Version = s.state.NextVersion(enclave, name)
 		if args.Sealed, err = s.state.SealKey(enclave, name, args.Version, k); err != nil {
 			return err
+		}
+		if sealMore != nil {
+			if err = sealMore(args); err != nil {
+				return err
+			}
 		}
 		err = s.apply(ctx, c, &state.Entry{Op: state.OpCreateKey, Enclave: enclave, Name: name, Key: args})
 		if !errors.Is(err, state.ErrVersionConflict) {
@@ -169,12 +175,27 @@ func (s *Service) GenerateKey(c Caller, enclave, name string, version uint32, as
 
 // Decrypt decrypts a ciphertext of Encrypt or GenerateKey. The key version
 // comes from the ciphertext itself, so version 0 works for every version; a
-// non-zero version must match it.
+// non-zero version must match it. A key imported from KES also decrypts
+// every ciphertext KES made with it (version 0 or the imported version).
 func (s *Service) Decrypt(c Caller, enclave, name string, version uint32, ciphertext, associatedData []byte) ([]byte, error) {
 	enclave = enclaveName(enclave)
 	if err := s.admit(c, enclave, cmds.KeyDecrypt, name); err != nil {
 		return nil, err
 	}
+	plaintext, err := s.decrypt(enclave, name, version, ciphertext, associatedData)
+	if errors.Is(err, crypto.ErrDecrypt) {
+		// Not a Keep ciphertext of this key. Asking only now keeps the
+		// lookup off the path of Keep's own ciphertexts; a raw KES
+		// ciphertext may even start like one of Keep's by chance.
+		if kv, ok := s.state.KESVersion(enclave, name); ok && (version == 0 || version == kv.Version) {
+			return kv.KES.Decrypt(ciphertext, associatedData)
+		}
+	}
+	return plaintext, err
+}
+
+// decrypt decrypts a Keep ciphertext with the key version its header names.
+func (s *Service) decrypt(enclave, name string, version uint32, ciphertext, associatedData []byte) ([]byte, error) {
 	v, err := crypto.CiphertextVersion(ciphertext)
 	if err != nil {
 		return nil, err

@@ -131,6 +131,9 @@ func (s *State) applyCreateKey(e *Entry) error {
 	if e.Key == nil {
 		return fmt.Errorf("%w: key entry without key", ErrInvalidArgument)
 	}
+	if err = checkKESArgs(e.Key); err != nil {
+		return err
+	}
 	k, exists := enc.keys[e.Name]
 	switch {
 	case exists && !e.Key.AddVersion:
@@ -154,16 +157,23 @@ func (s *State) applyCreateKey(e *Entry) error {
 	if err != nil {
 		return err
 	}
+	kes, err := s.openKES(e.Enclave, e.Name, v, material, e.Key.KES)
+	if err != nil {
+		return err
+	}
+	createdAt, createdBy := e.Key.KES.created(e.Time, e.By)
 	k.versions[v] = &version{
 		KeyVersion: KeyVersion{
 			Name:      e.Name,
 			Version:   v,
 			Key:       material,
 			Imported:  e.Key.Imported,
-			CreatedAt: e.Time,
-			CreatedBy: e.By,
+			KES:       kes,
+			CreatedAt: createdAt,
+			CreatedBy: createdBy,
 		},
 		sealed: sealed,
+		kes:    e.Key.KES,
 	}
 	k.latest, k.next = v, v+1
 	enc.keys[e.Name] = k

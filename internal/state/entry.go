@@ -66,6 +66,8 @@ type KeyArgs struct {
 	AddVersion bool           `json:"add_version,omitempty"`
 	Imported   bool           `json:"imported,omitempty"`
 	Sealed     []byte         `json:"sealed"` // the material, sealed by SealKey
+	// KES is set when the key is imported from a KES keystore.
+	KES *KESArgs `json:"kes,omitempty"`
 }
 
 // DeleteKeyArgs delete one version of a key (0: the latest) or all of them.

@@ -46,6 +46,7 @@ type snapshotVersion struct {
 	Type      crypto.KeyType `json:"type"`
 	Sealed    []byte         `json:"sealed"`
 	Imported  bool           `json:"imported,omitempty"`
+	KES       *KESArgs       `json:"kes,omitempty"`
 	CreatedAt time.Time      `json:"created_at"`
 	CreatedBy string         `json:"created_by,omitempty"`
 }
@@ -80,6 +81,7 @@ func (s *State) write(w io.Writer, kind envelopeKind) error {
 					Type:      v.Key.Type(),
 					Sealed:    v.sealed,
 					Imported:  v.Imported,
+					KES:       v.kes,
 					CreatedAt: v.CreatedAt,
 					CreatedBy: v.CreatedBy,
 				})
@@ -191,16 +193,22 @@ func (o *opened) build(h Unsealer) (*State, error) {
 				if err != nil {
 					return nil, err
 				}
+				kes, err := restored.openKES(se.Name, sk.Name, sv.Version, material, sv.KES)
+				if err != nil {
+					return nil, err
+				}
 				k.versions[sv.Version] = &version{
 					KeyVersion: KeyVersion{
 						Name:      sk.Name,
 						Version:   sv.Version,
 						Key:       material,
 						Imported:  sv.Imported,
+						KES:       kes,
 						CreatedAt: sv.CreatedAt,
 						CreatedBy: sv.CreatedBy,
 					},
 					sealed: sealed,
+					kes:    sv.KES,
 				}
 				k.latest = max(k.latest, sv.Version)
 			}

@@ -68,7 +68,8 @@ type key struct {
 
 type version struct {
 	KeyVersion
-	sealed []byte // kept for snapshots, so that they never hold plaintext
+	sealed []byte   // kept for snapshots, so that they never hold plaintext
+	kes    *KESArgs // kept for snapshots; nil unless imported from KES
 }
 
 // New returns an empty, uninitialized state that unseals its root key with h.

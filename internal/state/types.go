@@ -40,10 +40,13 @@ type Enclave struct {
 
 // KeyVersion is one version of a key, its material unsealed.
 type KeyVersion struct {
-	Name      string
-	Version   uint32
-	Key       crypto.Key
-	Imported  bool
+	Name     string
+	Version  uint32
+	Key      crypto.Key
+	Imported bool
+	// KES reads what KES wrote with this version; nil unless the version
+	// was imported from a KES keystore.
+	KES       *KESKey
 	CreatedAt time.Time
 	CreatedBy string
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+
+	"github.com/keep-kms/keep/internal/crypto"
 )
 
 // validate checks every record of a snapshot before any of it is applied:
@@ -83,6 +85,9 @@ func validateKeys(enclave string, keys []snapshotKey) error {
 				return fmt.Errorf("%w: enclave %q: key %q: invalid or repeated version %d (next %d)", ErrInvalidArgument, enclave, k.Name, v.Version, k.Next)
 			}
 			versions[v.Version] = true
+			if v.KES != nil && v.KES.Implicit && v.Type != crypto.AES256 {
+				return fmt.Errorf("%w: enclave %q: key %q: %w: a KES key without algorithm is AES256", ErrInvalidArgument, enclave, k.Name, errKESArgs)
+			}
 		}
 	}
 	return nil

@@ -280,7 +280,7 @@ func (r *request) logAttrs() []any {
 		"req.method", r.Method,
 		"req.path", r.URL.Path,
 		"req.ip", remoteIP(r.Request),
-		"req.identity", HexIdentity(r.caller.Identity),
+		"req.identity", identity.Hex(r.caller.Identity),
 	}
 }
 

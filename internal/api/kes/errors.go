@@ -9,6 +9,7 @@ import (
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/kesformat"
 	"github.com/keep-kms/keep/internal/ratelimit"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
@@ -34,6 +35,7 @@ var (
 	errNoCert      = badRequest("tls: client certificate is required")
 	errBody        = badRequest("invalid request body")
 	errImportBody  = badRequest("invalid import key request body")
+	errTooMany     = badRequest("too many ciphertexts")
 	errUnavailable = errors.New("key store is unavailable") // /v1/ready: this node's state is not initialized
 	errUnreachable = errors.New("key store is not reachable")
 )
@@ -84,6 +86,7 @@ var errorTable = []struct {
 	{state.ErrIdentityNotFound, http.StatusNotFound, "identity does not exist"},
 	{state.ErrEnclaveNotFound, http.StatusNotFound, "enclave does not exist"},
 	{crypto.ErrDecrypt, http.StatusBadRequest, "decryption failed: ciphertext is not authentic"},
+	{kesformat.ErrNoHMACKey, http.StatusConflict, "key does not support HMAC"},
 	{errUnavailable, http.StatusBadGateway, "key store is unavailable"},
 	{errUnreachable, http.StatusGatewayTimeout, "key store is not reachable"},
 	{audit.ErrUnavailable, http.StatusServiceUnavailable, "audit log is unavailable"},

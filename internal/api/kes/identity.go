@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -29,13 +30,13 @@ func (a *API) info(i state.Identity) identityInfo {
 		Admin:     i.Privilege == state.SysAdmin || i.Privilege == state.Admin,
 		Policy:    i.Policy,
 		CreatedAt: i.CreatedAt,
-		CreatedBy: HexIdentity(i.CreatedBy),
+		CreatedBy: identity.Hex(i.CreatedBy),
 	}
 	if info.CreatedAt.IsZero() { // the root identity exists since the server started
 		info.CreatedAt = a.started.UTC()
 	}
 	for _, c := range i.ServiceAccounts {
-		info.Children = append(info.Children, HexIdentity(c))
+		info.Children = append(info.Children, identity.Hex(c))
 	}
 	return info
 }
@@ -44,7 +45,7 @@ func (a *API) info(i state.Identity) identityInfo {
 // hex identity. A name that is no hex identity is looked up as it is, and
 // is not found: after authorization, as for any other identity.
 func identityOf(resource string) string {
-	if h1, ok := H1Identity(resource); ok {
+	if h1, ok := identity.FromHex(resource); ok {
 		return h1
 	}
 	return resource
@@ -70,7 +71,7 @@ func (a *API) describeSelf(r *request) (any, error) {
 		return nil, err
 	}
 	info := a.info(i)
-	info.Identity = HexIdentity(r.caller.Identity)
+	info.Identity = identity.Hex(r.caller.Identity)
 	if p.Name != "" {
 		info.Policy = p.Name
 		info.Allow, info.Deny = kesRules(p.Allow), kesRules(p.Deny)
@@ -88,7 +89,7 @@ func (a *API) listIdentities(r *request) (any, error) {
 	// h1: and hex spellings do not share prefixes: list all, then filter.
 	ids, err := listAll(func(continueAt string) ([]state.Identity, string, error) {
 		return a.svc.ListIdentities(r.caller, a.enclave, "", continueAt, state.MaxPageSize)
-	}, func(i state.Identity) string { return HexIdentity(i.ID) })
+	}, func(i state.Identity) string { return identity.Hex(i.ID) })
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -91,7 +92,7 @@ func (a *API) describeKey(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return keyInfo{Name: k.Name, Algorithm: string(k.Key.Type()), CreatedAt: k.CreatedAt, CreatedBy: HexIdentity(k.CreatedBy)}, nil
+	return keyInfo{Name: k.Name, Algorithm: string(k.Key.Type()), CreatedAt: k.CreatedAt, CreatedBy: identity.Hex(k.CreatedBy)}, nil
 }
 
 // listKeys serves GET /v1/key/list/{pattern}: every matching name at once.
@@ -207,6 +208,41 @@ func (a *API) decrypt(r *request) (any, error) {
 	return struct {
 		Plaintext []byte `json:"plaintext"`
 	}{plaintext}, nil
+}
+
+// maxBulkDecrypt bounds the ciphertexts of one bulk decryption, as KES did.
+const maxBulkDecrypt = 1000
+
+// bulkDecrypt serves POST /v1/key/bulk/decrypt/{name}
+// [{"ciphertext","context"},…]: the route KES removed in October 2023,
+// which MinIO releases of before then call when they list encrypted
+// objects (if the caller's policy shows it). As in KES, the first
+// ciphertext that fails fails the whole request.
+func (a *API) bulkDecrypt(r *request) (any, error) {
+	name, err := keyName(r)
+	if err != nil {
+		return nil, err
+	}
+	var reqs []struct {
+		Ciphertext []byte `json:"ciphertext"`
+		Context    []byte `json:"context"`
+	}
+	if err := decodeBody(r, &reqs, false, errBody); err != nil {
+		return nil, err
+	}
+	if len(reqs) > maxBulkDecrypt {
+		return nil, errTooMany
+	}
+	type plaintext struct {
+		Plaintext []byte `json:"plaintext"`
+	}
+	out := make([]plaintext, len(reqs))
+	for i, req := range reqs {
+		if out[i].Plaintext, err = a.svc.Decrypt(r.caller, a.enclave, name, 0, req.Ciphertext, req.Context); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // hmac serves PUT /v1/key/hmac/{name} {"message"}: HMAC-SHA256 under a

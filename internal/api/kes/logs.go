@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keep-kms/keep/internal/audit"
+	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/logging"
 )
 
@@ -89,7 +90,7 @@ func auditLine(e audit.Event) any {
 		Response response  `json:"response"`
 	}{
 		Time:     e.Time,
-		Request:  request{IP: e.IP, Path: pathOf(e.Command, e.Resource), Identity: HexIdentity(e.Identity)},
+		Request:  request{IP: e.IP, Path: pathOf(e.Command, e.Resource), Identity: identity.Hex(e.Identity)},
 		Response: response{Code: e.Status, Time: int64(e.Latency)},
 	}
 }

@@ -3,7 +3,6 @@ package kes
 import (
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/hex"
 	"strings"
 
 	"aead.dev/mtls"
@@ -60,35 +59,6 @@ func validPattern(s string) bool {
 // Keep strips it for keys too.
 func listPrefix(pattern string) string {
 	return strings.TrimSuffix(pattern, "*")
-}
-
-// HexIdentity returns the KES spelling of an identity: the lowercase hex
-// of the SHA-256 the h1: spelling encodes. Anything that is not an h1:
-// identity is returned unchanged.
-func HexIdentity(h1 string) string {
-	id, err := mtls.ParseIdentity(h1)
-	if err != nil || id.IsZero() {
-		return h1
-	}
-	b, _ := id.MarshalBinary() // "h1:" followed by the 32 bytes
-	return hex.EncodeToString(b[3:])
-}
-
-// H1Identity returns the h1: spelling of a KES identity (64 lowercase hex
-// digits), and false if id is not one.
-func H1Identity(id string) (string, bool) {
-	if len(id) != 2*32 || strings.ToLower(id) != id {
-		return "", false
-	}
-	sum, err := hex.DecodeString(id)
-	if err != nil {
-		return "", false
-	}
-	var i mtls.Identity
-	if err := i.UnmarshalBinary(append([]byte("h1:"), sum...)); err != nil {
-		return "", false
-	}
-	return i.String(), true
 }
 
 // APIKey returns the KES spelling of a k1: API key, kes:v1: followed by

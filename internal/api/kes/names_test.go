@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"aead.dev/mtls"
+	"github.com/keep-kms/keep/internal/identity"
 	"github.com/minio/kms-go/kes"
 )
 
@@ -106,11 +107,11 @@ func TestIdentitySpellings(t *testing.T) {
 			t.Fatal(err)
 		}
 		h1 := k.Identity().String()
-		if got := HexIdentity(h1); got != v.identity {
-			t.Errorf("HexIdentity(%s) = %s, want %s", h1, got, v.identity)
+		if got := identity.Hex(h1); got != v.identity {
+			t.Errorf("identity.Hex(%s) = %s, want %s", h1, got, v.identity)
 		}
-		if got, ok := H1Identity(v.identity); !ok || got != h1 {
-			t.Errorf("H1Identity(%s) = %s, %v, want %s", v.identity, got, ok, h1)
+		if got, ok := identity.FromHex(v.identity); !ok || got != h1 {
+			t.Errorf("identity.FromHex(%s) = %s, %v, want %s", v.identity, got, ok, h1)
 		}
 		if got, ok := APIKey(k); !ok || got != v.key {
 			t.Errorf("APIKey(%s) = %s, %v, want %s", k, got, ok, v.key)
@@ -133,13 +134,13 @@ func TestIdentitySpellings(t *testing.T) {
 		"zz26fa9a04bc2756b92fbe8a97e1a1e07b53ecf04ed33da22c33e5c9faeb8cbb",
 		"h1:BCb6mgS8J1a5L76Kl-Gh4HtT7PBO0z2iLDPlyfrrjLs",
 	} {
-		if got, ok := H1Identity(bad); ok {
-			t.Errorf("H1Identity(%q) = %q, want not an identity", bad, got)
+		if got, ok := identity.FromHex(bad); ok {
+			t.Errorf("identity.FromHex(%q) = %q, want not an identity", bad, got)
 		}
 	}
 	for _, notH1 := range []string{"", "admin", "0426fa9a", "h1:short"} {
-		if got := HexIdentity(notH1); got != notH1 {
-			t.Errorf("HexIdentity(%q) = %q, want it unchanged", notH1, got)
+		if got := identity.Hex(notH1); got != notH1 {
+			t.Errorf("identity.Hex(%q) = %q, want it unchanged", notH1, got)
 		}
 	}
 	ec, err := mtls.GenerateKeyECDSA(elliptic.P256(), nil)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/minio/kms-go/kms/cmds"
 
+	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -43,7 +44,7 @@ func (a *API) describePolicy(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return policyInfo{Name: p.Name, CreatedAt: p.CreatedAt, CreatedBy: HexIdentity(p.CreatedBy)}, nil
+	return policyInfo{Name: p.Name, CreatedAt: p.CreatedAt, CreatedBy: identity.Hex(p.CreatedBy)}, nil
 }
 
 // readPolicy serves GET /v1/policy/read/{name}: the policy's rules as the
@@ -62,7 +63,7 @@ func (a *API) readPolicy(r *request) (any, error) {
 		Allow:     kesRules(p.Allow),
 		Deny:      kesRules(p.Deny),
 		CreatedAt: p.CreatedAt,
-		CreatedBy: HexIdentity(p.CreatedBy),
+		CreatedBy: identity.Hex(p.CreatedBy),
 	}, nil
 }
 
@@ -107,7 +108,7 @@ func kesRules(rules map[string][]string) map[string]struct{} {
 		}
 		for _, p := range patterns {
 			if rt.rule == cmds.IdentityGet.String() {
-				p = HexIdentity(p)
+				p = identity.Hex(p)
 			}
 			out[rt.path+p] = struct{}{}
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/minio/kms-go/kms/cmds"
 
+	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -90,6 +91,7 @@ func routeTable() []route {
 		{method: http.MethodPut, path: "/v1/key/generate/", maxBody: MaxBody, timeout: 15 * time.Second, command: cmds.KeyGenerate.String(), rule: cmds.KeyGenerate.String(), metered: true, failure: "failed to generate encryption key", auth: enclaveCommand(cmds.KeyGenerate), handle: (*API).generateKey},
 		{method: http.MethodPut, path: "/v1/key/encrypt/", maxBody: MaxBody, timeout: 15 * time.Second, command: cmds.KeyEncrypt.String(), rule: cmds.KeyEncrypt.String(), metered: true, failure: "failed to encrypt plaintext", auth: enclaveCommand(cmds.KeyEncrypt), handle: (*API).encrypt},
 		{method: http.MethodPut, path: "/v1/key/decrypt/", maxBody: MaxBody, timeout: 15 * time.Second, command: cmds.KeyDecrypt.String(), rule: cmds.KeyDecrypt.String(), metered: true, failure: "failed to decrypt ciphertext", auth: enclaveCommand(cmds.KeyDecrypt), handle: (*API).decrypt},
+		{method: http.MethodPost, path: "/v1/key/bulk/decrypt/", maxBody: MaxBody, timeout: 15 * time.Second, command: cmds.KeyDecrypt.String(), rule: cmds.KeyDecrypt.String(), metered: true, failure: "failed to decrypt ciphertexts", auth: enclaveCommand(cmds.KeyDecrypt), handle: (*API).bulkDecrypt},
 		{method: http.MethodPut, path: "/v1/key/hmac/", maxBody: MaxBody, timeout: 15 * time.Second, command: commandKeyMAC, rule: cmds.KeyGenerate.String(), metered: true, failure: "failed to compute HMAC", auth: enclaveCommand(service.KeyMAC), handle: (*API).hmac},
 
 		{method: http.MethodGet, path: "/v1/policy/describe/", timeout: 15 * time.Second, command: cmds.PolicyStatus.String(), rule: cmds.PolicyStatus.String(), metered: true, failure: "failed to read policy", auth: enclaveCommand(cmds.PolicyStatus), handle: (*API).describePolicy},
@@ -119,7 +121,7 @@ func pathOf(command, resource string) string {
 		rt := &routes[i]
 		if rt.command == command && rt.path[len(rt.path)-1] == '/' {
 			if rt.rule == cmds.IdentityGet.String() || rt.rule == cmds.IdentityList.String() {
-				resource = HexIdentity(resource)
+				resource = identity.Hex(resource)
 			}
 			return rt.path + resource
 		}

@@ -43,11 +43,11 @@ func TestRouteTable(t *testing.T) {
 			t.Errorf("route %s: exempt from the rate limit = %v", rt.path, rt.unlimited)
 		}
 	}
-	// Every route of spec §2.4.
+	// Every route of spec §2.4, and the legacy bulk decryption.
 	for _, path := range []string{
 		"/version", "/v1/ready", "/v1/status", "/v1/metrics", "/v1/api",
 		"/v1/key/create/", "/v1/key/import/", "/v1/key/describe/", "/v1/key/list/", "/v1/key/delete/",
-		"/v1/key/generate/", "/v1/key/encrypt/", "/v1/key/decrypt/", "/v1/key/hmac/",
+		"/v1/key/generate/", "/v1/key/encrypt/", "/v1/key/decrypt/", "/v1/key/bulk/decrypt/", "/v1/key/hmac/",
 		"/v1/policy/describe/", "/v1/policy/read/", "/v1/policy/list/",
 		"/v1/identity/describe/", "/v1/identity/list/", "/v1/identity/self/describe",
 		"/v1/log/error", "/v1/log/audit",
@@ -56,8 +56,8 @@ func TestRouteTable(t *testing.T) {
 			t.Errorf("no route %s", path)
 		}
 	}
-	if len(routes) != len(seen) || len(seen) != 22 {
-		t.Errorf("%d routes, want the 22 of the spec", len(routes))
+	if len(routes) != len(seen) || len(seen) != 23 {
+		t.Errorf("%d routes, want the 23 above", len(routes))
 	}
 
 	list := apiList()

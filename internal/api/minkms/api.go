@@ -169,7 +169,7 @@ func (a *API) serve(rt route) http.Handler {
 		}
 		a.audit.Record(audit.Event{
 			Time: start.UTC(), Node: a.host, Identity: c.Identity, IP: remoteIP(r), API: "minkms",
-			Command: rt.audit, Resource: resource, Status: sw.Status, Latency: time.Since(start),
+			Command: rt.audit, Enclave: r.PathValue("enclave"), Resource: resource, Status: sw.Status, Latency: time.Since(start),
 		})
 	})
 }

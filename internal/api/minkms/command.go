@@ -158,7 +158,12 @@ func (a *API) event(r *http.Request, c service.Caller, enclave string, cmd cmds.
 // commandName is the name of a command in audit records: as policies name
 // it. The pinned kms-go names every command but KEY:IMPORT, which it spells
 // !INVALID:203.
-func commandName(cmd cmds.Command) string { return state.RuleText(cmd) }
+func commandName(cmd cmds.Command) string {
+	if cmd == service.KeyMAC {
+		return service.CommandKeyMAC
+	}
+	return state.RuleText(cmd)
+}
 
 // resourceOf is the name a command acts on: a key, policy, enclave,
 // identity or node.

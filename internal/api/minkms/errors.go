@@ -8,6 +8,7 @@ import (
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/kesformat"
 	"github.com/keep-kms/keep/internal/profile"
 	"github.com/keep-kms/keep/internal/ratelimit"
 	"github.com/keep-kms/keep/internal/service"
@@ -55,6 +56,7 @@ var explained = []struct {
 	status int
 }{
 	{state.ErrIdentityExists, http.StatusConflict},
+	{kesformat.ErrNoHMACKey, http.StatusConflict},
 	{state.ErrInvalidArgument, http.StatusBadRequest},
 	{errMalformed, http.StatusBadRequest},
 	{errBatchTooLarge, http.StatusRequestEntityTooLarge},

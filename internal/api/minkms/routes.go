@@ -4,7 +4,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/keep-kms/keep/internal/kesformat"
 	"github.com/keep-kms/keep/internal/service"
+	"github.com/keep-kms/keep/internal/state"
 )
 
 // MaxCommandBody bounds a /v1/kms request: a few MiB take batches of
@@ -42,6 +44,9 @@ var routes = []route{
 	// request would cost more than anything else in a generate.
 	{method: http.MethodPost, path: "/v1/kms", auth: known, refusedAs: "/v1/kms", maxBody: MaxCommandBody, handle: (*API).command},
 	{method: http.MethodPost, path: "/v1/kms/{enclave...}", auth: known, refusedAs: "/v1/kms", maxBody: MaxCommandBody, handle: (*API).command},
+	// keep import-kes sends one key file of a KES keystore per request;
+	// the service admits KEY:IMPORT on the key in the enclave.
+	{method: http.MethodPut, path: "/v1/kes/import/{enclave}/{name}", auth: known, maxBody: kesformat.MaxKeyFileSize, timeout: 30 * time.Second, audit: state.RuleKeyImport, handle: (*API).importKES},
 	{method: http.MethodPost, path: "/v1/debug/restart", auth: sysAdmin, maxBody: 0, timeout: 30 * time.Second, audit: "NODE:RESTART", handle: (*API).restart},
 	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/db", auth: sysAdmin, maxBody: MaxBackup, timeout: time.Minute, audit: "NODE:DB", handle: (*API).db},
 	{method: http.MethodPost + "," + http.MethodGet + "," + http.MethodDelete, path: "/v1/debug/pprof", auth: sysAdmin, maxBody: 0, timeout: time.Minute, audit: "NODE:PPROF", handle: (*API).pprof},
