@@ -170,19 +170,33 @@ is already there or would be refused, and why.`,
 		if err != nil {
 			return err
 		}
-		refused := 0
-		for _, r := range results {
-			if r.outcome == outRefused {
-				refused++
-			}
-		}
-		if refused > 0 {
-			// The summary has named them; this sets the exit status.
-			return fmt.Errorf("%d of %d keys refused (listed above)", refused, len(results))
-		}
-		return nil
+		return refusedError(results, dryRun)
 	}
 	return cmd
+}
+
+// refusedError returns the error that makes the exit status non-zero if
+// any key was refused; the summary has named them.
+func refusedError(results []importResult, dryRun bool) error {
+	keys, refused := 0, 0
+	for _, r := range results {
+		switch r.outcome {
+		case outRefused:
+			refused++
+			keys++
+		case outSkipped:
+		default:
+			keys++
+		}
+	}
+	switch {
+	case refused == 0:
+		return nil
+	case dryRun:
+		return fmt.Errorf("%d of %d keys would be refused (listed above)", refused, keys)
+	default:
+		return fmt.Errorf("%d of %d keys refused (listed above)", refused, keys)
+	}
 }
 
 // openKeystore opens the keystore named by the config file or, without

@@ -194,20 +194,13 @@ func TestReadConfigErrors(t *testing.T) {
 	}
 }
 
-// fixtureDir returns the KES migration fixture set's directory
-// (KEEP_KES_FIXTURES, default the shared one), or skips the test.
+// fixtureDir returns the KES migration fixture set's directory, or skips
+// the test.
 func fixtureDir(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv("KEEP_KES_FIXTURES")
-	if dir == "" {
-		root, err := testnode.RepoRoot()
-		if err != nil {
-			t.Skipf("no KES fixture: KEEP_KES_FIXTURES is unset and %v", err)
-		}
-		dir = filepath.Join(root, "..", "shared", "fixtures", "kes-migration")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "keystore")); err != nil {
-		t.Skipf("no KES fixture set at %s: %v", dir, err)
+	dir, err := testnode.KESFixtures()
+	if err != nil {
+		t.Skip(err)
 	}
 	return dir
 }
