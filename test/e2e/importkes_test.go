@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/minio/kms-go/kms"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/keep-kms/keep/test/testnode"
 )
@@ -423,4 +426,111 @@ func unusedName(names []string, base string) string {
 			return name
 		}
 	}
+}
+
+// BenchmarkImportKES10000 imports an fs keystore of 10,000 KES key files
+// (half protobuf-base64 with HMAC keys, as KES writes them since 2024, half
+// JSON as before) with keep import-kes into a fresh enclave of one node per
+// iteration. The goal of issue 10 is under 30 s for the 10,000.
+//
+//	go test ./test/e2e -run '^$' -bench ImportKES10000 -benchtime 1x
+func BenchmarkImportKES10000(b *testing.B) {
+	if testing.Short() {
+		b.Skip("imports 10,000 keys")
+	}
+	const keys = 10_000
+	ks := b.TempDir()
+	created := time.Date(2025, 5, 27, 12, 0, 0, 0, time.UTC)
+	for i := range keys {
+		var file []byte
+		if i%2 == 0 {
+			file = kesProtobufKeyFile(randomBytes(b, 32), randomBytes(b, 32), created, "a3ce268ef7399b023486be32a99563421a3d690e795fda6641c3f29535dfb9d5")
+		} else {
+			file = fmt.Appendf(nil, `{"version":"v1","bytes":%q,"created_at":%q,"created_by":"a3ce268ef7399b023486be32a99563421a3d690e795fda6641c3f29535dfb9d5"}`,
+				base64.StdEncoding.EncodeToString(randomBytes(b, 32)), created.Format(time.RFC3339Nano))
+		}
+		if err := os.WriteFile(filepath.Join(ks, fmt.Sprintf("bench-key-%05d", i)), file, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := testnode.Start(b, testnode.Options{})
+	c := n.RootClient(b)
+	env := append(testnode.BaseEnv(b.TempDir()), "MINIO_KMS_SERVER="+n.Endpoint(), "MINIO_KMS_API_KEY="+n.APIKey)
+
+	b.ResetTimer()
+	var elapsed time.Duration
+	for i := range b.N {
+		b.StopTimer()
+		enclave := fmt.Sprintf("bench-import-%d", i)
+		noErr(b, c.CreateEnclave(context.Background(), &kms.CreateEnclaveRequest{Name: enclave}), "CreateEnclave")
+		b.StartTimer()
+		start := time.Now()
+		r := testnode.Run(b, env, "import-kes", "-k", "--fs", ks, "-e", enclave)
+		elapsed += time.Since(start)
+		b.StopTimer()
+		if r.Code != 0 || !strings.Contains(r.Stdout, fmt.Sprintf("imported:       %d", keys)) {
+			b.Fatalf("import of %d keys:\n%s", keys, r)
+		}
+		if got := countKeys(b, c, enclave); got != keys {
+			b.Fatalf("enclave %s has %d keys, want %d", enclave, got, keys)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	perRun := elapsed / time.Duration(b.N)
+	b.ReportMetric(float64(keys)/perRun.Seconds(), "keys/s")
+	b.Logf("imported %d KES keys in %v per run (goal: under 30 s)", keys, perRun.Round(time.Millisecond))
+}
+
+// countKeys counts the keys of enclave.
+func countKeys(b *testing.B, c *kms.Client, enclave string) int {
+	b.Helper()
+	total := 0
+	req := &kms.ListRequest{Enclave: enclave}
+	for {
+		page, err := c.ListKeys(context.Background(), req)
+		noErr(b, err, "ListKeys")
+		total += len(page.Items)
+		if page.ContinueAt == "" || len(page.Items) == 0 {
+			return total
+		}
+		req.ContinueAt = page.ContinueAt
+	}
+}
+
+// randomBytes returns n random bytes.
+func randomBytes(b *testing.B, n int) []byte {
+	p := make([]byte, n)
+	if _, err := rand.Read(p); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// kesProtobufKeyFile returns a key file as KES 63649d0 writes it: standard
+// base64 of a KeyVersion message (schema in the fixture's README) of an
+// AES256 key with an HMAC-SHA256 key.
+func kesProtobufKeyFile(key, hmacKey []byte, createdAt time.Time, createdBy string) []byte {
+	const aes256, sha256 = 1, 1
+	var secret, hmac, ts, msg []byte
+	secret = protowire.AppendTag(secret, 1, protowire.BytesType)
+	secret = protowire.AppendBytes(secret, key)
+	secret = protowire.AppendTag(secret, 2, protowire.VarintType)
+	secret = protowire.AppendVarint(secret, aes256)
+	hmac = protowire.AppendTag(hmac, 1, protowire.BytesType)
+	hmac = protowire.AppendBytes(hmac, hmacKey)
+	hmac = protowire.AppendTag(hmac, 2, protowire.VarintType)
+	hmac = protowire.AppendVarint(hmac, sha256)
+	ts = protowire.AppendTag(ts, 1, protowire.VarintType)
+	ts = protowire.AppendVarint(ts, uint64(createdAt.Unix())) // #nosec G115 -- a time after 1970
+	ts = protowire.AppendTag(ts, 2, protowire.VarintType)
+	ts = protowire.AppendVarint(ts, uint64(createdAt.Nanosecond())) // #nosec G115 -- 0 to 999,999,999
+	for _, f := range []struct {
+		num protowire.Number
+		val []byte
+	}{{1, secret}, {2, hmac}, {3, ts}, {4, []byte(createdBy)}} {
+		msg = protowire.AppendTag(msg, f.num, protowire.BytesType)
+		msg = protowire.AppendBytes(msg, f.val)
+	}
+	return []byte(base64.StdEncoding.EncodeToString(msg))
 }
