@@ -76,6 +76,7 @@ func (a *app) importKESCommand() *cobra.Command {
 		configPath, fsDir, enclave, pattern string
 		dryRun                              bool
 	)
+	var enclaveFlag *string
 	cmd := &cobra.Command{
 		Use:   "import-kes (--config FILE | --fs DIR) [-e ENCLAVE] [--key PATTERN] [--dry-run]",
 		Short: "Import the keys of a KES keystore",
@@ -119,6 +120,11 @@ is already there or would be refused, and why.`,
 			if _, err := kesstore.Filter(nil, pattern); err != nil {
 				return usageErrorf("%v", err)
 			}
+			if e := *enclaveFlag; e != "" {
+				if err := state.ValidEnclaveName(e); err != nil {
+					return usageErrorf("%v", err)
+				}
+			}
 			return nil
 		},
 	}
@@ -126,7 +132,7 @@ is already there or would be refused, and why.`,
 	cmd.Flags().StringVar(&fsDir, "fs", "", "fs keystore directory to import")
 	cmd.Flags().StringVar(&pattern, "key", "", "import only the keys whose names match this glob (default: all)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be imported; import nothing")
-	enclaveFlag := addEnclaveFlag(cmd)
+	enclaveFlag = addEnclaveFlag(cmd)
 	f := addClientFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ks, err := a.openKeystore(configPath, fsDir)
@@ -494,7 +500,9 @@ func writeImportSummary(w io.Writer, ks kesstore.Keystore, enclave string, dryRu
 			tried++
 		}
 	}
-	if tried == 0 {
+	// After an error that stopped the import before any key got an
+	// answer, the error alone says what happened.
+	if tried == count[outcomeIndex[outSkipped]] && interrupted {
 		return nil
 	}
 	var b strings.Builder
