@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -179,6 +180,42 @@ func checkImported(t *testing.T, c *kms.Client, enclave string, want []kesFixtur
 	}
 }
 
+// checkDecrypts decrypts, for every key of the fixture, one of its KES
+// ciphertexts in enclave over the MinIO KMS API: the CLI sent the key file
+// as it is.
+func checkDecrypts(t *testing.T, c *kms.Client, dir, enclave string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "vectors.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Vectors []struct {
+			Key        string `json:"key"`
+			Plaintext  []byte `json:"plaintext"`
+			Context    []byte `json:"context"`
+			Ciphertext []byte `json:"ciphertext"`
+		} `json:"vectors"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		t.Fatalf("vectors.json: %v", err)
+	}
+	done := map[string]bool{}
+	for _, vec := range v.Vectors {
+		if done[vec.Key] {
+			continue
+		}
+		done[vec.Key] = true
+		pt, err := single(c.Decrypt(ctxT(t), enclave, &kms.DecryptRequest{Name: vec.Key, Ciphertext: vec.Ciphertext, AssociatedData: vec.Context}))
+		if err != nil || !bytes.Equal(pt.Plaintext, vec.Plaintext) {
+			t.Errorf("enclave %s: a KES ciphertext of %s does not decrypt: %s", enclave, vec.Key, testnode.DescribeErr(err))
+		}
+	}
+	if len(done) == 0 {
+		t.Error("vectors.json has no vectors")
+	}
+}
+
 // single returns the only reply of a batch call with one request.
 func single[T any](replies []*T, err error) (*T, error) {
 	if err != nil {
@@ -248,6 +285,7 @@ func TestImportKES(t *testing.T) {
 			t.Errorf("imported %d keys, want %d:\n%s", got, len(keys), r.Stdout)
 		}
 		checkImported(t, c, "kes-config", keys)
+		checkDecrypts(t, c, dir, "kes-config")
 
 		// A re-run finds every key already there and changes nothing.
 		r = run(work, "--config", "kes-config.yml", "-e", "kes-config")
