@@ -73,10 +73,10 @@ type importReply struct {
 
 func (a *app) importKESCommand() *cobra.Command {
 	var (
-		configPath, fsDir, enclave, pattern string
-		dryRun                              bool
+		configPath, fsDir, pattern string
+		dryRun                     bool
+		enclaveFlag                *string
 	)
-	var enclaveFlag *string
 	cmd := &cobra.Command{
 		Use:   "import-kes (--config FILE | --fs DIR) [-e ENCLAVE] [--key PATTERN] [--dry-run]",
 		Short: "Import the keys of a KES keystore",
@@ -139,7 +139,7 @@ is already there or would be refused, and why.`,
 		if err != nil {
 			return err
 		}
-		enclave = *enclaveFlag
+		enclave := *enclaveFlag
 		if enclave == "" {
 			enclave = state.DefaultEnclave
 		}
@@ -313,7 +313,7 @@ func (im *importer) showProgress(total int) (stop func()) {
 				return
 			case <-t.C:
 				im.mu.Lock()
-				fmt.Fprintf(im.stderr, "import-kes: %d of %d keys (%s)\n", im.done.Load(), total, im.countLine())
+				fmt.Fprintf(im.stderr, "import-kes: %d of %d entries (%s)\n", im.done.Load(), total, im.countLine())
 				im.mu.Unlock()
 			}
 		}
