@@ -379,6 +379,14 @@ func TestImportKES(t *testing.T) {
 			t.Errorf("--key %s*: %d keys in the enclave, want %d", prefix, len(got), len(want))
 		}
 
+		// Without --key, the same import completes: the filtered keys are
+		// already there, the others are imported now.
+		r = run(work, "--config", "kes-config.yml", "-e", "kes-filter")
+		if r.Code != 0 || summaryCount(t, r.Stdout, "imported") != len(keys)-len(want) || summaryCount(t, r.Stdout, "already there") != len(want) {
+			t.Errorf("import after --key %s*: want %d imported, %d already there\n%s", prefix, len(keys)-len(want), len(want), r)
+		}
+		checkImported(t, c, "kes-filter", keys)
+
 		r = run(work, "--config", "kes-config.yml", "-e", "kes-filter", "--key", "no-such-key-*")
 		if r.Code != 1 || !strings.Contains(r.Stderr, `matches "no-such-key-*"`) {
 			t.Errorf("--key matching nothing: %s", r)
