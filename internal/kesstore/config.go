@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -245,12 +244,3 @@ func (c *FSConfig) Kind() string { return "fs" }
 
 // Open opens the directory as an fs keystore (see OpenFS).
 func (c *FSConfig) Open() (Keystore, error) { return OpenFS(c.Path) }
-
-// abs returns path made absolute against the working directory, for
-// messages that must say which directory was meant.
-func abs(path string) string {
-	if a, err := filepath.Abs(path); err == nil {
-		return a
-	}
-	return path
-}

@@ -48,9 +48,6 @@ func OpenFS(dir string) (*FS, error) {
 // String returns "fs keystore DIR".
 func (s *FS) String() string { return "fs keystore " + s.dir }
 
-// Dir returns the keystore's directory, absolute.
-func (s *FS) Dir() string { return s.dir }
-
 // List returns the entries of the directory, sorted by name, without
 // descending into subdirectories. Entries that are neither regular files
 // nor symbolic links, and names KES rejects, are listed with Skip set.
@@ -156,4 +153,13 @@ func (s *FS) Read(ctx context.Context, name string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: more than %d bytes, KES reads at most %d", ErrTooLarge, kesformat.MaxKeyFileSize, kesformat.MaxKeyFileSize)
 	}
 	return data, nil
+}
+
+// abs returns path made absolute against the working directory, for
+// messages that must say which directory was meant.
+func abs(path string) string {
+	if a, err := filepath.Abs(path); err == nil {
+		return a
+	}
+	return path
 }
