@@ -104,7 +104,7 @@ func ParseConfig(data []byte, env LookupEnv) (*Config, error) {
 		}
 		for _, seen := range kinds {
 			if seen == k.Value {
-				return nil, fmt.Errorf("line %d: keystore %s is set twice", k.Line, k.Value)
+				return nil, fmt.Errorf("line %d: keystore %s is set twice", k.Line, printable(k.Value))
 			}
 		}
 		kinds = append(kinds, k.Value)
@@ -115,7 +115,11 @@ func ParseConfig(data []byte, env LookupEnv) (*Config, error) {
 		return nil, errors.New("no keystore specified")
 	case 1:
 	default:
-		return nil, fmt.Errorf("more than one keystore specified: %s", strings.Join(kinds, ", "))
+		quoted := make([]string, len(kinds))
+		for i, k := range kinds {
+			quoted[i] = printable(k)
+		}
+		return nil, fmt.Errorf("more than one keystore specified: %s", strings.Join(quoted, ", "))
 	}
 	k, err := parseKeystore(kinds[0], spec, env)
 	if err != nil {
