@@ -81,7 +81,7 @@ func (s *FS) List(ctx context.Context) ([]Entry, error) {
 // KES could have served, "" if it may be one.
 func skipReason(name string, t fs.FileMode) string {
 	switch {
-	case !ValidKeyName(name):
+	case !kesformat.ValidName(name):
 		return "name not accepted by KES as a key name"
 	case t.IsDir():
 		return "directory"
@@ -114,7 +114,7 @@ func (s *FS) Read(ctx context.Context, name string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !ValidKeyName(name) {
+	if !kesformat.ValidName(name) {
 		return nil, fmt.Errorf("%q is not a KES key name", name)
 	}
 	path := filepath.Join(s.dir, name)

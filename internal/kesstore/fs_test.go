@@ -217,15 +217,3 @@ func TestFilter(t *testing.T) {
 		}
 	}
 }
-
-func TestValidKeyName(t *testing.T) {
-	for name, want := range map[string]bool{
-		"a": true, "A-b_9": true, "_a": true, "a_": true, "__": true, strings.Repeat("x", 80): true,
-		"": false, "_": false, "-a": false, "a-": false, "a.b": false, "a/b": false, `a\b`: false,
-		"a b": false, "ä": false, strings.Repeat("x", 81): false, "a*": false,
-	} {
-		if got := ValidKeyName(name); got != want {
-			t.Errorf("ValidKeyName(%q) = %v, want %v", name, got, want)
-		}
-	}
-}

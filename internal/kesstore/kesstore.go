@@ -52,27 +52,6 @@ var (
 	ErrNotRegular = errors.New("not a regular file")
 )
 
-// ValidKeyName reports whether KES accepts name as a key name: 1 to 80 of
-// 0-9 A-Z a-z _ -, no - first or last, not "_" alone (KES auth.go
-// validName). Every such name is also one KES's fs keystore accepts (no /,
-// \ or .).
-func ValidKeyName(name string) bool {
-	const maxLen = 80
-	if name == "" || name == "_" || len(name) > maxLen {
-		return false
-	}
-	last := len(name) - 1
-	for i := 0; i < len(name); i++ {
-		switch c := name[i]; {
-		case c >= '0' && c <= '9', c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c == '_':
-		case c == '-' && i > 0 && i < last:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // Filter returns the entries whose names match the glob pattern (path.Match
 // syntax, as KES list patterns: "minio-*", "app-?", "*"); "" matches every
 // entry. A malformed pattern is an error.
