@@ -50,10 +50,11 @@ func Main(args []string) int {
 	}()
 
 	a := &app{
-		getenv: os.Getenv,
-		stdin:  os.Stdin,
-		stdout: os.Stdout,
-		stderr: os.Stderr,
+		getenv:    os.Getenv,
+		lookupEnv: os.LookupEnv,
+		stdin:     os.Stdin,
+		stdout:    os.Stdout,
+		stderr:    os.Stderr,
 	}
 	return a.run(ctx, args)
 }
@@ -62,9 +63,12 @@ func Main(args []string) int {
 // the standard streams. Tests replace them.
 type app struct {
 	getenv func(string) string
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	// lookupEnv tells an unset variable from an empty one, for ${VAR} in a
+	// KES config; nil: a variable is set if getenv returns non-empty.
+	lookupEnv func(string) (string, bool)
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
 // run executes args and returns the exit code. Errors are reported on
@@ -157,6 +161,7 @@ MINIO_KMS_API_KEY or --api-key.`,
 	add(groupCluster, a.clusterCommands()...)
 	add(groupEnclave, a.enclaveCommands()...)
 	add(groupKey, a.keyCommands()...)
+	add(groupKey, a.importKESCommand())
 	add(groupPolicy, a.policyCommands()...)
 	add(groupIdentity, a.identityCommands()...)
 	root.AddCommand(a.versionCommand())

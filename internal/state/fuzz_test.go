@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -26,6 +27,9 @@ func FuzzApply(f *testing.F) {
 	f.Add([]byte(`{"op":"key.create","enclave":"default","name":"k","key":{"type":"AES256","sealed":"AAAA"}}`))
 	f.Add([]byte(`{"op":`))
 	s := newState(f)
+	k, _ := crypto.GenerateKey(crypto.AES256, nil)
+	kes, _ := json.Marshal(kesEntry(f, s, "kes", k, bytes.Repeat([]byte{1}, 32), true))
+	f.Add(kes)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_ = s.ApplyLegacy(data)
 		if err := s.Snapshot(new(bytes.Buffer)); err != nil {

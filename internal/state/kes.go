@@ -67,12 +67,9 @@ func (s *State) SealKESHMAC(enclave, name string, v uint32, t crypto.KeyType, hm
 	if len(hmacKey) != kesformat.KeySize {
 		return nil, fmt.Errorf("%w: a KES HMAC key has %d bytes, not %d", ErrInvalidArgument, kesformat.KeySize, len(hmacKey))
 	}
-	s.mu.RLock()
-	root := s.rootKey
-	initialized := s.clusterID != ""
-	s.mu.RUnlock()
-	if !initialized {
-		return nil, ErrNotInitialized
+	root, err := s.root()
+	if err != nil {
+		return nil, err
 	}
 	return root.Encrypt(0, hmacKey, kesHMACAAD(enclave, name, v, t))
 }

@@ -26,14 +26,21 @@ func legacyKeyAAD(enclave, name string) []byte {
 // SealKey seals key material under the root key, for the KeyArgs of an
 // entry that will make it version v of the key.
 func (s *State) SealKey(enclave, name string, v uint32, k crypto.Key) ([]byte, error) {
-	s.mu.RLock()
-	root := s.rootKey
-	initialized := s.clusterID != ""
-	s.mu.RUnlock()
-	if !initialized {
-		return nil, ErrNotInitialized
+	root, err := s.root()
+	if err != nil {
+		return nil, err
 	}
 	return root.Encrypt(0, k.Material(), keyAAD(enclave, name, v, k.Type()))
+}
+
+// root returns the root key that seals what a proposer puts into an entry.
+func (s *State) root() (crypto.Key, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.clusterID == "" {
+		return crypto.Key{}, ErrNotInitialized
+	}
+	return s.rootKey, nil
 }
 
 // NextVersion returns the version number that a new version of a key gets:

@@ -17,7 +17,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -371,67 +370,20 @@ func wantRefusedStart(t *testing.T, n *testnode.Node, phase, want string) {
 	}
 }
 
-// oldBinary returns a keep binary built from the main of before this
-// change (commit 2f7943d): $KEEP_OLD_BINARY, or one built from the
-// repository's history and cached.
+// oldBinary returns a keep binary built from the main of before the
+// tamper-evident state (commit 2f7943d): $KEEP_OLD_BINARY, or one built
+// from the repository's history and cached.
 func oldBinary(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("KEEP_OLD_BINARY"); p != "" {
 		return p
 	}
-	const commit = "2f7943d"
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(cache, "keep-test", "keep-"+commit)
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	root, err := testnode.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := t.TempDir()
-	archive := exec.Command("sh", "-c", "git -C \"$1\" archive "+commit+" | tar -x -C \"$2\"", "sh", root, src)
-	if out, err := archive.CombinedOutput(); err != nil {
-		t.Skipf("cannot extract commit %s (set KEEP_OLD_BINARY): %v\n%s", commit, err, out)
-	}
-	build := exec.Command("go", "build", "-o", bin, "./cmd/keep")
-	build.Dir = src
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the keep of commit %s: %v\n%s", commit, err, out)
-	}
-	return bin
+	return testnode.OldBinary(t, "2f7943d")
 }
 
 // startWith starts the server n with the binary bin instead of the one
 // under test, and waits for its banner.
-func startWith(t *testing.T, n *testnode.Node, bin string) {
-	t.Helper()
-	cmd := exec.Command(bin, n.Args()...)
-	cmd.Env = n.Env()
-	done, err := n.Process.Start(cmd, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(testnode.DefaultStartTimeout)
-	for !strings.Contains(n.Stdout(), testnode.ReadyLine) {
-		select {
-		case <-done:
-			t.Fatalf("%s exited before it was up:\n%s", bin, n.Stderr())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not come up", bin)
-		}
-	}
-	key, err := testnode.BannerAPIKey(n.Stdout())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.APIKey, n.Root = key, testnode.ParseAPIKey(t, key)
-}
+func startWith(t *testing.T, n *testnode.Node, bin string) { n.StartWith(t, bin) }
 
 func itoa(i int) string { return strconv.Itoa(i) }
 

@@ -126,10 +126,17 @@ func (r Result) String() string {
 // BaseEnv.
 func Run(t testing.TB, env []string, args ...string) Result {
 	t.Helper()
+	return RunIn(t, "", env, args...)
+}
+
+// RunIn is Run in the working directory dir ("": the test's).
+func RunIn(t testing.TB, dir string, env []string, args ...string) Result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, Binary(t), args...)
 	cmd.Env = env
+	cmd.Dir = dir
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

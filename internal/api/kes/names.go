@@ -6,30 +6,17 @@ import (
 	"strings"
 
 	"aead.dev/mtls"
+
+	"github.com/keep-kms/keep/internal/kesformat"
 )
 
 // maxNameLen bounds KES names and listing patterns.
-const maxNameLen = 80
+const maxNameLen = kesformat.MaxNameLen
 
 // validName reports whether s may name a key, policy or identity on the
-// KES API (spec §2.2): 1 to 80 of 0-9 A-Z a-z _ -, no - first or last,
-// and not "_" alone. KES names are Keep names, but not every Keep name is
+// KES API (spec §2.2). KES names are Keep names, but not every Keep name is
 // a KES name: keys named with . + @ are reachable on the MinIO KMS API only.
-func validName(s string) bool {
-	if s == "" || s == "_" || len(s) > maxNameLen {
-		return false
-	}
-	last := len(s) - 1
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= '0' && c <= '9', c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c == '_':
-		case c == '-' && i > 0 && i < last:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func validName(s string) bool { return kesformat.ValidName(s) }
 
 // validPattern reports whether s may be a listing pattern: "*", or up to 80
 // characters of a name with an optional "*" at the end; empty means all.
