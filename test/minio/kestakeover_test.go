@@ -16,7 +16,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -216,28 +215,24 @@ func newTakeover(t *testing.T) *takeover {
 // importKeystore imports the set's keystore as the guide does: `keep
 // import-kes --config kes-config.yml` from the set's directory, a dry run
 // first; then again with --fs, which must find every key already there.
-// A keep without import-kes (before the CLI reached main) imports through
-// the import route instead.
 func (x *takeover) importKeystore(t *testing.T) {
 	t.Helper()
 	files := kesfixture.KeyFiles(t, x.fixture)
-	if !testnode.HasCommand(t, "import-kes") {
-		t.Log("keep has no import-kes command: importing through the import route")
-		hc := testnode.HTTPClient(t, x.keep.nodes[0].Root, 30*time.Second)
-		for name, r := range kesfixture.Import(t, hc, x.keep.nodes[0].Endpoint(), takeoverEnclave, files, false) {
-			if r.Status != "imported" {
-				t.Fatalf("import %s: status %q, want imported", name, r.Status)
-			}
-		}
-		return
-	}
+	env := append(testnode.BaseEnv(t.TempDir()),
+		"MINIO_KMS_SERVER="+x.keep.server(),
+		"MINIO_KMS_API_KEY="+x.keep.root,
+		"SSL_CERT_FILE="+x.keep.ca.File,
+	)
 	for _, args := range [][]string{
 		{"import-kes", "--config", "kes-config.yml", "-e", takeoverEnclave, "--dry-run"},
 		{"import-kes", "--config", "kes-config.yml", "-e", takeoverEnclave},
 		{"import-kes", "--fs", filepath.Join(x.fixture, "keystore"), "-e", takeoverEnclave},
 	} {
-		out := x.keepIn(t, x.fixture, args...)
-		t.Logf("keep %s:\n%s", strings.Join(args, " "), out)
+		r := testnode.RunIn(t, x.fixture, env, args...)
+		if r.Code != 0 {
+			t.Fatalf("in %s: %v", x.fixture, r)
+		}
+		t.Logf("keep %s:\n%s", strings.Join(args, " "), r.Stdout)
 		listed := x.keep.must(t, nil, "ls-key", "-e", takeoverEnclave)
 		for _, f := range files {
 			if in := regexpMatch(`(?m)^`+regexp.QuoteMeta(f.Name)+`\s`, listed); in == slices.Contains(args, "--dry-run") {
@@ -245,28 +240,6 @@ func (x *takeover) importKeystore(t *testing.T) {
 			}
 		}
 	}
-}
-
-// keepIn runs a keep client command with the root key in directory dir, as
-// an operator does from the KES directory, and fails the test unless it
-// succeeds. It returns its standard output.
-func (x *takeover) keepIn(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, testnode.Binary(t), args...)
-	cmd.Dir = dir
-	cmd.Env = append(testnode.BaseEnv(t.TempDir()),
-		"MINIO_KMS_SERVER="+x.keep.server(),
-		"MINIO_KMS_API_KEY="+x.keep.root,
-		"SSL_CERT_FILE="+x.keep.ca.File,
-	)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("keep %s (in %s): %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), dir, err, stdout.String(), stderr.String())
-	}
-	return stdout.String()
 }
 
 // copyData copies the set's minio/ directory to a new temporary directory,

@@ -110,9 +110,15 @@ func (m *minioServer) env() []string {
 }
 
 // start starts the server and waits until its readiness probe answers 200
-// (which needs the KMS). It returns an error with the server's output if
-// the process exits first or is not ready in time.
+// (which needs the KMS) and its S3 API serves the root user: the probe
+// may answer 200 while S3 requests still get "Server not initialized yet".
+// It returns an error with the server's output if the process exits first
+// or is not ready in time.
 func (m *minioServer) start() error {
+	s3, err := minio.New(m.addr, &minio.Options{Creds: credentials.NewStaticV4(m.user, m.password, ""), MaxRetries: 1})
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command(minioBinary, m.args()...)
 	cmd.Env = m.env()
 	cmd.SysProcAttr = sysProcAttr()
@@ -125,7 +131,12 @@ func (m *minioServer) start() error {
 	for {
 		code, err := m.ready(10 * time.Second)
 		if err == nil && code == http.StatusOK {
-			return nil
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err = s3.ListBuckets(ctx)
+			cancel()
+			if err == nil {
+				return nil
+			}
 		}
 		select {
 		case <-done:
