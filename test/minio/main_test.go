@@ -1,7 +1,9 @@
 // Package minio runs a real MinIO server against real Keep nodes: MinIO
 // uses Keep as its KMS, through the MinIO KMS API (MINIO_KMS_SERVER …) and
 // through the KES API (MINIO_KMS_KES_ENDPOINT …), and is driven with
-// minio-go. BenchmarkMinIOPut compares small-object PUTs with Keep as the KMS
+// minio-go. TestKESTakeover starts it on a copy of the data directory of a
+// KES fixture set (test/kesfixture), whose keystore was imported into Keep
+// with keep import-kes: MinIO taking over from KES. BenchmarkMinIOPut compares small-object PUTs with Keep as the KMS
 // to the same MinIO with a static key.
 //
 // TestMain installs the pinned MinIO release once: it builds it from its Go
