@@ -3,63 +3,25 @@ package service
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/kesformat"
 	"github.com/keep-kms/keep/internal/state"
+	"github.com/keep-kms/keep/test/kesfixture"
 	"github.com/keep-kms/keep/test/testnode"
 )
 
-// kesVectors is the part of a KES fixture set's vectors.json these tests
-// use; see ../shared/fixtures/kes-migration/README.md.
-type kesVectors struct {
-	Vectors []struct {
-		ID         string `json:"id"`
-		Key        string `json:"key"`
-		Plaintext  []byte `json:"plaintext"`
-		Context    []byte `json:"context"`
-		Ciphertext []byte `json:"ciphertext"`
-	} `json:"vectors"`
-	HMACVectors []struct {
-		Key           string          `json:"key"`
-		Message       []byte          `json:"message"`
-		HMAC          []byte          `json:"hmac"`
-		ExpectedError json.RawMessage `json:"expected_error"`
-	} `json:"hmac_vectors"`
-}
-
-// kesFixture reads the key files and vectors of the KES fixture set
-// (KEEP_KES_FIXTURES, or the shared set beside the repository).
-func kesFixture(t *testing.T) (map[string][]byte, *kesVectors) {
+// kesFixture reads the key files and vectors of the KES fixture set.
+func kesFixture(t *testing.T) (map[string][]byte, *kesfixture.Vectors) {
 	t.Helper()
-	dir, err := testnode.KESFixtures()
-	if err != nil {
-		t.Skip(err)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "vectors.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v kesVectors
-	if err := json.Unmarshal(data, &v); err != nil {
-		t.Fatalf("vectors.json: %v", err)
-	}
-	entries, err := os.ReadDir(filepath.Join(dir, "keystore"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := testnode.KESFixtureDir(t)
 	files := map[string][]byte{}
-	for _, e := range entries {
-		if files[e.Name()], err = os.ReadFile(filepath.Join(dir, "keystore", e.Name())); err != nil {
-			t.Fatal(err)
-		}
+	for _, f := range kesfixture.KeyFiles(t, dir) {
+		files[f.Name] = f.Content
 	}
-	return files, &v
+	return files, kesfixture.LoadVectors(t, dir)
 }
 
 // TestImportKES imports every key of a KES keystore, then checks that every
@@ -93,11 +55,11 @@ func TestImportKES(t *testing.T) {
 			if _, err := s.Decrypt(root, "", v.Key, 1, v.Ciphertext, v.Context); err != nil {
 				t.Errorf("%s: vector %s, version 1: %v", when, v.ID, err)
 			}
-			if _, err := s.Decrypt(root, "", v.Key, 0, v.Ciphertext, append(v.Context, 'x')); !errors.Is(err, crypto.ErrDecrypt) {
+			if _, err := s.Decrypt(root, "", v.Key, 0, v.Ciphertext, append(bytes.Clone(v.Context), 'x')); !errors.Is(err, crypto.ErrDecrypt) {
 				t.Errorf("%s: vector %s with another context: %v, want %v", when, v.ID, err, crypto.ErrDecrypt)
 			}
 			for _, i := range []int{0, len(v.Ciphertext) / 2, len(v.Ciphertext) - 1} {
-				tampered := bytes.Clone(v.Ciphertext)
+				tampered := bytes.Clone([]byte(v.Ciphertext))
 				tampered[i] ^= 0x10
 				if _, err := s.Decrypt(root, "", v.Key, 0, tampered, v.Context); !errors.Is(err, crypto.ErrDecrypt) {
 					t.Errorf("%s: vector %s with byte %d changed: %v, want %v", when, v.ID, i, err, crypto.ErrDecrypt)

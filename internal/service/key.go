@@ -18,7 +18,8 @@ const (
 )
 
 // CreateKey creates a key of type keyType ("" for AES256), or with
-// addVersion adds a new version to an existing key: a rotation.
+// addVersion adds a new version to an existing key: a rotation, which
+// keeps the key's type unless keyType names another.
 func (s *Service) CreateKey(ctx context.Context, c Caller, enclave, name, keyType string, addVersion bool) error {
 	enclave = enclaveName(enclave)
 	if err := s.admit(c, enclave, cmds.KeyCreate, name); err != nil {
@@ -27,6 +28,11 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, enclave, name, keyTyp
 	t, err := parseKeyType(keyType)
 	if err != nil {
 		return err
+	}
+	if addVersion && keyType == "" {
+		if latest, err := s.state.Key(enclave, name, 0); err == nil {
+			t = latest.Key.Type()
+		}
 	}
 	k, err := crypto.GenerateKey(t, nil)
 	if err != nil {

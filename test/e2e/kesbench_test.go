@@ -1,19 +1,16 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/minio/kms-go/kms"
 
+	"github.com/keep-kms/keep/test/kesfixture"
 	"github.com/keep-kms/keep/test/testnode"
 )
 
@@ -34,32 +31,17 @@ func BenchmarkKESDecrypt(b *testing.B) {
 	seconds, rounds, workers, chunks := benchSettings(b)
 	tick := clockTick()
 	ctx := context.Background()
-	dir, err := testnode.KESFixtures()
-	if err != nil {
-		b.Skip(err)
-	}
+	dir := testnode.KESFixtureDir(b)
 	key, vectors := kesBenchVectors(b, dir)
 
 	n := testnode.Start(b, testnode.Options{})
 	kc := n.RootClient(b)
 	const enclave = "bench-kes"
 	noErr(b, kc.CreateEnclave(ctx, &kms.CreateEnclaveRequest{Name: enclave}), "CreateEnclave")
-	file, err := os.ReadFile(filepath.Join(dir, "keystore", key))
-	if err != nil {
-		b.Fatal(err)
-	}
-	hc := testnode.HTTPClient(b, n.Root, time.Minute)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, n.Endpoint()+"/v1/kes/import/"+enclave+"/"+key, bytes.NewReader(file))
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b.Fatalf("import of KES key %s: %s", key, resp.Status)
+	for _, f := range kesfixture.KeyFiles(b, dir) {
+		if f.Name == key {
+			kesfixture.Import(b, testnode.HTTPClient(b, n.Root, time.Minute), n.Endpoint(), enclave, []kesfixture.KeyFile{f}, false)
+		}
 	}
 
 	kesCase := &benchCase{name: "decrypt KES raw", short: "kes", enclave: enclave, batch: 1}
@@ -136,26 +118,9 @@ type kesBenchVector struct{ ciphertext, context []byte }
 // kesBenchVectors picks the AES256 key of the fixture set with the most raw
 // vectors of 32-byte plaintexts, and those vectors.
 func kesBenchVectors(b *testing.B, dir string) (string, []kesBenchVector) {
-	data, err := os.ReadFile(filepath.Join(dir, "vectors.json"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var f struct {
-		Vectors []struct {
-			Key          string `json:"key"`
-			KeyAlgorithm string `json:"key_algorithm"`
-			Encoding     string `json:"encoding"`
-			Plaintext    []byte `json:"plaintext"`
-			Context      []byte `json:"context"`
-			Ciphertext   []byte `json:"ciphertext"`
-		} `json:"vectors"`
-	}
-	if err := json.Unmarshal(data, &f); err != nil {
-		b.Fatalf("vectors.json: %v", err)
-	}
 	byKey := map[string][]kesBenchVector{}
 	best := ""
-	for _, v := range f.Vectors {
+	for _, v := range kesfixture.LoadVectors(b, dir).Vectors {
 		if v.Encoding != "raw" || v.KeyAlgorithm != "AES256" || len(v.Plaintext) != 32 {
 			continue
 		}

@@ -3,15 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/minio/kms-go/kms"
 
+	"github.com/keep-kms/keep/test/kesfixture"
 	"github.com/keep-kms/keep/test/testnode"
 )
 
@@ -57,52 +54,17 @@ func TestPreviousMainData(t *testing.T) {
 		t.Log("the KES part is skipped:", err)
 		return
 	}
-	name, vec := oneKESVector(t, dir)
-	file, err := os.ReadFile(filepath.Join(dir, "keystore", name))
-	if err != nil {
-		t.Fatal(err)
+	vec := kesfixture.LoadVectors(t, dir).Vectors[0]
+	for _, f := range kesfixture.KeyFiles(t, dir) {
+		if f.Name == vec.Key {
+			kesfixture.Import(t, testnode.HTTPClient(t, n.Root, time.Minute), n.Endpoint(), "e", []kesfixture.KeyFile{f}, false)
+		}
 	}
-	hc := testnode.HTTPClient(t, n.Root, time.Minute)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, n.Endpoint()+"/v1/kes/import/e/"+name, bytes.NewReader(file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("import of KES key %s into the upgraded node: %s", name, resp.Status)
-	}
+	name := vec.Key
 	decrypts("imported", name, vec.Ciphertext, vec.Context, vec.Plaintext)
 
 	n.Restart()
 	c = n.RootClient(t)
 	decrypts("restarted", "k", g[0].Ciphertext, aad, g[0].Plaintext)
 	decrypts("restarted", name, vec.Ciphertext, vec.Context, vec.Plaintext)
-}
-
-// kesVector is one ciphertext of vectors.json.
-type kesVector struct {
-	Key        string `json:"key"`
-	Plaintext  []byte `json:"plaintext"`
-	Context    []byte `json:"context"`
-	Ciphertext []byte `json:"ciphertext"`
-}
-
-// oneKESVector returns the first vector of a fixture set and its key.
-func oneKESVector(t *testing.T, dir string) (string, kesVector) {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "vectors.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f struct {
-		Vectors []kesVector `json:"vectors"`
-	}
-	if err := json.Unmarshal(data, &f); err != nil || len(f.Vectors) == 0 {
-		t.Fatalf("vectors.json: %d vectors, %v", len(f.Vectors), err)
-	}
-	return f.Vectors[0].Key, f.Vectors[0]
 }
