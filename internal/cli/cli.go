@@ -67,8 +67,11 @@ type app struct {
 	// KES config; nil: a variable is set if getenv returns non-empty.
 	lookupEnv func(string) (string, bool)
 	stdin     io.Reader
-	stdout    io.Writer
-	stderr    io.Writer
+	// stdinTTY reports whether stdin is a terminal, to ask for
+	// confirmation; nil: whether stdin is a character device.
+	stdinTTY func() bool
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 // run executes args and returns the exit code. Errors are reported on

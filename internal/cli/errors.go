@@ -83,6 +83,8 @@ func describeAPIError(err kms.Error) string {
 		return msg + " (the server cannot serve this now; try again shortly)"
 	}
 	switch {
+	case err.Code == http.StatusConflict && strings.HasPrefix(msg, "key version is in use") && !strings.Contains(msg, "--force"):
+		return msg + " (add --force to go ahead anyway)"
 	case errors.Is(err, kms.ErrEnclaveNotFound):
 		return msg + " (check the enclave name)"
 	case errors.Is(err, kms.ErrDecrypt):

@@ -20,6 +20,7 @@ type keyJSON struct {
 	Type      string `json:"type"`
 	CreatedAt string `json:"created_at,omitempty"`
 	CreatedBy string `json:"created_by,omitempty"`
+	State     string `json:"state,omitempty"` // of the version: active, disabled, pending-deletion
 }
 
 func keyView(k *kms.KeyStatusResponse) keyJSON {
@@ -40,8 +41,8 @@ type dataKeyJSON struct {
 	Ciphertext string `json:"ciphertext"`
 }
 
-// keyCommands returns add-key, rm-key, ls-key, stat-key, keygen and
-// decrypt.
+// keyCommands returns add-key, rm-key, ls-key, stat-key, keygen,
+// decrypt and the lifecycle commands (keylife.go).
 func (a *app) keyCommands() []*cobra.Command {
 	return []*cobra.Command{
 		a.addKeyCommand(),
@@ -50,6 +51,10 @@ func (a *app) keyCommands() []*cobra.Command {
 		a.statKeyCommand(),
 		a.keygenCommand(),
 		a.decryptCommand(),
+		a.cancelRmKeyCommand(),
+		a.disableKeyCommand(),
+		a.enableKeyCommand(),
+		a.rotateKeyCommand(),
 	}
 }
 
@@ -60,12 +65,15 @@ func (a *app) addKeyCommand() *cobra.Command {
 		importKey  string
 		typ        kms.SecretKeyType
 		material   []byte
+		rotate     string
+		rotation   keyChange
 	)
 	cmd := &cobra.Command{
 		Use:   "add-key NAME",
 		Short: "Create a key, add a version to it (--version) or import one (--import)",
 		Example: `  keep add-key my-key
   keep add-key my-key --version        rotate: add version N+1
+  keep add-key my-key --rotate 90d     rotated every 90 days from now on
   keep add-key my-key --import "$(head -c 32 /dev/urandom | base64)"`,
 		Args: argsRange(1, 1),
 		PreRunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -83,6 +91,9 @@ func (a *app) addKeyCommand() *cobra.Command {
 					return usageErrorf("--import: the key must be 32 bytes, got %d", len(material))
 				}
 			}
+			if cmd.Flags().Changed("rotate") {
+				return durationFlag("rotate", rotate, &rotation.Every)
+			}
 			return nil
 		},
 	}
@@ -90,86 +101,25 @@ func (a *app) addKeyCommand() *cobra.Command {
 	cmd.Flags().StringVar(&keyType, "type", "", "key type: AES256 or ChaCha20 (default: chosen by the server)")
 	cmd.Flags().BoolVar(&addVersion, "version", false, "add a new version to an existing key (rotation)")
 	cmd.Flags().StringVar(&importKey, "import", "", "import this key material, 32 bytes in base64, instead of generating it")
-	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
+	cmd.Flags().StringVar(&rotate, "rotate", "", "rotate the key automatically this often, e.g. 90d; 0: never (default: the cluster's keys.rotate_every for a new key)")
+	return a.withKeyClients(cmd, func(cmd *cobra.Command, c *kms.Client, kc *keyClient, args []string) error {
+		var err error
 		if material != nil {
-			return c.ImportKey(cmd.Context(), *enclave, &kms.ImportKeyRequest{Name: args[0], Type: typ, Key: material})
+			err = c.ImportKey(cmd.Context(), *enclave, &kms.ImportKeyRequest{Name: args[0], Type: typ, Key: material})
+		} else {
+			err = c.CreateKey(cmd.Context(), *enclave, &kms.CreateKeyRequest{Name: args[0], Type: typ, AddVersion: addVersion})
 		}
-		return c.CreateKey(cmd.Context(), *enclave, &kms.CreateKeyRequest{Name: args[0], Type: typ, AddVersion: addVersion})
-	})
-}
-
-func (a *app) rmKeyCommand() *cobra.Command {
-	var (
-		version uint
-		all     bool
-	)
-	cmd := &cobra.Command{
-		Use:   "rm-key NAME",
-		Short: "Delete the latest version of a key, one version (-v) or the whole key (--all)",
-		Args:  argsRange(1, 1),
-		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			return exclusiveFlags(cmd, "version", "all")
-		},
-	}
-	enclave := addEnclaveFlag(cmd)
-	cmd.Flags().UintVarP(&version, "version", "v", 0, "key version to delete (default: the latest)")
-	cmd.Flags().BoolVar(&all, "all", false, "delete all versions of the key")
-	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		return c.DeleteKey(cmd.Context(), *enclave, &kms.DeleteKeyRequest{Name: args[0], Version: int(version), AllVersions: all})
-	})
-}
-
-func (a *app) lsKeyCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "ls-key [PREFIX]",
-		Short: "List keys and their latest versions",
-		Args:  argsRange(0, 1),
-	}
-	enclave := addEnclaveFlag(cmd)
-	asJSON := addJSONFlag(cmd)
-	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		list, err := listAll(cmd.Context(), c.ListKeys, *enclave, prefixArg(args))
-		if err != nil {
+		if err != nil || rotation.Every == nil {
 			return err
 		}
-		views := make([]keyJSON, 0, len(list))
-		for i := range list {
-			views = append(views, keyView(&list[i]))
-		}
-		return output(cmd, *asJSON, views, func(w io.Writer) error {
-			t := newTable(w, "NAME", "VERSION", "TYPE", "CREATED")
-			for _, k := range list {
-				t.row(k.Name, strconv.Itoa(k.Version), k.Type.String(), formatTime(k.CreatedAt))
-			}
-			return t.flush()
-		})
-	})
-}
-
-func (a *app) statKeyCommand() *cobra.Command {
-	var version uint
-	cmd := &cobra.Command{
-		Use:   "stat-key NAME",
-		Short: "Show a key version",
-		Args:  argsRange(1, 1),
-	}
-	enclave := addEnclaveFlag(cmd)
-	asJSON := addJSONFlag(cmd)
-	cmd.Flags().UintVarP(&version, "version", "v", 0, "key version (default: the latest)")
-	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, args []string) error {
-		k, err := single(c.KeyStatus(cmd.Context(), *enclave, &kms.KeyStatusRequest{Name: args[0], Version: int(version)}))
+		k, err := kc.put(cmd.Context(), *enclave, args[0], "rotation", &rotation)
 		if err != nil {
-			return err
+			// The key is there: say so, so that a retry is not an add-key
+			// that fails with "key already exists".
+			return fmt.Errorf("key %s was created, but its rotation period was not set (set it with 'keep rotate-key %s --every %s'): %s", args[0], args[0], rotate, describeError(err))
 		}
-		return output(cmd, *asJSON, keyView(k), func(w io.Writer) error {
-			return writeDetails(w, []field{
-				{"Name", k.Name},
-				{"Version", strconv.Itoa(k.Version)},
-				{"Type", k.Type.String()},
-				{"Created", formatTimeAge(k.CreatedAt, time.Now())},
-				{"Created by", k.CreatedBy.String()},
-			})
-		})
+		_, err = fmt.Fprintln(cmd.OutOrStdout(), describeRotation(k, time.Now()))
+		return err
 	})
 }
 
