@@ -232,6 +232,9 @@ func Run(ctx context.Context, opts Options) error {
 	srv.RegisterOnShutdown(kesAPI.Close)
 	var ready http.Handler = mux
 	handler.Store(&ready)
+	go svc.RunLifecycle(ctx, node.IsLeader, lifecycleTick, func(ev service.LifecycleEvent) {
+		recordLifecycle(auditLog, opts.Host, ev)
+	})
 
 	(&banner{
 		HSM:       h.Name(),

@@ -42,13 +42,15 @@ type runtimeSettings struct {
 func newRuntimeSettings(c *Config, log *audit.Log, host, admin string) *runtimeSettings {
 	rate, burst := c.limits()
 	r := &runtimeSettings{level: new(slog.LevelVar), audit: log, host: host, limits: new(ratelimit.Limiter), file: map[string]string{
-		service.SettingLogLevel:      strings.ToLower(c.logLevel().String()), // as the setting is spelt: info, not INFO
-		service.SettingAudit:         "on",
-		service.SettingMaxStaleness:  c.maxStaleness().String(),
-		service.SettingMetricsAuth:   "sysadmin",
-		service.SettingAdminIdentity: admin,
-		service.SettingLimitsRate:    strconv.FormatFloat(rate, 'g', -1, 64),
-		service.SettingLimitsBurst:   strconv.Itoa(burst),
+		service.SettingLogLevel:       strings.ToLower(c.logLevel().String()), // as the setting is spelt: info, not INFO
+		service.SettingAudit:          "on",
+		service.SettingMaxStaleness:   c.maxStaleness().String(),
+		service.SettingMetricsAuth:    "sysadmin",
+		service.SettingDeletionWindow: service.DefaultDeletionWindow.String(),
+		service.SettingRotateEvery:    "0s",
+		service.SettingAdminIdentity:  admin,
+		service.SettingLimitsRate:     strconv.FormatFloat(rate, 'g', -1, 64),
+		service.SettingLimitsBurst:    strconv.Itoa(burst),
 	}}
 	r.apply(state.SettingsUpdate{})
 	return r
@@ -83,7 +85,7 @@ func (r *runtimeSettings) apply(u state.SettingsUpdate) {
 	var level slog.Level
 	level.UnmarshalText([]byte(eff[service.SettingLogLevel]))
 	r.level.Set(level)
-	d, _ := time.ParseDuration(eff[service.SettingMaxStaleness])
+	d, _ := service.ParseDuration(eff[service.SettingMaxStaleness])
 	r.staleness.Store(int64(d))
 	rate, _ := service.ParseRate(eff[service.SettingLimitsRate])
 	burst, _ := service.ParseBurst(eff[service.SettingLimitsBurst])

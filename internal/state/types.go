@@ -49,6 +49,11 @@ type KeyVersion struct {
 	KES       *KESKey
 	CreatedAt time.Time
 	CreatedBy string
+	// Disabled and DeleteAt are the version's state (see State): a
+	// disabled version, or one pending deletion until DeleteAt, serves
+	// nothing.
+	Disabled bool
+	DeleteAt time.Time
 }
 
 // Policy is a named set of allow and deny rules. Each rule set maps a command
