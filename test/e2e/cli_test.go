@@ -302,10 +302,11 @@ func TestCLI(t *testing.T) {
 	cliFails(t, []string{"MINIO_KMS_SERVER=https://" + n.Addr}, 1, []string{"MINIO_KMS_API_KEY"}, "ls-key", "-k")
 
 	// Clean-up commands.
-	cliOK(t, root, "rm-key", "k1", "-e", "cli", "-v", "1", "-k")
+	cliOK(t, root, "rm-key", "k1", "-e", "cli", "-v", "1", "--window", "0s", "-k")
 	_, err = c.KeyStatus(ctx, "cli", &kms.KeyStatusRequest{Name: "k1", Version: 1})
 	errIs(t, err, kms.ErrKeyNotFound, "k1 v1 after keep rm-key -v 1")
-	cliOK(t, root, "rm-key", "k2", "-e", "cli", "--all", "-k")
+	cliFails(t, root, 2, []string{"Delete every version of key k2", "add --yes"}, "rm-key", "k2", "-e", "cli", "--all", "-k")
+	cliOK(t, root, "rm-key", "k2", "-e", "cli", "--all", "--yes", "--window", "0s", "-k")
 	_, err = c.KeyStatus(ctx, "cli", &kms.KeyStatusRequest{Name: "k2"})
 	errIs(t, err, kms.ErrKeyNotFound, "k2 after keep rm-key --all")
 	cliOK(t, root, "rm-identity", id, "-e", "cli", "-k")

@@ -287,7 +287,7 @@ func (s *scenario) keyRotation(t *testing.T) {
 	s.keepCLI(t, "add-key", rotKey, "--version")
 	s.put(t, "rot-v2", randomBytes(t, 1000), rot)
 	s.checkAll(t)
-	s.keepCLI(t, "rm-key", rotKey, "-v", "1")
+	s.keepCLI(t, "rm-key", rotKey, "-v", "1", "--window", "0s")
 	s.checkObject(t, "rot-v2")
 	if _, err := s.tryGet("rot-v1"); err == nil {
 		t.Fatal("object rot-v1, put before the rotation, still decrypts after version 1 of its key was deleted")
