@@ -68,7 +68,7 @@ type app struct {
 	lookupEnv func(string) (string, bool)
 	stdin     io.Reader
 	// stdinTTY reports whether stdin is a terminal, to ask for
-	// confirmation; nil: whether stdin is a character device.
+	// confirmation; nil: whether stdin is a terminal.
 	stdinTTY func() bool
 	stdout   io.Writer
 	stderr   io.Writer

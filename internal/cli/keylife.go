@@ -329,11 +329,7 @@ func (a *app) stdinIsTerminal() bool {
 		return a.stdinTTY()
 	}
 	f, ok := a.stdin.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && isTerminalFile(f)
 }
 
 // confirm asks question on a terminal and reports whether the answer is

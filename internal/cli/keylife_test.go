@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -409,5 +410,21 @@ func TestKeyRouteFailover(t *testing.T) {
 	stdout, stderr, code := runCLI(t, env, "", "stat-key", "k", "-k")
 	if code != ExitOK || !strings.Contains(stdout, "State       active") {
 		t.Errorf("exit code %d, output %q: %s", code, stdout, stderr)
+	}
+}
+
+// TestStdinNotTerminal: /dev/null is a character device, and no terminal
+// to ask on (the prompt of rm-key would read an empty answer).
+func TestStdinNotTerminal(t *testing.T) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer null.Close()
+	if (&app{stdin: null}).stdinIsTerminal() {
+		t.Errorf("%s is taken for a terminal", os.DevNull)
+	}
+	if (&app{stdin: strings.NewReader("y\n")}).stdinIsTerminal() {
+		t.Error("a reader is taken for a terminal")
 	}
 }
