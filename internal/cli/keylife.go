@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/minio/kms-go/kms"
 	"github.com/spf13/cobra"
 
+	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -197,40 +197,13 @@ func (a *app) withKeyClients(cmd *cobra.Command, fn func(cmd *cobra.Command, c *
 	return cmd
 }
 
-// daysDuration matches a duration that starts with a number of days.
-var daysDuration = regexp.MustCompile(`^(\d+)d(.*)$`)
-
-// parseDays parses a Go duration ("36h", "90m") that may start with a
-// number of days ("90d", "1d12h"). Negative durations are refused.
-func parseDays(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	var days time.Duration
-	if m := daysDuration.FindStringSubmatch(s); m != nil {
-		n, err := strconv.ParseUint(m[1], 10, 16)
-		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q: too many days", s)
-		}
-		days = time.Duration(n) * 24 * time.Hour
-		if s = m[2]; s == "" {
-			return days, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q: use Go durations such as 36h or 90m, or days such as 90d", s)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("invalid duration %q: it is negative", s)
-	}
-	return days + d, nil
-}
-
-// durationFlag parses the value of the duration flag name into *out, as
-// the server reads it; it is a usage error if the value is not a duration.
+// durationFlag parses the value of the duration flag name, a Go duration
+// or a number of days ("90d") as the server's settings take it, into
+// *out; it is a usage error if the value is not one.
 func durationFlag(name, value string, out **string) error {
-	d, err := parseDays(value)
+	d, err := service.ParseDuration(strings.TrimSpace(value))
 	if err != nil {
-		return usageErrorf("--%s: %v", name, err)
+		return usageErrorf("--%s: %v (use a duration such as 36h or 90m, or days such as 90d)", name, err)
 	}
 	s := d.String()
 	*out = &s

@@ -15,44 +15,6 @@ import (
 	pb "github.com/minio/kms-go/kms/protobuf"
 )
 
-func TestParseDays(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    time.Duration
-		wantErr bool
-	}{
-		{in: "90d", want: 90 * 24 * time.Hour},
-		{in: "1d12h", want: 36 * time.Hour},
-		{in: "36h", want: 36 * time.Hour},
-		{in: "3s", want: 3 * time.Second},
-		{in: "0", want: 0},
-		{in: "0s", want: 0},
-		{in: "0d", want: 0},
-		{in: " 7d ", want: 7 * 24 * time.Hour},
-		{in: "1.5h", want: 90 * time.Minute},
-		{in: "", wantErr: true},
-		{in: "d", wantErr: true},
-		{in: "90", wantErr: true}, // a number without a unit is ambiguous
-		{in: "-1h", wantErr: true},
-		{in: "1d-1h", wantErr: true},
-		{in: "1w", wantErr: true},
-		{in: "99999d", wantErr: true},
-		{in: "1dd", wantErr: true},
-	}
-	for _, tt := range tests {
-		got, err := parseDays(tt.in)
-		if tt.wantErr {
-			if err == nil {
-				t.Errorf("parseDays(%q) = %v, want an error", tt.in, got)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("parseDays(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
-		}
-	}
-}
-
 // keyRequest is a request the fake key lifecycle routes received.
 type keyRequest struct {
 	method, path string
@@ -205,7 +167,11 @@ func TestRmKey(t *testing.T) {
 		},
 		{
 			name: "bad window", args: []string{"-v", "1", "--window", "soon"}, code: ExitUsage,
-			output: []string{"--window: invalid duration"},
+			output: []string{"--window: ", "such as 90d"},
+		},
+		{
+			name: "negative window", args: []string{"-v", "1", "--window", "-1h"}, code: ExitUsage,
+			output: []string{"--window: negative duration"},
 		},
 	}
 	for _, tt := range tests {
@@ -318,6 +284,9 @@ func TestRotateKey(t *testing.T) {
 	}}
 	f := newFakeKeys(t, keys)
 
+	if _, stderr, code := f.run("", "rotate-key", "k", "--every", "3 months"); code != ExitUsage || !strings.Contains(stderr, "--every: ") {
+		t.Errorf("--every 3 months: exit code %d, stderr %q", code, stderr)
+	}
 	stdout, stderr, code := f.run("", "rotate-key", "k", "--every", "90d")
 	if code != ExitOK || !strings.HasPrefix(stdout, "key k is rotated every 90d; next at "+next.Local().Format("2006-01-02 15:04:05")) {
 		t.Errorf("exit code %d, output %q: %s", code, stdout, stderr)
