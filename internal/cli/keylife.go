@@ -367,7 +367,14 @@ the last 30 days is in use: its deletion needs --force.`,
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation before deleting the latest version or the whole key")
 	return a.withKeyClients(cmd, func(cmd *cobra.Command, _ *kms.Client, kc *keyClient, args []string) error {
 		name := args[0]
+		// The versions before, to know which is the latest. A caller
+		// whose policy allows KEY:DELETE but not KEY:STATUS may still
+		// delete, but is asked to confirm any version.
 		before, err := kc.get(cmd.Context(), *enclave, name)
+		var apiErr kms.Error
+		if errors.As(err, &apiErr) && apiErr.Code == http.StatusForbidden {
+			before, err = &keyInfo{Name: name}, nil
+		}
 		if err != nil {
 			return err
 		}
@@ -381,7 +388,11 @@ the last 30 days is in use: its deletion needs --force.`,
 			switch {
 			case v.all:
 				err = a.confirm(cmd, fmt.Sprintf("Delete every version of key %s (destroyed %s; nothing encrypted under it can be decrypted after that)", name, when))
-			case latest != nil && targets[0] == latest.Version:
+			case latest == nil && targets[0] == 0:
+				err = a.confirm(cmd, fmt.Sprintf("Delete the latest version of key %s (destroyed %s; nothing it encrypted can be decrypted after that)", name, when))
+			case latest == nil:
+				err = a.confirm(cmd, fmt.Sprintf("Delete version %d of key %s, which may be its latest version (the key's versions cannot be read: KEY:STATUS is not allowed)", targets[0], name))
+			case targets[0] == latest.Version:
 				err = a.confirm(cmd, fmt.Sprintf("Delete version %d, the latest version, of key %s (destroyed %s; nothing it encrypted can be decrypted after that)", latest.Version, name, when))
 			}
 			if err != nil {
@@ -397,6 +408,18 @@ the last 30 days is in use: its deletion needs --force.`,
 		}
 		after, err := kc.put(cmd.Context(), *enclave, name, "delete", &change)
 		if err != nil {
+			return err
+		}
+		switch {
+		case len(targets) == 0: // --all, the versions unknown before
+			if targets = v.targets(after); len(targets) == 0 {
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "every version of key %s is destroyed\n", name)
+				return err
+			}
+		case targets[0] == 0 && change.Window != nil && *change.Window == "0s":
+			// The latest, unknown before, is gone: after's latest is
+			// another version.
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "the latest version of key %s is destroyed\n", name)
 			return err
 		}
 		return printStates(cmd.OutOrStdout(), after, targets, name, *enclave)

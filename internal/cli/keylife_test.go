@@ -30,6 +30,8 @@ type fakeKeys struct {
 	after  func(keyRequest) string
 	status int
 	msg    string
+	// getStatus, if set, is the status of every GET, with msg.
+	getStatus int
 
 	mu   sync.Mutex
 	reqs []keyRequest
@@ -45,6 +47,11 @@ func (k *fakeKeys) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if r.Method == http.MethodGet {
+		if k.getStatus != 0 {
+			w.WriteHeader(k.getStatus)
+			json.NewEncoder(w).Encode(map[string]string{"message": k.msg})
+			return
+		}
 		w.Write([]byte(k.info))
 		return
 	}
@@ -208,6 +215,44 @@ func TestRmKey(t *testing.T) {
 				t.Errorf("sent %+v, want PUT %s %v", puts, tt.path, tt.body)
 			}
 		})
+	}
+}
+
+// TestRmKeyWithoutStatus: a caller allowed KEY:DELETE but not KEY:STATUS
+// deletes, but confirms any version, since which is the latest is unknown.
+func TestRmKeyWithoutStatus(t *testing.T) {
+	at := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	keys := &fakeKeys{getStatus: http.StatusForbidden, msg: "access denied", after: func(r keyRequest) string {
+		if r.body["all"] == true {
+			return `{"name":"k","versions":[]}`
+		}
+		return keyInfoJSONText("k", "1:pending-deletion@"+at, "2:active")
+	}}
+	f := newFakeKeys(t, keys)
+	if _, stderr, code := f.run("", "rm-key", "k", "-v", "1"); code != ExitUsage || !strings.Contains(stderr, "which may be its latest version") || !strings.Contains(stderr, "--yes") {
+		t.Errorf("-v 1: exit code %d, stderr %q", code, stderr)
+	}
+	if puts := keys.puts(); len(puts) != 0 {
+		t.Errorf("-v 1 unconfirmed: sent %+v", puts)
+	}
+	stdout, stderr, code := f.run("", "rm-key", "k", "-v", "1", "--yes")
+	if code != ExitOK || !strings.HasPrefix(stdout, "version 1 of key k is destroyed at") {
+		t.Errorf("-v 1 --yes: exit code %d, output %q: %s", code, stdout, stderr)
+	}
+	if puts := keys.puts(); len(puts) != 1 || puts[0].body["version"] != 1.0 {
+		t.Errorf("-v 1 --yes: sent %+v", puts)
+	}
+	if _, stderr, code = f.run("", "rm-key", "k"); code != ExitUsage || !strings.Contains(stderr, "Delete the latest version of key k") {
+		t.Errorf("latest: exit code %d, stderr %q", code, stderr)
+	}
+	stdout, stderr, code = f.run("", "rm-key", "k", "--all", "--yes", "--window", "0s")
+	if code != ExitOK || stdout != "every version of key k is destroyed\n" {
+		t.Errorf("--all: exit code %d, output %q: %s", code, stdout, stderr)
+	}
+	// Another error of the GET is the command's.
+	keys.getStatus, keys.msg = http.StatusNotFound, "key does not exist"
+	if _, stderr, code = f.run("", "rm-key", "k", "-v", "1", "--yes"); code != ExitError || !strings.Contains(stderr, "key does not exist") {
+		t.Errorf("missing key: exit code %d, stderr %q", code, stderr)
 	}
 }
 
