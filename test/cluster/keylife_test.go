@@ -198,7 +198,7 @@ func TestKeyLifecycle(t *testing.T) {
 		k, err := c.keyInfo(1, "del")
 		noErr(t, err, "KeyInfo of del")
 		err = c.decryptErr(1, "del", old)
-		if time.Now().Before(*k.Version(1).DeleteAt) {
+		if v1 := k.Version(1); v1 != nil && v1.DeleteAt != nil && time.Now().Before(*v1.DeleteAt) {
 			if msg := refuses(err, "key is pending deletion: version 1 of key del is destroyed at "+k.Version(1).DeleteAt.UTC().Format(time.RFC3339), "keep cancel-rm-key del -v 1"); msg != "" {
 				t.Errorf("decrypt with version 1 while it is pending deletion: %s", msg)
 			}
