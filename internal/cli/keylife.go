@@ -525,10 +525,10 @@ func describeRotation(k *keyInfo, now time.Time) string {
 		return "key " + k.Name + " is not rotated automatically"
 	}
 	s := "key " + k.Name + " is rotated every " + formatDuration(every)
-	if !k.NextRotation.IsZero() {
-		s += "; next at " + formatWhen(k.NextRotation.Time, now)
+	if k.NextRotation.IsZero() {
+		return s + "; paused while the latest version is not active"
 	}
-	return s
+	return s + "; next at " + formatWhen(k.NextRotation.Time, now)
 }
 
 // keyInfoJSON is the JSON form of stat-key: the fields of keyJSON for the
@@ -641,6 +641,10 @@ last 30 days, over every node.`,
 				rotation = "every " + formatDuration(every)
 				if !k.NextRotation.IsZero() {
 					rotation += ", next " + formatWhen(k.NextRotation.Time, now)
+				} else {
+					// The server names no next rotation while the latest
+					// version does not serve.
+					rotation += ", paused while the latest version is not active"
 				}
 			}
 			if err := writeDetails(w, []field{

@@ -362,6 +362,13 @@ func TestRotateKey(t *testing.T) {
 	if puts := keys.puts(); len(puts) != 1 || puts[0].path != "/v1/keys/tenant/k/rotation" || puts[0].body["every"] != "36h0m0s" {
 		t.Errorf("add-key --rotate: sent %+v", puts)
 	}
+	// No next rotation: the server rotates no key whose latest version
+	// does not serve.
+	keys.after = func(keyRequest) string { return `{"name":"k","rotate_every":"72h0m0s","versions":[]}` }
+	if stdout, _, _ = f.run("", "rotate-key", "k", "--every", "3d"); stdout != "key k is rotated every 3d; paused while the latest version is not active\n" {
+		t.Errorf("paused: output %q", stdout)
+	}
+	keys.puts()
 	// Without --rotate, add-key leaves the period to the cluster.
 	f.run("", "add-key", "k2")
 	if puts := keys.puts(); len(puts) != 0 {
