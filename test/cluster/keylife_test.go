@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/kms-go/kes"
 	"github.com/minio/kms-go/kms"
 
 	"github.com/keep-kms/keep/test/testnode"
@@ -83,6 +84,21 @@ func (c *cluster) dek(name string, v int) *kms.GenerateKeyResponse {
 	r, err := c.client().GenerateKey(ctx10(c.t), lifeEnclave, &kms.GenerateKeyRequest{Name: name, Version: v})
 	noErr(c.t, err, "generate with version %d of %s", v, name)
 	return r[0]
+}
+
+// kesRefuses returns "" if err is a KES API error with status 409 and
+// every part in its message, else what err is.
+func kesRefuses(err error, parts ...string) string {
+	var e kes.Error
+	if !errors.As(err, &e) || e.Status() != http.StatusConflict {
+		return fmt.Sprintf("got %T %v, want a KES API 409", err, err)
+	}
+	for _, p := range parts {
+		if !strings.Contains(e.Error(), p) {
+			return fmt.Sprintf("KES API error %q does not contain %q", e.Error(), p)
+		}
+	}
+	return ""
 }
 
 func ctx10(t *testing.T) context.Context { return ctxT(t, 10*time.Second) }
@@ -159,7 +175,7 @@ func TestKeyLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("3-node cluster")
 	}
-	c := newCluster(t, 3, clusterOpts{config: "version: v1\naudit:\n  sink: stdout\n"})
+	c := newCluster(t, 3, clusterOpts{config: "version: v1\naudit:\n  sink: stdout\nkes:\n  enclave: " + lifeEnclave + "\n"})
 	c.form()
 	all := allIdx(3)
 	noErr(t, c.client().CreateEnclave(ctx10(t), &kms.CreateEnclaveRequest{Name: lifeEnclave}), "create enclave")
@@ -270,6 +286,30 @@ func TestKeyLifecycle(t *testing.T) {
 		})
 	})
 
+	t.Run("KES delete", func(t *testing.T) {
+		c := c.with(t)
+		c.lifeCLI(all, "add-key", "kesdel")
+		deleted := time.Now()
+		kc := c.nodes[1].KESClient(t, c.root)
+		if err := kc.DeleteKey(ctx10(t), "kesdel"); err != nil {
+			t.Fatalf("KES DeleteKey: %v", err)
+		}
+		// The cluster's window, 7 days by default: pending, not gone.
+		k, err := c.keyInfo(2, "kesdel")
+		noErr(t, err, "KeyInfo of kesdel after the KES delete")
+		if v := k.Version(1); k.States() != "1:pending-deletion" || v.DeleteAt.Before(deleted.Add(7*24*time.Hour-time.Minute)) || v.DeleteAt.After(deleted.Add(7*24*time.Hour+time.Minute)) {
+			t.Errorf("after the KES delete: %s, delete_at %v; want pending deletion 7 days after %v", k.States(), v.DeleteAt, deleted)
+		}
+		_, err = kc.GenerateKey(ctx10(t), "kesdel", nil)
+		if msg := kesRefuses(err, "key is pending deletion: version 1 of key kesdel is destroyed at", "keep cancel-rm-key kesdel -v 1"); msg != "" {
+			t.Errorf("KES generate while pending deletion: %s", msg)
+		}
+		c.lifeCLI(all, "cancel-rm-key", "kesdel")
+		if _, err := kc.GenerateKey(ctx10(t), "kesdel", nil); err != nil {
+			t.Errorf("KES generate after cancel-rm-key: %v", err)
+		}
+	})
+
 	t.Run("leader killed when due", func(t *testing.T) {
 		c := c.with(t)
 		c.lifeCLI(all, "add-key", "kill")
@@ -325,6 +365,10 @@ func TestKeyLifecycle(t *testing.T) {
 			}
 			if msg := refuses(c.generateErr(i, "dis"), disabled); msg != "" {
 				return "generate: " + msg
+			}
+			_, err := c.nodes[i].KESClient(t, c.root).GenerateKey(ctx10(t), "dis", nil)
+			if msg := kesRefuses(err, disabled); msg != "" {
+				return "KES generate: " + msg
 			}
 			return refuses(c.decryptErr(i, "dis", dek), disabled)
 		})
