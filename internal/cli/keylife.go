@@ -676,7 +676,8 @@ const lsKeyStates = 8
 
 // keyStates returns the state of the latest version of each key in list,
 // by name, asked for lsKeyStates at a time. A key deleted since the
-// listing has no state.
+// listing, or whose status the caller may not read (a policy may allow
+// KEY:LIST without KEY:STATUS), has no state.
 func keyStates(ctx context.Context, kc *keyClient, enclave string, list []kms.KeyStatusResponse) (map[string]string, error) {
 	var (
 		mu     sync.Mutex
@@ -691,10 +692,11 @@ func keyStates(ctx context.Context, kc *keyClient, enclave string, list []kms.Ke
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			info, err := kc.get(ctx, enclave, k.Name)
+			var apiErr kms.Error
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
-			case errors.Is(err, kms.ErrKeyNotFound):
+			case errors.Is(err, kms.ErrKeyNotFound), errors.As(err, &apiErr) && apiErr.Code == http.StatusForbidden:
 			case err != nil:
 				if first == nil {
 					first = err

@@ -422,6 +422,45 @@ func TestStatKey(t *testing.T) {
 	}
 }
 
+// TestLsKeyStates: ls-key shows the state of the keys whose status it may
+// read, and lists the others without one.
+func TestLsKeyStates(t *testing.T) {
+	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	f := newFakeKMS(t, ok(t, cmds.KeyList, &pb.ListKeysResponse{Keys: []*pb.KeyStatusResponse{
+		{Name: "a", Version: 1, Type: "AES256", CreatedAt: pb.Time(created)},
+		{Name: "secret", Version: 1, Type: "AES256", CreatedAt: pb.Time(created)},
+		{Name: "gone", Version: 1, Type: "AES256", CreatedAt: pb.Time(created)},
+	}}))
+	f.keys = func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/keys/default/a":
+			w.Write([]byte(keyInfoJSONText("a", "1:active", "2:disabled")))
+		case "/v1/keys/default/secret":
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`{"message":"access denied"}`))
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"message":"key does not exist"}`))
+		}
+	}
+	stdout, stderr, code := f.run("", "ls-key", "--json")
+	if code != ExitOK {
+		t.Fatalf("exit code %d: %s", code, stderr)
+	}
+	keys := decodeJSON[[]keyJSON](t, stdout)
+	if len(keys) != 3 || keys[0].State != "disabled" || keys[1].State != "" || keys[2].State != "" {
+		t.Errorf("keys %+v", keys)
+	}
+	// Another error is the command's.
+	f.keys = func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"message":"no leader"}`))
+	}
+	if _, stderr, code = f.run("", "ls-key"); code != ExitError || !strings.Contains(stderr, "no leader") {
+		t.Errorf("unavailable: exit code %d, stderr %q", code, stderr)
+	}
+}
+
 func TestKeyRouteFailover(t *testing.T) {
 	keys := &fakeKeys{info: keyInfoJSONText("k", "1:active")}
 	f := newFakeKeys(t, keys)
