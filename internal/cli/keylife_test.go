@@ -488,3 +488,24 @@ func TestStdinNotTerminal(t *testing.T) {
 		t.Error("a reader is taken for a terminal")
 	}
 }
+
+func TestAPITime(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    time.Time
+		wantErr bool
+	}{
+		{in: `"2026-12-13T10:00:00Z"`, want: time.Date(2026, 12, 13, 10, 0, 0, 0, time.UTC)},
+		{in: `""`},
+		{in: `null`},
+		{in: `"tomorrow"`, wantErr: true},
+		{in: `42`, wantErr: true},
+	}
+	for _, tt := range tests {
+		var got apiTime
+		err := json.Unmarshal([]byte(tt.in), &got)
+		if (err != nil) != tt.wantErr || !got.Equal(tt.want) {
+			t.Errorf("%s: %v, %v; want %v (error %v)", tt.in, got.Time, err, tt.want, tt.wantErr)
+		}
+	}
+}
