@@ -164,15 +164,9 @@ func listAll[T any](ctx context.Context, next func(context.Context, *kms.ListReq
 // client built from them. Checks of the command line that need no server
 // belong in cmd.PreRunE, so they come before a missing API key.
 func (a *app) withClient(cmd *cobra.Command, fn func(cmd *cobra.Command, c *kms.Client, args []string) error) *cobra.Command {
-	f := addClientFlags(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := a.client(f)
-		if err != nil {
-			return err
-		}
+	return a.withKeyClients(cmd, func(cmd *cobra.Command, c *kms.Client, _ *keyClient, args []string) error {
 		return fn(cmd, c, args)
-	}
-	return cmd
+	})
 }
 
 // single returns the only reply of a batch call made with one request,

@@ -180,7 +180,7 @@ func (kc *keyClient) send(ctx context.Context, method, enclave, name, action str
 }
 
 // withKeyClients is withClient for commands that also use the key
-// lifecycle routes.
+// lifecycle routes: fn gets a client for those too.
 func (a *app) withKeyClients(cmd *cobra.Command, fn func(cmd *cobra.Command, c *kms.Client, kc *keyClient, args []string) error) *cobra.Command {
 	f := addClientFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
