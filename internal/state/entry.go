@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // Op names the kind of a write.
@@ -24,6 +25,7 @@ const (
 	OpDeleteIdentity Op = "identity.delete"
 	OpRestore        Op = "restore"
 	OpSetSettings    Op = "settings.set"
+	OpUsageReport    Op = "usage.report" // a node's usage of key versions (Entry.Usage)
 )
 
 // Entry is one write, as it travels through the raft log. Everything that
@@ -48,6 +50,7 @@ type Entry struct {
 	// the operator asked for it explicitly.
 	RestoreLegacy bool              `json:"restore_legacy,omitempty"`
 	Settings      map[string]string `json:"settings,omitempty"` // cluster-wide settings to change; "" removes one
+	Usage         *usage.Report     `json:"usage,omitempty"`    // what a node reports of its use of key versions
 }
 
 // InitArgs start a cluster: its ID and its root key, sealed by the HSM.

@@ -191,8 +191,9 @@ func (t *Table) Retain(keep func(ID) bool) {
 	maps.DeleteFunc(t.versions, func(id ID, _ *record) bool { return !keep(id) })
 }
 
-// Len returns the number of key versions t holds usage of.
-func (t *Table) Len() int { return len(t.versions) }
+// Empty reports whether t holds nothing: no report was ever applied, or
+// everything was pruned.
+func (t *Table) Empty() bool { return len(t.versions) == 0 && len(t.reporters) == 0 }
 
 // The JSON of a table, for snapshots and backups: lists in a fixed order,
 // days spelt as dates.
