@@ -31,6 +31,7 @@ import (
 	"github.com/keep-kms/keep/internal/metrics"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // DefaultPort is the port Keep listens on unless told otherwise.
@@ -232,6 +233,11 @@ func Run(ctx context.Context, opts Options) error {
 	srv.RegisterOnShutdown(kesAPI.Close)
 	var ready http.Handler = mux
 	handler.Store(&ready)
+
+	// Every node reports the use of its key versions to the cluster.
+	reportCtx, stopReports := context.WithCancel(ctx)
+	defer stopReports()
+	go usage.NewReporter(st.UsageCounters, svc.ReportUsage).Run(reportCtx, settings.usageReportInterval)
 
 	(&banner{
 		HSM:       h.Name(),

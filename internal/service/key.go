@@ -148,7 +148,11 @@ func (s *Service) Encrypt(c Caller, enclave, name string, version uint32, plaint
 		return 0, nil, err
 	}
 	ciphertext, err := kv.Key.Encrypt(kv.Version, plaintext, associatedData)
-	return kv.Version, ciphertext, err
+	if err != nil {
+		return 0, nil, err
+	}
+	kv.Usage.Generated() // a new ciphertext depends on the version, as a data key does
+	return kv.Version, ciphertext, nil
 }
 
 // GenerateKey returns a new data key of length bytes (0: 32), in plaintext
@@ -176,6 +180,7 @@ func (s *Service) GenerateKey(c Caller, enclave, name string, version uint32, as
 	if err != nil {
 		return 0, nil, nil, err
 	}
+	kv.Usage.Generated()
 	return kv.Version, dek, ciphertext, nil
 }
 
@@ -194,7 +199,11 @@ func (s *Service) Decrypt(c Caller, enclave, name string, version uint32, cipher
 		// lookup off the path of Keep's own ciphertexts; a raw KES
 		// ciphertext may even start like one of Keep's by chance.
 		if kv, ok := s.state.KESVersion(enclave, name); ok && (version == 0 || version == kv.Version) {
-			return kv.KES.Decrypt(ciphertext, associatedData)
+			plaintext, err := kv.KES.Decrypt(ciphertext, associatedData)
+			if err == nil {
+				kv.Usage.Decrypted()
+			}
+			return plaintext, err
 		}
 	}
 	return plaintext, err
@@ -220,5 +229,10 @@ func (s *Service) decrypt(enclave, name string, version uint32, ciphertext, asso
 	if err != nil {
 		return nil, err
 	}
-	return kv.Key.Decrypt(ciphertext, associatedData)
+	plaintext, err := kv.Key.Decrypt(ciphertext, associatedData)
+	if err != nil {
+		return nil, err
+	}
+	kv.Usage.Decrypted()
+	return plaintext, nil
 }

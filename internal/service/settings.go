@@ -26,6 +26,10 @@ const (
 	// HSM-derived root API key, or its config file's admin.identity).
 	// Only the current admin may change it; see state.SettingAdminIdentity.
 	SettingAdminIdentity = state.SettingAdminIdentity
+	// SettingUsageReportInterval is how often every node reports the use
+	// of its key versions (a duration of at least 100ms, default
+	// DefaultUsageReportInterval).
+	SettingUsageReportInterval = "usage.report_interval"
 )
 
 // settings validates the value of each setting.
@@ -44,6 +48,13 @@ var settings = map[string]func(string) error{
 	},
 	SettingMetricsAuth:   oneOf("sysadmin", "public"),
 	SettingAdminIdentity: validAdminIdentity,
+	SettingUsageReportInterval: func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err == nil && d < minUsageReportInterval {
+			err = fmt.Errorf("must be at least %s", minUsageReportInterval)
+		}
+		return err
+	},
 }
 
 // validAdminIdentity checks the spelling of an admin identity; whether it
