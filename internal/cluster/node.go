@@ -460,6 +460,10 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) {
 	}
 }
 
+// IsLeader reports whether this node leads its cluster now: work that one
+// node must do for the cluster (see service.RunLifecycle) runs there.
+func (n *Node) IsLeader() bool { return n.current().raft.State() == raft.Leader }
+
 // Writable reports whether this node can take writes now: it leads, or it
 // follows a leader it has heard from recently.
 func (n *Node) Writable() bool {

@@ -233,6 +233,9 @@ func Run(ctx context.Context, opts Options) error {
 	srv.RegisterOnShutdown(kesAPI.Close)
 	var ready http.Handler = mux
 	handler.Store(&ready)
+	go svc.RunLifecycle(ctx, node.IsLeader, lifecycleTick, func(ev service.LifecycleEvent) {
+		recordLifecycle(auditLog, opts.Host, ev)
+	})
 
 	// Every node reports the use of its key versions to the cluster.
 	reportCtx, stopReports := context.WithCancel(ctx)

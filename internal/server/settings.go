@@ -47,6 +47,8 @@ func newRuntimeSettings(c *Config, log *audit.Log, host, admin string) *runtimeS
 		service.SettingAudit:               "on",
 		service.SettingMaxStaleness:        c.maxStaleness().String(),
 		service.SettingMetricsAuth:         "sysadmin",
+		service.SettingDeletionWindow:      service.DefaultDeletionWindow.String(),
+		service.SettingRotateEvery:         "0s",
 		service.SettingAdminIdentity:       admin,
 		service.SettingLimitsRate:          strconv.FormatFloat(rate, 'g', -1, 64),
 		service.SettingLimitsBurst:         strconv.Itoa(burst),
@@ -85,7 +87,7 @@ func (r *runtimeSettings) apply(u state.SettingsUpdate) {
 	var level slog.Level
 	level.UnmarshalText([]byte(eff[service.SettingLogLevel]))
 	r.level.Set(level)
-	d, _ := time.ParseDuration(eff[service.SettingMaxStaleness])
+	d, _ := service.ParseDuration(eff[service.SettingMaxStaleness])
 	r.staleness.Store(int64(d))
 	d, _ = time.ParseDuration(eff[service.SettingUsageReportInterval])
 	r.usage.Store(int64(d))

@@ -59,6 +59,9 @@ func (s *Service) MAC(c Caller, enclave, name string, version uint32, message []
 // version imported from KES (kesformat.ErrNoHMACKey if KES had no HMAC key
 // for it), Keep's own otherwise.
 func macOf(kv state.KeyVersion, message []byte) ([]byte, error) {
+	if err := kv.Serves(); err != nil {
+		return nil, err
+	}
 	if kv.KES != nil {
 		return kv.KES.HMAC(message)
 	}

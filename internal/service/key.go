@@ -38,7 +38,11 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, enclave, name, keyTyp
 	if err != nil {
 		return err
 	}
-	return s.createKey(ctx, c, enclave, name, k, &state.KeyArgs{Type: t, AddVersion: addVersion}, nil)
+	args := &state.KeyArgs{Type: t, AddVersion: addVersion}
+	if !addVersion {
+		args.RotateEvery = s.durationSetting(SettingRotateEvery, 0)
+	}
+	return s.createKey(ctx, c, enclave, name, k, args, nil)
 }
 
 // ImportKey creates a key from the given material.
@@ -97,16 +101,11 @@ func (s *Service) createKey(ctx context.Context, c Caller, enclave, name string,
 }
 
 // DeleteKey deletes one version of a key (0: the latest) or, with all, the
-// whole key.
+// whole key, after the cluster's deletion window (KEY:DELETE of the MinIO
+// KMS API, the KES API's delete): see ScheduleKeyDeletion.
 func (s *Service) DeleteKey(ctx context.Context, c Caller, enclave, name string, version uint32, all bool) error {
-	enclave = enclaveName(enclave)
-	if err := s.admit(c, enclave, cmds.KeyDelete, name); err != nil {
-		return err
-	}
-	return s.apply(ctx, c, &state.Entry{
-		Op: state.OpDeleteKey, Enclave: enclave, Name: name,
-		DeleteKey: &state.DeleteKeyArgs{Version: version, All: all},
-	})
+	_, err := s.ScheduleKeyDeletion(ctx, c, enclave, name, version, all, nil)
+	return err
 }
 
 // KeyStatus describes a version of a key (0: the latest).
@@ -147,6 +146,9 @@ func (s *Service) Encrypt(c Caller, enclave, name string, version uint32, plaint
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := kv.Serves(); err != nil {
+		return 0, nil, err
+	}
 	ciphertext, err := kv.Key.Encrypt(kv.Version, plaintext, associatedData)
 	if err != nil {
 		return 0, nil, err
@@ -170,6 +172,9 @@ func (s *Service) GenerateKey(c Caller, enclave, name string, version uint32, as
 	}
 	kv, err := s.state.Key(enclave, name, version)
 	if err != nil {
+		return 0, nil, nil, err
+	}
+	if err := kv.Serves(); err != nil {
 		return 0, nil, nil, err
 	}
 	dek, err := crypto.GenerateDEK(length)
@@ -199,6 +204,9 @@ func (s *Service) Decrypt(c Caller, enclave, name string, version uint32, cipher
 		// lookup off the path of Keep's own ciphertexts; a raw KES
 		// ciphertext may even start like one of Keep's by chance.
 		if kv, ok := s.state.KESVersion(enclave, name); ok && (version == 0 || version == kv.Version) {
+			if err := kv.Serves(); err != nil {
+				return nil, err
+			}
 			plaintext, err := kv.KES.Decrypt(ciphertext, associatedData)
 			if err == nil {
 				kv.Usage.Decrypted()
@@ -227,6 +235,9 @@ func (s *Service) decrypt(enclave, name string, version uint32, ciphertext, asso
 		}
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := kv.Serves(); err != nil {
 		return nil, err
 	}
 	plaintext, err := kv.Key.Decrypt(ciphertext, associatedData)

@@ -76,7 +76,9 @@ func enclaveName(enclave string) string {
 
 // apply stamps an entry with its time and author and replicates it.
 func (s *Service) apply(ctx context.Context, c Caller, e *state.Entry) error {
-	e.Time = time.Now().UTC()
+	if e.Time.IsZero() { // an entry that depends on its time sets it
+		e.Time = time.Now().UTC()
+	}
 	e.By = c.Identity
 	return s.cluster.Apply(ctx, e)
 }

@@ -30,7 +30,18 @@ const (
 	// of its key versions (a duration of at least 100ms, default
 	// DefaultUsageReportInterval).
 	SettingUsageReportInterval = "usage.report_interval"
+	// SettingDeletionWindow is how long a deleted key version stays
+	// pending deletion, and can be restored, before it is destroyed (a
+	// duration; 0 destroys at once). Default DefaultDeletionWindow.
+	SettingDeletionWindow = "keys.deletion_window"
+	// SettingRotateEvery is the rotation period new keys get (a duration;
+	// unset or 0: none).
+	SettingRotateEvery = "keys.rotate_every"
 )
+
+// DefaultDeletionWindow is the deletion window when keys.deletion_window
+// is not set: a week, as the shortest windows of the cloud KMSs.
+const DefaultDeletionWindow = 7 * 24 * time.Hour
 
 // settings validates the value of each setting.
 var settings = map[string]func(string) error{
@@ -38,16 +49,12 @@ var settings = map[string]func(string) error{
 		var l slog.Level
 		return l.UnmarshalText([]byte(v))
 	},
-	SettingAudit: oneOf("on", "off"),
-	SettingMaxStaleness: func(v string) error {
-		d, err := time.ParseDuration(v)
-		if err == nil && d < 0 {
-			err = fmt.Errorf("negative duration")
-		}
-		return err
-	},
-	SettingMetricsAuth:   oneOf("sysadmin", "public"),
-	SettingAdminIdentity: validAdminIdentity,
+	SettingAudit:          oneOf("on", "off"),
+	SettingMaxStaleness:   nonNegativeDuration,
+	SettingDeletionWindow: nonNegativeDuration,
+	SettingRotateEvery:    nonNegativeDuration,
+	SettingMetricsAuth:    oneOf("sysadmin", "public"),
+	SettingAdminIdentity:  validAdminIdentity,
 	SettingUsageReportInterval: func(v string) error {
 		d, err := time.ParseDuration(v)
 		if err == nil && d < minUsageReportInterval {
@@ -55,6 +62,30 @@ var settings = map[string]func(string) error{
 		}
 		return err
 	},
+}
+
+// nonNegativeDuration checks a duration setting: days may be given as
+// "7d" (ParseDuration).
+func nonNegativeDuration(v string) error {
+	_, err := ParseDuration(v)
+	return err
+}
+
+// ParseDuration parses a duration of Go's syntax, or a whole number of
+// days ("90d"), and refuses negative ones.
+func ParseDuration(v string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 16)
+		if err != nil {
+			return 0, fmt.Errorf("invalid duration %q", v)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err == nil && d < 0 {
+		err = fmt.Errorf("negative duration %q", v)
+	}
+	return d, err
 }
 
 // validAdminIdentity checks the spelling of an admin identity; whether it

@@ -47,6 +47,14 @@ func (s *State) apply(data []byte, legacy bool) error {
 		return s.applyCreateKey(&e)
 	case OpDeleteKey:
 		return s.dropUsage(s.applyDeleteKey(&e))
+	case OpCancelDeleteKey:
+		return s.applyCancelDeletion(&e)
+	case OpKeyState:
+		return s.applyKeyState(&e)
+	case OpDestroyKey:
+		return s.dropUsage(s.applyDestroyKey(&e))
+	case OpKeyRotation:
+		return s.applyRotation(&e)
 	case OpCreatePolicy:
 		return s.applyCreatePolicy(&e)
 	case OpDeletePolicy:
@@ -144,7 +152,10 @@ func (s *State) applyCreateKey(e *Entry) error {
 	case !exists && e.Key.AddVersion:
 		return fmt.Errorf("cannot add a version: %w", ErrKeyNotFound)
 	case !exists:
-		k = &key{versions: map[uint32]*version{}, next: 1}
+		if e.Key.RotateEvery < 0 {
+			return fmt.Errorf("%w: negative rotation period", ErrInvalidArgument)
+		}
+		k = &key{versions: map[uint32]*version{}, next: 1, rotateEvery: e.Key.RotateEvery}
 	}
 	v := k.next
 	sealed := e.Key.Sealed
@@ -185,17 +196,16 @@ func (s *State) applyCreateKey(e *Entry) error {
 }
 
 func (s *State) applyDeleteKey(e *Entry) error {
-	enc, err := s.enclave(e.Enclave)
+	enc, k, err := s.keyOf(e)
 	if err != nil {
 		return err
-	}
-	k, ok := enc.keys[e.Name]
-	if !ok {
-		return ErrKeyNotFound
 	}
 	args := e.DeleteKey
 	if args == nil {
 		args = &DeleteKeyArgs{}
+	}
+	if !args.At.IsZero() {
+		return s.applyScheduleDeletion(e, enc, k, args)
 	}
 	if args.All {
 		if args.Version != 0 {
@@ -211,14 +221,7 @@ func (s *State) applyDeleteKey(e *Entry) error {
 	if _, ok := k.versions[v]; !ok {
 		return ErrKeyNotFound
 	}
-	delete(k.versions, v)
-	if len(k.versions) == 0 {
-		delete(enc.keys, e.Name)
-		return nil
-	}
-	if v == k.latest {
-		k.latest = slices.Max(slices.Collect(maps.Keys(k.versions)))
-	}
+	s.removeVersion(enc, e.Name, k, v)
 	return nil
 }
 

@@ -25,7 +25,12 @@ const (
 	OpDeleteIdentity Op = "identity.delete"
 	OpRestore        Op = "restore"
 	OpSetSettings    Op = "settings.set"
-	OpUsageReport    Op = "usage.report" // a node's usage of key versions (Entry.Usage)
+	// The lifecycle of keys: scheduled deletion is OpDeleteKey with a time.
+	OpCancelDeleteKey Op = "key.cancel_delete"
+	OpKeyState        Op = "key.state"
+	OpDestroyKey      Op = "key.destroy"
+	OpKeyRotation     Op = "key.rotation"
+	OpUsageReport     Op = "usage.report" // a node's usage of key versions (Entry.Usage)
 )
 
 // Entry is one write, as it travels through the raft log. Everything that
@@ -39,13 +44,16 @@ type Entry struct {
 	Enclave string    `json:"enclave,omitempty"` // the enclave acted in
 	Name    string    `json:"name,omitempty"`    // the enclave, key, policy or identity acted on
 
-	Init      *InitArgs      `json:"init,omitempty"`
-	Key       *KeyArgs       `json:"key,omitempty"`
-	DeleteKey *DeleteKeyArgs `json:"delete_key,omitempty"`
-	Policy    *PolicyArgs    `json:"policy,omitempty"`
-	Assign    string         `json:"assign,omitempty"` // the policy assigned to identity Name
-	Identity  *IdentityArgs  `json:"identity,omitempty"`
-	Restore   []byte         `json:"restore,omitempty"` // a backup, key material sealed
+	Init      *InitArgs       `json:"init,omitempty"`
+	Key       *KeyArgs        `json:"key,omitempty"`
+	DeleteKey *DeleteKeyArgs  `json:"delete_key,omitempty"`
+	KeyState  *KeyStateArgs   `json:"key_state,omitempty"`
+	Destroy   *DestroyKeyArgs `json:"destroy,omitempty"`
+	Rotation  *RotationArgs   `json:"rotation,omitempty"`
+	Policy    *PolicyArgs     `json:"policy,omitempty"`
+	Assign    string          `json:"assign,omitempty"` // the policy assigned to identity Name
+	Identity  *IdentityArgs   `json:"identity,omitempty"`
+	Restore   []byte          `json:"restore,omitempty"` // a backup, key material sealed
 	// RestoreLegacy lets Restore be a format 1 backup, which carries no MAC:
 	// the operator asked for it explicitly.
 	RestoreLegacy bool              `json:"restore_legacy,omitempty"`
@@ -71,12 +79,17 @@ type KeyArgs struct {
 	Sealed     []byte         `json:"sealed"` // the material, sealed by SealKey
 	// KES is set when the key is imported from a KES keystore.
 	KES *KESArgs `json:"kes,omitempty"`
+	// RotateEvery is a new key's rotation period (0: none).
+	RotateEvery time.Duration `json:"rotate_every,omitempty"`
 }
 
-// DeleteKeyArgs delete one version of a key (0: the latest) or all of them.
+// DeleteKeyArgs delete one version of a key (0: the latest) or all of
+// them: at once, or with At (a key.delete entry) when At has come. A
+// key.cancel_delete entry names the versions the same way.
 type DeleteKeyArgs struct {
-	Version uint32 `json:"version,omitempty"`
-	All     bool   `json:"all,omitempty"`
+	Version uint32    `json:"version,omitempty"`
+	All     bool      `json:"all,omitempty"`
+	At      time.Time `json:"at,omitzero"`
 }
 
 // PolicyArgs are the rules of a policy.

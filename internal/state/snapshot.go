@@ -40,9 +40,10 @@ type snapshotEnclave struct {
 }
 
 type snapshotKey struct {
-	Name     string            `json:"name"`
-	Next     uint32            `json:"next"`
-	Versions []snapshotVersion `json:"versions"`
+	Name        string            `json:"name"`
+	Next        uint32            `json:"next"`
+	RotateEvery time.Duration     `json:"rotate_every,omitempty"`
+	Versions    []snapshotVersion `json:"versions"`
 }
 
 type snapshotVersion struct {
@@ -53,6 +54,8 @@ type snapshotVersion struct {
 	KES       *KESArgs       `json:"kes,omitempty"`
 	CreatedAt time.Time      `json:"created_at"`
 	CreatedBy string         `json:"created_by,omitempty"`
+	Disabled  bool           `json:"disabled,omitempty"`
+	DeleteAt  time.Time      `json:"delete_at,omitzero"`
 }
 
 // Snapshot writes the whole state to w for raft, key material sealed, in
@@ -77,7 +80,7 @@ func (s *State) write(w io.Writer, kind envelopeKind) error {
 		se := snapshotEnclave{Enclave: enc.Enclave}
 		for _, kn := range slices.Sorted(maps.Keys(enc.keys)) {
 			k := enc.keys[kn]
-			sk := snapshotKey{Name: kn, Next: k.next}
+			sk := snapshotKey{Name: kn, Next: k.next, RotateEvery: k.rotateEvery}
 			for _, vn := range slices.Sorted(maps.Keys(k.versions)) {
 				v := k.versions[vn]
 				sk.Versions = append(sk.Versions, snapshotVersion{
@@ -88,6 +91,8 @@ func (s *State) write(w io.Writer, kind envelopeKind) error {
 					KES:       v.kes,
 					CreatedAt: v.CreatedAt,
 					CreatedBy: v.CreatedBy,
+					Disabled:  v.Disabled,
+					DeleteAt:  v.DeleteAt,
 				})
 			}
 			se.Keys = append(se.Keys, sk)
@@ -190,7 +195,7 @@ func (o *opened) build(h Unsealer) (*State, error) {
 	for _, se := range snap.Enclaves {
 		enc := &enclave{Enclave: se.Enclave, keys: map[string]*key{}, policies: map[string]*Policy{}}
 		for _, sk := range se.Keys {
-			k := &key{versions: map[uint32]*version{}, next: sk.Next}
+			k := &key{versions: map[uint32]*version{}, next: sk.Next, rotateEvery: sk.RotateEvery}
 			for _, sv := range sk.Versions {
 				var (
 					material crypto.Key
@@ -218,6 +223,8 @@ func (o *opened) build(h Unsealer) (*State, error) {
 						KES:       kes,
 						CreatedAt: sv.CreatedAt,
 						CreatedBy: sv.CreatedBy,
+						Disabled:  sv.Disabled,
+						DeleteAt:  sv.DeleteAt,
 						Usage:     usage.NewCounter(),
 					},
 					sealed: sealed,

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/usage"
@@ -63,9 +64,10 @@ type enclave struct {
 // key is a key ring: its versions and the number the next one gets, so that
 // a deleted version number is never given out again.
 type key struct {
-	versions map[uint32]*version
-	latest   uint32
-	next     uint32
+	versions    map[uint32]*version
+	latest      uint32
+	next        uint32
+	rotateEvery time.Duration // 0: not rotated automatically
 }
 
 type version struct {

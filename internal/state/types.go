@@ -50,6 +50,11 @@ type KeyVersion struct {
 	KES       *KESKey
 	CreatedAt time.Time
 	CreatedBy string
+	// Disabled and DeleteAt are the version's state (see State): a
+	// disabled version, or one pending deletion until DeleteAt, serves
+	// nothing.
+	Disabled bool
+	DeleteAt time.Time
 	// Usage counts this version's use on this node. Every copy of the
 	// version shares it; the state gives each version its own, when the
 	// version is created or restored.

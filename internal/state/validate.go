@@ -77,6 +77,9 @@ func validateKeys(enclave string, keys []snapshotKey) error {
 			return fmt.Errorf("%w: enclave %q: key %q appears twice", ErrInvalidArgument, enclave, k.Name)
 		}
 		seen[k.Name] = true
+		if k.RotateEvery < 0 {
+			return fmt.Errorf("%w: enclave %q: key %q: negative rotation period", ErrInvalidArgument, enclave, k.Name)
+		}
 		versions := map[uint32]bool{}
 		for _, v := range k.Versions {
 			// Next is the number the next version gets: a version at or

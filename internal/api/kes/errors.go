@@ -87,6 +87,8 @@ var errorTable = []struct {
 	{state.ErrEnclaveNotFound, http.StatusNotFound, "enclave does not exist"},
 	{crypto.ErrDecrypt, http.StatusBadRequest, "decryption failed: ciphertext is not authentic"},
 	{kesformat.ErrNoHMACKey, http.StatusConflict, "key does not support HMAC"},
+	{state.ErrKeyDisabled, http.StatusConflict, ""},
+	{state.ErrKeyPendingDeletion, http.StatusConflict, ""},
 	{errUnavailable, http.StatusBadGateway, "key store is unavailable"},
 	{errUnreachable, http.StatusGatewayTimeout, "key store is not reachable"},
 	{audit.ErrUnavailable, http.StatusServiceUnavailable, "audit log is unavailable"},

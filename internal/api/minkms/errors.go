@@ -57,6 +57,8 @@ var explained = []struct {
 }{
 	{state.ErrIdentityExists, http.StatusConflict},
 	{kesformat.ErrNoHMACKey, http.StatusConflict},
+	{state.ErrKeyDisabled, http.StatusConflict},
+	{state.ErrKeyPendingDeletion, http.StatusConflict},
 	{state.ErrInvalidArgument, http.StatusBadRequest},
 	{errMalformed, http.StatusBadRequest},
 	{errBatchTooLarge, http.StatusRequestEntityTooLarge},

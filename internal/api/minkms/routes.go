@@ -47,6 +47,10 @@ var routes = []route{
 	// keep import-kes sends one key file of a KES keystore per request;
 	// the service admits KEY:IMPORT on the key in the enclave.
 	{method: http.MethodPut, path: "/v1/kes/import/{enclave}/{name}", auth: known, maxBody: kesformat.MaxKeyFileSize, timeout: 30 * time.Second, audit: state.RuleKeyImport, handle: (*API).importKES},
+	// The lifecycle of a key (docs/key-lifecycle.md); the service admits
+	// each action on the key (KEY:STATUS, KEY:DELETE or KEY:CREATE rules).
+	{method: http.MethodGet, path: "/v1/keys/{enclave}/{name}", auth: known, maxBody: 0, timeout: 15 * time.Second, audit: "KEY:STATUS", handle: (*API).keyInfo},
+	{method: http.MethodPut, path: "/v1/keys/{enclave}/{name}/{action}", auth: known, maxBody: maxKeyChange, timeout: 30 * time.Second, audit: "KEY:LIFECYCLE", handle: (*API).changeKey},
 	{method: http.MethodPost, path: "/v1/debug/restart", auth: sysAdmin, maxBody: 0, timeout: 30 * time.Second, audit: "NODE:RESTART", handle: (*API).restart},
 	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/db", auth: sysAdmin, maxBody: MaxBackup, timeout: time.Minute, audit: "NODE:DB", handle: (*API).db},
 	{method: http.MethodPost + "," + http.MethodGet + "," + http.MethodDelete, path: "/v1/debug/pprof", auth: sysAdmin, maxBody: 0, timeout: time.Minute, audit: "NODE:PPROF", handle: (*API).pprof},

@@ -14,19 +14,21 @@ import (
 // anyone give every identity its tokens back.
 func TestRoutesDeclareAccess(t *testing.T) {
 	want := map[string]service.Access{
-		"/version":                        service.Public,
-		"/v1/health/live":                 service.Public,
-		"/v1/health/ready":                service.Public,
-		"/v1/health/status":               service.SysAdmin,
-		"/v1/health/metrics":              service.Metrics,
-		"/v1/kms":                         service.Known,
-		"/v1/kms/{enclave...}":            service.Known,
-		"/v1/kes/import/{enclave}/{name}": service.Known,
-		"/v1/debug/restart":               service.SysAdmin,
-		"/v1/db":                          service.SysAdmin,
-		"/v1/debug/pprof":                 service.SysAdmin,
-		"/v1/debug/log":                   service.SysAdmin,
-		"/v1/config":                      service.SysAdmin,
+		"/version":                           service.Public,
+		"/v1/health/live":                    service.Public,
+		"/v1/health/ready":                   service.Public,
+		"/v1/health/status":                  service.SysAdmin,
+		"/v1/health/metrics":                 service.Metrics,
+		"/v1/kms":                            service.Known,
+		"/v1/kms/{enclave...}":               service.Known,
+		"/v1/kes/import/{enclave}/{name}":    service.Known,
+		"/v1/keys/{enclave}/{name}":          service.Known,
+		"/v1/keys/{enclave}/{name}/{action}": service.Known,
+		"/v1/debug/restart":                  service.SysAdmin,
+		"/v1/db":                             service.SysAdmin,
+		"/v1/debug/pprof":                    service.SysAdmin,
+		"/v1/debug/log":                      service.SysAdmin,
+		"/v1/config":                         service.SysAdmin,
 	}
 	if len(routes) != len(want) {
 		t.Errorf("%d routes, %d expected: update this test and the docs", len(routes), len(want))
