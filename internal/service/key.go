@@ -104,7 +104,9 @@ func (s *Service) createKey(ctx context.Context, c Caller, enclave, name string,
 // whole key, after the cluster's deletion window (KEY:DELETE of the MinIO
 // KMS API, the KES API's delete): see ScheduleKeyDeletion.
 func (s *Service) DeleteKey(ctx context.Context, c Caller, enclave, name string, version uint32, all bool) error {
-	_, err := s.ScheduleKeyDeletion(ctx, c, enclave, name, version, all, nil)
+	// These APIs have no way to say "force": their deletions are forced,
+	// as before the rule, and the deletion window protects them.
+	_, err := s.ScheduleKeyDeletion(ctx, c, enclave, name, version, all, nil, true)
 	return err
 }
 

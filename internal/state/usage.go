@@ -1,11 +1,16 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/keep-kms/keep/internal/usage"
 )
+
+// ErrKeyInUse refuses to delete or disable, unless forced, a key version
+// that decrypted anything in the last usage.Window days.
+var ErrKeyInUse = errors.New("key version is in use")
 
 // applyUsageReport merges a node's report into the usage table. Versions
 // the state no longer has (destroyed since the node counted) are left out;
