@@ -241,6 +241,7 @@ func Run(ctx context.Context, opts Options) error {
 	reportCtx, stopReports := context.WithCancel(ctx)
 	defer stopReports()
 	go usage.NewReporter(st.UsageCounters, svc.ReportUsage).Run(reportCtx, settings.usageReportInterval)
+	nodeMetrics.SetKeyUsage(st.KeyUsage)
 
 	(&banner{
 		HSM:       h.Name(),
