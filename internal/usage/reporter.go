@@ -42,10 +42,13 @@ func newReporterID() string {
 	return hex.EncodeToString(b)
 }
 
-// Run reports every interval() until ctx is done. What the counters
+// Run reports every interval() until ctx is done. It looks at interval at
+// least once a second, so that a change of the setting takes effect
+// within a second, not after the interval it replaces. What the counters
 // gathered since the last report of a node that stops is lost.
 func (r *Reporter) Run(ctx context.Context, interval func() time.Duration) {
-	t := time.NewTimer(interval())
+	last := time.Now()
+	t := time.NewTimer(min(interval(), time.Second))
 	defer t.Stop()
 	for {
 		select {
@@ -53,10 +56,16 @@ func (r *Reporter) Run(ctx context.Context, interval func() time.Duration) {
 			return
 		case <-t.C:
 		}
+		every := interval()
+		if wait := every - time.Since(last); wait > 0 {
+			t.Reset(min(wait, time.Second))
+			continue
+		}
+		last = time.Now()
 		if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
 			slog.Warn("failed to report key usage; trying again", "err", err)
 		}
-		t.Reset(interval())
+		t.Reset(min(every, time.Second))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -100,4 +101,28 @@ func TestReporterRun(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestReporterIntervalChange shortens the interval while the reporter
+// waits for a long one: the next report follows the new interval.
+func TestReporterIntervalChange(t *testing.T) {
+	c := NewCounter()
+	reports := make(chan Report, 10)
+	r := NewReporter(func() []Counted { return []Counted{{ID: v1, Counter: c}} }, func(_ context.Context, rep *Report) error {
+		reports <- *rep
+		return nil
+	})
+	var every atomic.Int64
+	every.Store(int64(time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx, func() time.Duration { return time.Duration(every.Load()) })
+	c.Decrypted()
+	time.Sleep(100 * time.Millisecond)
+	every.Store(int64(50 * time.Millisecond))
+	select {
+	case <-reports:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no report within 10s of shortening the interval from an hour")
+	}
 }
