@@ -201,7 +201,7 @@ func TestDashboard(t *testing.T) {
 	for _, n := range []string{
 		"keep_http_requests_total", "keep_http_request_duration_seconds", "keep_http_requests_in_flight",
 		"keep_commands_total", "keep_raft_role", "keep_raft_commit_index", "keep_raft_last_contact_seconds",
-		"keep_tls_certificate_expiry_seconds",
+		"keep_tls_certificate_expiry_seconds", "keep_key_decrypts_30d",
 	} {
 		if !used[n] {
 			t.Errorf("the dashboard shows no %s", n)
