@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/state"
@@ -20,6 +21,11 @@ func FuzzApply(f *testing.F) {
 		{Op: state.OpCreatePolicy, Enclave: state.DefaultEnclave, Name: "p", Policy: &state.PolicyArgs{Allow: map[string][]string{"KEY:GENERATE": {"*"}}}},
 		{Op: state.OpCreateIdentity, Enclave: state.DefaultEnclave, Name: alice, Identity: &state.IdentityArgs{Privilege: state.User, ServiceAccount: true}},
 		{Op: state.OpRestore, Restore: []byte(`{"format":1}`)},
+		{Op: state.OpDeleteKey, Enclave: state.DefaultEnclave, Name: "k", DeleteKey: &state.DeleteKeyArgs{All: true, At: time.Unix(1e9, 0)}},
+		{Op: state.OpCancelDeleteKey, Enclave: state.DefaultEnclave, Name: "k", DeleteKey: &state.DeleteKeyArgs{Version: 1}},
+		{Op: state.OpKeyState, Enclave: state.DefaultEnclave, Name: "k", KeyState: &state.KeyStateArgs{All: true, Disabled: true}},
+		{Op: state.OpDestroyKey, Enclave: state.DefaultEnclave, Name: "k", Destroy: &state.DestroyKeyArgs{Version: 1, DeleteAt: time.Unix(1e9, 0)}},
+		{Op: state.OpKeyRotation, Enclave: state.DefaultEnclave, Name: "k", Rotation: &state.RotationArgs{Every: time.Hour}},
 	} {
 		data, _ := json.Marshal(e)
 		f.Add(data)

@@ -22,6 +22,7 @@ import (
 func TestBackupRestore(t *testing.T) {
 	src := newCluster(t, 3, clusterOpts{})
 	src.form()
+	src.nodes[0].DeleteAtOnce(t) // the backup must not hold the deleted key
 	ctx := ctxT(t, time.Minute)
 	cl := src.client()
 

@@ -161,6 +161,7 @@ func TestFormCluster(t *testing.T) {
 // new state. Twice the cluster idles for longer than a follower's applied
 // report counts (2 s) before the next write.
 func readAfterWrite(t *testing.T, c *cluster, enclave string) {
+	c.nodes[0].DeleteAtOnce(t) // deleted keys are gone at once
 	n := len(c.nodes)
 	direct := make([]*kms.Client, n)
 	for i := range direct {

@@ -236,6 +236,7 @@ func errClass(s string) string {
 func TestLinearizability(t *testing.T) {
 	c := newCluster(t, 3, clusterOpts{proxied: true})
 	c.form()
+	c.nodes[0].DeleteAtOnce(t) // the model's delete removes the key
 	const enclave = "lin"
 	noErr(t, c.client().CreateEnclave(ctxT(t, 10*time.Second), &kms.CreateEnclaveRequest{Name: enclave}), "create enclave")
 	keys := []string{"a", "b", "c"}

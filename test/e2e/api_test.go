@@ -117,6 +117,7 @@ func listAllKeys(t testing.TB, ctx context.Context, c *kms.Client, enclave, pref
 func TestAPI(t *testing.T) {
 	t.Parallel()
 	n := testnode.Start(t, testnode.Options{})
+	n.DeleteAtOnce(t) // these tests are of the deletions themselves
 	c := n.RootClient(t)
 	ctx := ctxT(t)
 	rootID := n.Root.Identity()

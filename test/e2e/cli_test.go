@@ -107,6 +107,7 @@ func TestCLI(t *testing.T) {
 	t.Parallel()
 	hsmKey := strings.TrimSpace(cliOK(t, nil, "--soft-hsm"))
 	n := testnode.Start(t, testnode.Options{HSMKey: hsmKey})
+	n.DeleteAtOnce(t)
 	// One context for some fifty keep invocations, each a process of its
 	// own (race-built under -race) while other test packages load both
 	// cores: ctxT's minute was seen to run out (65 s).

@@ -184,6 +184,7 @@ func TestKES(t *testing.T) {
 	t.Parallel()
 	config, auditFile := kesConfig(t, "")
 	n := testnode.Start(t, testnode.Options{Dev: true, Config: config})
+	n.DeleteAtOnce(t)
 	ctx := ctxT(t)
 	root := n.RootClient(t)
 	kc := n.KESClient(t, n.Root)

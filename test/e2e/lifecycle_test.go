@@ -61,6 +61,7 @@ func hashDir(t *testing.T, dir string) map[string]string {
 func TestRestartPersistence(t *testing.T) {
 	t.Parallel()
 	n := testnode.Start(t, testnode.Options{})
+	n.DeleteAtOnce(t)
 	c := n.RootClient(t)
 	ctx := ctxT(t)
 

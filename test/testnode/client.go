@@ -173,3 +173,19 @@ func HasCommand(t testing.TB, name string) bool {
 	r := Run(t, BaseEnv(""), "--help")
 	return regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(name) + `\s`).MatchString(r.Stdout)
 }
+
+// SetSettings sets cluster-wide settings ("name=value") with the node's
+// root API key, as `keep config set` does, and fails the test if they are
+// refused.
+func (n *Node) SetSettings(t testing.TB, settings ...string) {
+	t.Helper()
+	r := CLI(t, []string{n.Endpoint()}, n.APIKey, append([]string{"config", "set", "-k"}, settings...)...)
+	if r.Code != 0 {
+		t.Fatalf("%s", r)
+	}
+}
+
+// DeleteAtOnce makes deletions of the node's cluster immediate
+// (keys.deletion_window=0s), for tests of what a deletion does rather than
+// of its window.
+func (n *Node) DeleteAtOnce(t testing.TB) { n.SetSettings(t, "keys.deletion_window=0s") }
