@@ -80,14 +80,6 @@ func (s *State) keepCounters(old *State) {
 	}
 }
 
-// Usage returns the usage of a version of a key (not 0), summed over the
-// nodes' reports, with the counts of the last usage.Window days.
-func (s *State) Usage(enclave, name string, version uint32) usage.Usage {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.usage.Usage(usage.ID{Enclave: enclave, Name: name, Version: version}, time.Now())
-}
-
 // KeyUsage returns the usage of every key that was used, summed over its
 // versions.
 func (s *State) KeyUsage() []usage.KeyUsage {

@@ -49,11 +49,11 @@ func TestUsageReports(t *testing.T) {
 	}
 	want := map[uint32]uint64{1: 4, 2: 2, 9: 0}
 	for v, n := range want {
-		if u := s.Usage(DefaultEnclave, "k", v); u.Decrypts30d != n || (n > 0) == u.LastDecrypt.IsZero() {
+		if u := usageOf(s, "k", v); u.Decrypts30d != n || (n > 0) == u.LastDecrypt.IsZero() {
 			t.Errorf("usage of version %d = %+v, want %d decrypts", v, u, n)
 		}
 	}
-	if u := s.Usage(DefaultEnclave, "gone", 1); u != (usage.Usage{}) {
+	if u := usageOf(s, "gone", 1); u != (usage.Usage{}) {
 		t.Errorf("usage of a key that does not exist = %+v", u)
 	}
 	if keys := s.KeyUsage(); len(keys) != 1 || keys[0].Name != "k" || keys[0].Decrypts30d != 6 {
@@ -84,7 +84,7 @@ func TestUsageReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	for v, n := range want {
-		if u := other.Usage(DefaultEnclave, "k", v); u.Decrypts30d != n {
+		if u := usageOf(other, "k", v); u.Decrypts30d != n {
 			t.Errorf("restored usage of version %d = %+v, want %d decrypts", v, u, n)
 		}
 	}
@@ -95,7 +95,7 @@ func TestUsageReports(t *testing.T) {
 	if err := other.Apply(usageEntry(t, other, "a", 1, decrypted("k", 1, 3))); err != nil {
 		t.Fatal(err)
 	}
-	if u := other.Usage(DefaultEnclave, "k", 1); u.Decrypts30d != 4 {
+	if u := usageOf(other, "k", 1); u.Decrypts30d != 4 {
 		t.Errorf("a report applied before the snapshot counted again: %+v", u)
 	}
 
@@ -103,10 +103,10 @@ func TestUsageReports(t *testing.T) {
 	if err := s.Apply(mustEncode(t, s, &Entry{Op: OpDeleteKey, Enclave: DefaultEnclave, Name: "k", DeleteKey: &DeleteKeyArgs{Version: 1}})); err != nil {
 		t.Fatal(err)
 	}
-	if u := s.Usage(DefaultEnclave, "k", 1); u != (usage.Usage{}) {
+	if u := usageOf(s, "k", 1); u != (usage.Usage{}) {
 		t.Errorf("usage of a deleted version = %+v", u)
 	}
-	if u := s.Usage(DefaultEnclave, "k", 2); u.Decrypts30d != 2 {
+	if u := usageOf(s, "k", 2); u.Decrypts30d != 2 {
 		t.Errorf("usage of the version kept = %+v", u)
 	}
 	if err := s.Apply(mustEncode(t, s, &Entry{Op: OpDeleteKey, Enclave: DefaultEnclave, Name: "k", DeleteKey: &DeleteKeyArgs{All: true}})); err != nil {
@@ -151,7 +151,7 @@ func TestSnapshotWithoutUsage(t *testing.T) {
 		if err != nil || kv.Usage == nil {
 			t.Fatalf("key after restore: %+v, %v", kv, err)
 		}
-		if u := restored.Usage(DefaultEnclave, "k", 1); u != (usage.Usage{}) {
+		if u := usageOf(restored, "k", 1); u != (usage.Usage{}) {
 			t.Errorf("usage after restoring a %s without any = %+v", kind.what, u)
 		}
 	}
@@ -165,4 +165,12 @@ func mustEncode(t testing.TB, s *State, e *Entry) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// usageOf returns the usage of a version of a key in the default enclave,
+// as KeyInfo shows it.
+func usageOf(s *State, name string, version uint32) usage.Usage {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.usage.Usage(usage.ID{Enclave: DefaultEnclave, Name: name, Version: version}, time.Now())
 }
