@@ -98,3 +98,31 @@ func TestUsageForce(t *testing.T) {
 		t.Errorf("DeleteKey of a used version: %v", err)
 	}
 }
+
+// TestUsageKES counts the decryption of a ciphertext KES made, with the
+// key version imported from KES; a decryption that fails counts nothing.
+func TestUsageKES(t *testing.T) {
+	ctx := context.Background()
+	files, vectors := kesFixture(t)
+	s, root := newRootService(t)
+	v := vectors.Vectors[0]
+	if _, err := s.ImportKES(ctx, root, "", v.Key, files[v.Key], false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Decrypt(root, "", v.Key, 0, v.Ciphertext, v.Context); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Decrypt(root, "", v.Key, 0, v.Ciphertext, append([]byte(v.Context), 'x')); err == nil {
+		t.Fatal("decrypted with another context")
+	}
+	if err := usage.NewReporter(s.state.UsageCounters, s.ReportUsage).Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.KeyInfo(root, "", v.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := info.Usage[0]; u.Decrypts30d != 1 || u.LastDecrypt.IsZero() {
+		t.Errorf("usage of the imported version = %+v, want 1 decrypt", u)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 )
@@ -113,8 +114,17 @@ func (r *record) add(d day, generates, decrypts uint64) {
 	if !found {
 		r.days = slices.Insert(r.days, i, dayCount{day: d})
 	}
-	r.days[i].generates += generates
-	r.days[i].decrypts += decrypts
+	r.days[i].generates = addSat(r.days[i].generates, generates)
+	r.days[i].decrypts = addSat(r.days[i].decrypts, decrypts)
+}
+
+// addSat adds without wrapping around: a count that would overflow stays
+// at the largest, not near zero.
+func addSat(a, b uint64) uint64 {
+	if sum := a + b; sum >= a {
+		return sum
+	}
+	return math.MaxUint64
 }
 
 // prune drops the counts of days up to today-Window, and the reporters
@@ -143,8 +153,8 @@ func (t *Table) Usage(id ID, now time.Time) Usage {
 	today := dayOf(now)
 	for _, c := range rec.days {
 		if c.day > today-Window && c.day <= today {
-			u.Generates30d += c.generates
-			u.Decrypts30d += c.decrypts
+			u.Generates30d = addSat(u.Generates30d, c.generates)
+			u.Decrypts30d = addSat(u.Decrypts30d, c.decrypts)
 		}
 	}
 	return u
@@ -172,8 +182,8 @@ func (t *Table) Keys(now time.Time) []KeyUsage {
 		u := t.Usage(id, now)
 		s.LastGenerate = later(s.LastGenerate, u.LastGenerate)
 		s.LastDecrypt = later(s.LastDecrypt, u.LastDecrypt)
-		s.Generates30d += u.Generates30d
-		s.Decrypts30d += u.Decrypts30d
+		s.Generates30d = addSat(s.Generates30d, u.Generates30d)
+		s.Decrypts30d = addSat(s.Decrypts30d, u.Decrypts30d)
 	}
 	list := make([]KeyUsage, 0, len(sums))
 	for _, s := range sums {

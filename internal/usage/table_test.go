@@ -3,6 +3,7 @@ package usage
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"testing"
 	"time"
 )
@@ -124,6 +125,16 @@ func TestTable(t *testing.T) {
 			},
 			id: v1, now: day0,
 			want: Usage{LastDecrypt: days(-3), Decrypts30d: 2},
+		},
+		{
+			name: "counts saturate",
+			reports: []applied{
+				{report("a", 1, decrypts(v1, math.MaxUint64-1, day0)), day0},
+				{report("b", 1, decrypts(v1, 5, day0)), day0},
+				{report("c", 1, decrypts(v1, 1, day0.AddDate(0, 0, -1))), day0.AddDate(0, 0, -1)},
+			},
+			id: v1, now: day0,
+			want: Usage{LastDecrypt: day0, Decrypts30d: math.MaxUint64},
 		},
 		{
 			name: "rollover at UTC midnight",
