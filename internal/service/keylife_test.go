@@ -42,7 +42,7 @@ func TestKeyLifecycle(t *testing.T) {
 
 	week := 7 * 24 * time.Hour
 	info, err := s.ScheduleKeyDeletion(ctx, root, "", "k", 0, false, nil, false)
-	if err != nil || info.Versions[0].State() != state.StatePendingDeletion || info.Versions[0].DeleteAt.Sub(time.Now()) < week-time.Minute {
+	if err != nil || info.Versions[0].State() != state.StatePendingDeletion || time.Until(info.Versions[0].DeleteAt) < week-time.Minute {
 		t.Fatalf("scheduled with the default window: %+v, %v", info, err)
 	}
 	serves("pending", state.ErrKeyPendingDeletion)
