@@ -90,6 +90,9 @@ Settings:
                          current admin may change it; admin.identity= gives
                          every node its own root back. The admin cannot be
                          deleted while it is the admin.
+  usage.report_interval  how often each node reports the use of its key
+                         versions (stat-key's usage), e.g. 1m (default);
+                         at least 100ms
 
 Every change is audited on every node before it takes effect, with the
 settings it changed and their values (audit=off is recorded before the

@@ -1,7 +1,8 @@
 // Package metrics holds Keep's Prometheus metrics, served as OpenMetrics
 // or Prometheus text at /v1/health/metrics: HTTP requests by API and
 // status, commands by name and outcome, the node's raft state, the expiry
-// of its TLS certificates, and the Go runtime and process collectors.
+// of its TLS certificates, the usage of keys, and the Go runtime and
+// process collectors.
 //
 // Metrics has its own registry, so nothing registered elsewhere in the
 // process (raft's go-metrics, libraries) leaks into it. docs/grafana/keep.json
@@ -34,6 +35,7 @@ type Metrics struct {
 	// three label values, for every command of every request.
 	resolved sync.Map // commandKey → prometheus.Counter
 	state    *stateCollector
+	usage    *usageCollector
 }
 
 // New returns the metrics of a node, with its own registry holding Keep's
@@ -44,6 +46,7 @@ func New() *Metrics {
 		http:     newHTTPMetrics(),
 		commands: newCommandCounter(),
 		state:    &stateCollector{},
+		usage:    &usageCollector{},
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -56,6 +59,7 @@ func New() *Metrics {
 		}, func() float64 { return 1 }),
 		m.commands,
 		m.state,
+		m.usage,
 	)
 	m.http.register(m.reg)
 	return m

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // exercised returns metrics in which every family has samples.
@@ -38,6 +39,12 @@ func exercised(t *testing.T) *Metrics {
 		return []Certificate{
 			{Name: "a.crt", NotAfter: time.Now().Add(24 * time.Hour)},
 			{Name: "b.crt", NotAfter: time.Now().Add(30 * 24 * time.Hour)},
+		}
+	})
+	m.SetKeyUsage(func() []usage.KeyUsage {
+		return []usage.KeyUsage{
+			{Enclave: "e", Name: "used", Usage: usage.Usage{LastDecrypt: time.Unix(1796551200, 0), Decrypts30d: 7, LastGenerate: time.Unix(1796551100, 0), Generates30d: 2}},
+			{Enclave: "e", Name: "generated", Usage: usage.Usage{LastGenerate: time.Unix(1796551100, 0), Generates30d: 1}},
 		}
 	})
 	return m
@@ -117,11 +124,19 @@ func TestMetrics(t *testing.T) {
 		{"keep_tls_certificate_expiring", map[string]string{"cert": "a.crt"}, 1},
 		{"keep_tls_certificate_expiring", map[string]string{"cert": "b.crt"}, 0},
 		{"keep_build_info", nil, 1},
+		{"keep_key_decrypts_30d", map[string]string{"enclave": "e", "key": "used"}, 7},
+		{"keep_key_generates_30d", map[string]string{"enclave": "e", "key": "used"}, 2},
+		{"keep_key_last_decrypt_timestamp_seconds", map[string]string{"enclave": "e", "key": "used"}, 1796551200},
+		{"keep_key_last_generate_timestamp_seconds", map[string]string{"enclave": "e", "key": "used"}, 1796551100},
+		{"keep_key_decrypts_30d", map[string]string{"enclave": "e", "key": "generated"}, 0},
 	} {
 		got, ok := value(families, tc.name, tc.labels)
 		if !ok || got != tc.want {
 			t.Errorf("%s%v = %v (present: %v), want %v", tc.name, tc.labels, got, ok, tc.want)
 		}
+	}
+	if _, ok := value(families, "keep_key_last_decrypt_timestamp_seconds", map[string]string{"key": "generated"}); ok {
+		t.Error("a last decrypt of a key that never decrypted")
 	}
 	if left, _ := value(families, "keep_tls_certificate_expiry_seconds", map[string]string{"cert": "a.crt"}); left < 23*3600 || left > 24*3600 {
 		t.Errorf("keep_tls_certificate_expiry_seconds{cert=a.crt} = %v, want about 86400", left)
@@ -186,7 +201,7 @@ func TestDashboard(t *testing.T) {
 	for _, n := range []string{
 		"keep_http_requests_total", "keep_http_request_duration_seconds", "keep_http_requests_in_flight",
 		"keep_commands_total", "keep_raft_role", "keep_raft_commit_index", "keep_raft_last_contact_seconds",
-		"keep_tls_certificate_expiry_seconds",
+		"keep_tls_certificate_expiry_seconds", "keep_key_decrypts_30d",
 	} {
 		if !used[n] {
 			t.Errorf("the dashboard shows no %s", n)

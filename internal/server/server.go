@@ -31,6 +31,7 @@ import (
 	"github.com/keep-kms/keep/internal/metrics"
 	"github.com/keep-kms/keep/internal/service"
 	"github.com/keep-kms/keep/internal/state"
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // DefaultPort is the port Keep listens on unless told otherwise.
@@ -235,6 +236,12 @@ func Run(ctx context.Context, opts Options) error {
 	go svc.RunLifecycle(ctx, node.IsLeader, lifecycleTick, func(ev service.LifecycleEvent) {
 		recordLifecycle(auditLog, opts.Host, ev)
 	})
+
+	// Every node reports the use of its key versions to the cluster.
+	reportCtx, stopReports := context.WithCancel(ctx)
+	defer stopReports()
+	go usage.NewReporter(st.UsageCounters, svc.ReportUsage).Run(reportCtx, settings.usageReportInterval)
+	nodeMetrics.SetKeyUsage(st.KeyUsage)
 
 	(&banner{
 		HSM:       h.Name(),

@@ -30,6 +30,7 @@ type runtimeSettings struct {
 	audit     *audit.Log
 	live      atomic.Bool  // caught up: changes applied from now on are new
 	staleness atomic.Int64 // time.Duration
+	usage     atomic.Int64 // time.Duration: how often to report key usage
 	limits    *ratelimit.Limiter
 
 	mu        sync.Mutex
@@ -42,15 +43,16 @@ type runtimeSettings struct {
 func newRuntimeSettings(c *Config, log *audit.Log, host, admin string) *runtimeSettings {
 	rate, burst := c.limits()
 	r := &runtimeSettings{level: new(slog.LevelVar), audit: log, host: host, limits: new(ratelimit.Limiter), file: map[string]string{
-		service.SettingLogLevel:       strings.ToLower(c.logLevel().String()), // as the setting is spelt: info, not INFO
-		service.SettingAudit:          "on",
-		service.SettingMaxStaleness:   c.maxStaleness().String(),
-		service.SettingMetricsAuth:    "sysadmin",
-		service.SettingDeletionWindow: service.DefaultDeletionWindow.String(),
-		service.SettingRotateEvery:    "0s",
-		service.SettingAdminIdentity:  admin,
-		service.SettingLimitsRate:     strconv.FormatFloat(rate, 'g', -1, 64),
-		service.SettingLimitsBurst:    strconv.Itoa(burst),
+		service.SettingLogLevel:            strings.ToLower(c.logLevel().String()), // as the setting is spelt: info, not INFO
+		service.SettingAudit:               "on",
+		service.SettingMaxStaleness:        c.maxStaleness().String(),
+		service.SettingMetricsAuth:         "sysadmin",
+		service.SettingDeletionWindow:      service.DefaultDeletionWindow.String(),
+		service.SettingRotateEvery:         "0s",
+		service.SettingAdminIdentity:       admin,
+		service.SettingLimitsRate:          strconv.FormatFloat(rate, 'g', -1, 64),
+		service.SettingLimitsBurst:         strconv.Itoa(burst),
+		service.SettingUsageReportInterval: service.DefaultUsageReportInterval.String(),
 	}}
 	r.apply(state.SettingsUpdate{})
 	return r
@@ -87,6 +89,8 @@ func (r *runtimeSettings) apply(u state.SettingsUpdate) {
 	r.level.Set(level)
 	d, _ := service.ParseDuration(eff[service.SettingMaxStaleness])
 	r.staleness.Store(int64(d))
+	d, _ = time.ParseDuration(eff[service.SettingUsageReportInterval])
+	r.usage.Store(int64(d))
 	rate, _ := service.ParseRate(eff[service.SettingLimitsRate])
 	burst, _ := service.ParseBurst(eff[service.SettingLimitsBurst])
 	r.limits.Set(rate, burst)
@@ -118,3 +122,5 @@ func (r *runtimeSettings) Effective() map[string]string {
 }
 
 func (r *runtimeSettings) maxStaleness() time.Duration { return time.Duration(r.staleness.Load()) }
+
+func (r *runtimeSettings) usageReportInterval() time.Duration { return time.Duration(r.usage.Load()) }

@@ -104,7 +104,9 @@ func (s *Service) createKey(ctx context.Context, c Caller, enclave, name string,
 // whole key, after the cluster's deletion window (KEY:DELETE of the MinIO
 // KMS API, the KES API's delete): see ScheduleKeyDeletion.
 func (s *Service) DeleteKey(ctx context.Context, c Caller, enclave, name string, version uint32, all bool) error {
-	_, err := s.ScheduleKeyDeletion(ctx, c, enclave, name, version, all, nil)
+	// These APIs have no way to say "force": their deletions are forced,
+	// as before the rule, and the deletion window protects them.
+	_, err := s.ScheduleKeyDeletion(ctx, c, enclave, name, version, all, nil, true)
 	return err
 }
 
@@ -150,7 +152,11 @@ func (s *Service) Encrypt(c Caller, enclave, name string, version uint32, plaint
 		return 0, nil, err
 	}
 	ciphertext, err := kv.Key.Encrypt(kv.Version, plaintext, associatedData)
-	return kv.Version, ciphertext, err
+	if err != nil {
+		return 0, nil, err
+	}
+	kv.Usage.Generated() // a new ciphertext depends on the version, as a data key does
+	return kv.Version, ciphertext, nil
 }
 
 // GenerateKey returns a new data key of length bytes (0: 32), in plaintext
@@ -181,6 +187,7 @@ func (s *Service) GenerateKey(c Caller, enclave, name string, version uint32, as
 	if err != nil {
 		return 0, nil, nil, err
 	}
+	kv.Usage.Generated()
 	return kv.Version, dek, ciphertext, nil
 }
 
@@ -202,7 +209,11 @@ func (s *Service) Decrypt(c Caller, enclave, name string, version uint32, cipher
 			if err := kv.Serves(); err != nil {
 				return nil, err
 			}
-			return kv.KES.Decrypt(ciphertext, associatedData)
+			plaintext, err := kv.KES.Decrypt(ciphertext, associatedData)
+			if err == nil {
+				kv.Usage.Decrypted()
+			}
+			return plaintext, err
 		}
 	}
 	return plaintext, err
@@ -231,5 +242,10 @@ func (s *Service) decrypt(enclave, name string, version uint32, ciphertext, asso
 	if err := kv.Serves(); err != nil {
 		return nil, err
 	}
-	return kv.Key.Decrypt(ciphertext, associatedData)
+	plaintext, err := kv.Key.Decrypt(ciphertext, associatedData)
+	if err != nil {
+		return nil, err
+	}
+	kv.Usage.Decrypted()
+	return plaintext, nil
 }

@@ -47,11 +47,19 @@ func (s *Service) KeyInfo(c Caller, enclave, name string) (state.KeyInfo, error)
 // ScheduleKeyDeletion deletes one version of a key (0: the latest) or, with
 // all, every version, when window has passed: until then they are pending
 // deletion, serve nothing, and CancelKeyDeletion restores them. window nil
-// is the cluster's keys.deletion_window; 0 destroys them at once.
-func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, enclave, name string, version uint32, all bool, window *time.Duration) (state.KeyInfo, error) {
+// is the cluster's keys.deletion_window; 0 destroys them at once. Unless
+// force, a version that decrypted anything in the last 30 days is refused
+// (state.ErrKeyInUse).
+func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, enclave, name string, version uint32, all bool, window *time.Duration, force bool) (state.KeyInfo, error) {
 	enclave = enclaveName(enclave)
 	if err := s.admit(c, enclave, cmdKeyLifecycle, name); err != nil {
 		return state.KeyInfo{}, err
+	}
+	if !force {
+		// A version pending deletion already is left as it is.
+		if err := s.checkUnused(enclave, name, version, all, func(v *state.KeyVersion) bool { return v.State() == state.StatePendingDeletion }); err != nil {
+			return state.KeyInfo{}, err
+		}
 	}
 	w := s.durationSetting(SettingDeletionWindow, DefaultDeletionWindow)
 	if window != nil {
@@ -79,11 +87,18 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, enclave, name
 }
 
 // SetKeyDisabled disables or enables one version of a key (0: the latest)
-// or all of them.
-func (s *Service) SetKeyDisabled(ctx context.Context, c Caller, enclave, name string, version uint32, all, disabled bool) (state.KeyInfo, error) {
+// or all of them. Unless force, disabling a version that decrypted
+// anything in the last 30 days is refused (state.ErrKeyInUse).
+func (s *Service) SetKeyDisabled(ctx context.Context, c Caller, enclave, name string, version uint32, all, disabled, force bool) (state.KeyInfo, error) {
 	enclave = enclaveName(enclave)
 	if err := s.admit(c, enclave, cmdKeyLifecycle, name); err != nil {
 		return state.KeyInfo{}, err
+	}
+	if disabled && !force {
+		// A version that serves nothing already is left as it is.
+		if err := s.checkUnused(enclave, name, version, all, func(v *state.KeyVersion) bool { return v.State() != state.StateActive }); err != nil {
+			return state.KeyInfo{}, err
+		}
 	}
 	return s.applyKeyChange(ctx, c, &state.Entry{Op: state.OpKeyState, Enclave: enclave, Name: name, KeyState: &state.KeyStateArgs{Version: version, All: all, Disabled: disabled}})
 }

@@ -41,8 +41,8 @@ func TestKeyLifecycle(t *testing.T) {
 	}
 
 	week := 7 * 24 * time.Hour
-	info, err := s.ScheduleKeyDeletion(ctx, root, "", "k", 0, false, nil)
-	if err != nil || info.Versions[0].State() != state.StatePendingDeletion || info.Versions[0].DeleteAt.Sub(time.Now()) < week-time.Minute {
+	info, err := s.ScheduleKeyDeletion(ctx, root, "", "k", 0, false, nil, false)
+	if err != nil || info.Versions[0].State() != state.StatePendingDeletion || time.Until(info.Versions[0].DeleteAt) < week-time.Minute {
 		t.Fatalf("scheduled with the default window: %+v, %v", info, err)
 	}
 	serves("pending", state.ErrKeyPendingDeletion)
@@ -54,18 +54,18 @@ func TestKeyLifecycle(t *testing.T) {
 	}
 	serves("cancelled", nil)
 
-	if _, err := s.SetKeyDisabled(ctx, root, "", "k", 0, true, true); err != nil {
+	if _, err := s.SetKeyDisabled(ctx, root, "", "k", 0, true, true, false); err != nil {
 		t.Fatal(err)
 	}
 	serves("disabled", state.ErrKeyDisabled)
-	if _, err := s.ScheduleKeyDeletion(ctx, root, "", "k", 1, false, &week); err != nil {
+	if _, err := s.ScheduleKeyDeletion(ctx, root, "", "k", 1, false, &week, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CancelKeyDeletion(ctx, root, "", "k", 1, false); err != nil {
 		t.Fatal(err)
 	}
 	serves("disabled, deletion cancelled", state.ErrKeyDisabled)
-	if _, err := s.SetKeyDisabled(ctx, root, "", "k", 0, true, false); err != nil {
+	if _, err := s.SetKeyDisabled(ctx, root, "", "k", 0, true, false, false); err != nil {
 		t.Fatal(err)
 	}
 	serves("enabled", nil)
@@ -87,7 +87,7 @@ func TestKeyLifecycle(t *testing.T) {
 
 	// Destruction: due at DeleteAt, once.
 	second := time.Second
-	info, err = s.ScheduleKeyDeletion(ctx, root, "", "k", 1, false, &second)
+	info, err = s.ScheduleKeyDeletion(ctx, root, "", "k", 1, false, &second, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestKeyLifecycle(t *testing.T) {
 
 	// A window of 0 deletes at once, as before.
 	zero := time.Duration(0)
-	if _, err := s.ScheduleKeyDeletion(ctx, root, "", "k", 0, true, &zero); err != nil {
+	if _, err := s.ScheduleKeyDeletion(ctx, root, "", "k", 0, true, &zero, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.KeyInfo(root, "", "k"); !errors.Is(err, state.ErrKeyNotFound) {

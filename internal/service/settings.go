@@ -26,6 +26,10 @@ const (
 	// HSM-derived root API key, or its config file's admin.identity).
 	// Only the current admin may change it; see state.SettingAdminIdentity.
 	SettingAdminIdentity = state.SettingAdminIdentity
+	// SettingUsageReportInterval is how often every node reports the use
+	// of its key versions (a duration of at least 100ms, default
+	// DefaultUsageReportInterval).
+	SettingUsageReportInterval = "usage.report_interval"
 	// SettingDeletionWindow is how long a deleted key version stays
 	// pending deletion, and can be restored, before it is destroyed (a
 	// duration; 0 destroys at once). Default DefaultDeletionWindow.
@@ -45,12 +49,19 @@ var settings = map[string]func(string) error{
 		var l slog.Level
 		return l.UnmarshalText([]byte(v))
 	},
-	SettingAudit: oneOf("on", "off"),
+	SettingAudit:          oneOf("on", "off"),
 	SettingMaxStaleness:   nonNegativeDuration,
 	SettingDeletionWindow: nonNegativeDuration,
 	SettingRotateEvery:    nonNegativeDuration,
-	SettingMetricsAuth:   oneOf("sysadmin", "public"),
-	SettingAdminIdentity: validAdminIdentity,
+	SettingMetricsAuth:    oneOf("sysadmin", "public"),
+	SettingAdminIdentity:  validAdminIdentity,
+	SettingUsageReportInterval: func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err == nil && d < minUsageReportInterval {
+			err = fmt.Errorf("must be at least %s", minUsageReportInterval)
+		}
+		return err
+	},
 }
 
 // nonNegativeDuration checks a duration setting: days may be given as

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // Apply decodes, verifies and applies one entry made by EncodeEntry. The
@@ -41,17 +42,17 @@ func (s *State) apply(data []byte, legacy bool) error {
 	case OpCreateEnclave:
 		return s.applyCreateEnclave(&e)
 	case OpDeleteEnclave:
-		return s.applyDeleteEnclave(&e)
+		return s.dropUsage(s.applyDeleteEnclave(&e))
 	case OpCreateKey:
 		return s.applyCreateKey(&e)
 	case OpDeleteKey:
-		return s.applyDeleteKey(&e)
+		return s.dropUsage(s.applyDeleteKey(&e))
 	case OpCancelDeleteKey:
 		return s.applyCancelDeletion(&e)
 	case OpKeyState:
 		return s.applyKeyState(&e)
 	case OpDestroyKey:
-		return s.applyDestroyKey(&e)
+		return s.dropUsage(s.applyDestroyKey(&e))
 	case OpKeyRotation:
 		return s.applyRotation(&e)
 	case OpCreatePolicy:
@@ -68,6 +69,8 @@ func (s *State) apply(data []byte, legacy bool) error {
 		return s.applyRestore(&e)
 	case OpSetSettings:
 		return s.applySettings(&e)
+	case OpUsageReport:
+		return s.applyUsageReport(&e)
 	default:
 		return fmt.Errorf("%w: unknown log entry %q", ErrInvalidArgument, e.Op)
 	}
@@ -182,6 +185,7 @@ func (s *State) applyCreateKey(e *Entry) error {
 			KES:       kes,
 			CreatedAt: createdAt,
 			CreatedBy: createdBy,
+			Usage:     usage.NewCounter(),
 		},
 		sealed: sealed,
 		kes:    e.Key.KES,

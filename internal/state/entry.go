@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // Op names the kind of a write.
@@ -29,6 +30,7 @@ const (
 	OpKeyState        Op = "key.state"
 	OpDestroyKey      Op = "key.destroy"
 	OpKeyRotation     Op = "key.rotation"
+	OpUsageReport     Op = "usage.report" // a node's usage of key versions (Entry.Usage)
 )
 
 // Entry is one write, as it travels through the raft log. Everything that
@@ -56,6 +58,7 @@ type Entry struct {
 	// the operator asked for it explicitly.
 	RestoreLegacy bool              `json:"restore_legacy,omitempty"`
 	Settings      map[string]string `json:"settings,omitempty"` // cluster-wide settings to change; "" removes one
+	Usage         *usage.Report     `json:"usage,omitempty"`    // what a node reports of its use of key versions
 }
 
 // InitArgs start a cluster: its ID and its root key, sealed by the HSM.

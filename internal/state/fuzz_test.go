@@ -8,6 +8,7 @@ import (
 
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/state"
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // FuzzApply feeds arbitrary entries to an initialized state, unauthenticated
@@ -26,6 +27,9 @@ func FuzzApply(f *testing.F) {
 		{Op: state.OpKeyState, Enclave: state.DefaultEnclave, Name: "k", KeyState: &state.KeyStateArgs{All: true, Disabled: true}},
 		{Op: state.OpDestroyKey, Enclave: state.DefaultEnclave, Name: "k", Destroy: &state.DestroyKeyArgs{Version: 1, DeleteAt: time.Unix(1e9, 0)}},
 		{Op: state.OpKeyRotation, Enclave: state.DefaultEnclave, Name: "k", Rotation: &state.RotationArgs{Every: time.Hour}},
+		{Op: state.OpUsageReport, Time: time.Unix(1e9, 0), Usage: &usage.Report{Reporter: "a", Seq: 1, Versions: []usage.VersionReport{
+			{Enclave: state.DefaultEnclave, Name: "k", Version: 1, Decrypts: 2, LastDecrypt: time.Unix(1e9, 0)},
+		}}},
 	} {
 		data, _ := json.Marshal(e)
 		f.Add(data)
@@ -57,6 +61,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add([]byte(`{"format":1,"cluster_id":"x","sealed_root_key":"AAAA"}`))
 	f.Add([]byte(`{"format":1,"enclaves":[{"Name":"e","keys":[{"name":"k","versions":[{"version":1,"type":"AES256","sealed":"AAAA"}]}]}]}`))
 	f.Add([]byte(`{"format":2}`))
+	f.Add([]byte(`{"format":1,"cluster_id":"x","usage":{"today":"2026-12-06","versions":[{"enclave":"e","name":"k","version":1,"days":[{"day":"2026-12-06","decrypts":1}]}],"reporters":[{"reporter":"a","seq":1,"day":"2026-12-06"}]}}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if err := s.RestoreLegacy(bytes.NewReader(data)); err != nil {

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // The lifecycle errors. A key version that is not active serves nothing;
@@ -249,6 +251,7 @@ type KeyInfo struct {
 	Name        string
 	RotateEvery time.Duration // 0: no automatic rotation
 	Versions    []KeyVersion  // oldest first
+	Usage       []usage.Usage // of each version, as Versions
 }
 
 // NextRotation is when the leader adds a version to the key, or the zero
@@ -278,8 +281,10 @@ func (s *State) KeyInfo(enclave, name string) (KeyInfo, error) {
 		return KeyInfo{}, ErrKeyNotFound
 	}
 	info := KeyInfo{Name: name, RotateEvery: k.rotateEvery}
+	now := time.Now()
 	for _, n := range slices.Sorted(maps.Keys(k.versions)) {
 		info.Versions = append(info.Versions, k.versions[n].KeyVersion)
+		info.Usage = append(info.Usage, s.usage.Usage(usage.ID{Enclave: enclave, Name: name, Version: n}, now))
 	}
 	return info, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // Reset empties the state, as before the init entry. A node does this when
@@ -16,7 +17,7 @@ func (s *State) Reset() {
 	s.clusterID, s.sealedRootKey, s.rootKey, s.macs = "", nil, crypto.Key{}, macKeys{}
 	s.replacedRootKey, s.replacedEntryMAC = nil, nil
 	s.enclaves, s.identities = map[string]*enclave{}, map[string]*Identity{}
-	s.settings = map[string]string{}
+	s.settings, s.usage = map[string]string{}, usage.NewTable()
 	s.settingsChanged(nil, "")
 }
 
@@ -55,7 +56,7 @@ func (s *State) applyRestore(e *Entry) error {
 	}
 	s.replacedRootKey, s.replacedEntryMAC = s.sealedRootKey, s.macs.entry
 	s.sealedRootKey, s.rootKey, s.macs = backup.sealedRootKey, backup.rootKey, backup.macs
-	s.enclaves, s.identities = backup.enclaves, backup.identities
+	s.enclaves, s.identities, s.usage = backup.enclaves, backup.identities, backup.usage
 	return nil
 }
 

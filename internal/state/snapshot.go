@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // snapshotFormat is the version of the snapshot encoding: 2 is the JSON
@@ -27,6 +28,9 @@ type snapshot struct {
 	// ReplacedRootKey is the sealed root key a restore replaced (see
 	// State.replacedRootKey); raft snapshots only.
 	ReplacedRootKey []byte `json:"replaced_root_key,omitempty"`
+	// Usage is the usage table (usage.Table's JSON); snapshots of earlier
+	// versions of Keep have none, and load with no usage.
+	Usage json.RawMessage `json:"usage,omitempty"`
 }
 
 type snapshotEnclave struct {
@@ -104,8 +108,15 @@ func (s *State) write(w io.Writer, kind envelopeKind) error {
 	if kind == snapshotEnvelope {
 		snap.ReplacedRootKey = s.replacedRootKey
 	}
+	var err error
+	if !s.usage.Empty() {
+		snap.Usage, err = json.Marshal(s.usage) // under the lock: Apply changes the table
+	}
 	macKey := s.macs.of(kind)
 	s.mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("failed to write %s: %w", kind.what, err)
+	}
 
 	body, err := json.Marshal(&snap)
 	if err != nil {
@@ -158,9 +169,10 @@ func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	restored.keepCounters(s)
 	s.clusterID, s.sealedRootKey, s.rootKey, s.macs = restored.clusterID, restored.sealedRootKey, restored.rootKey, restored.macs
 	s.replacedRootKey, s.replacedEntryMAC = restored.replacedRootKey, restored.replacedEntryMAC
-	s.enclaves, s.identities, s.settings = restored.enclaves, restored.identities, restored.settings
+	s.enclaves, s.identities, s.settings, s.usage = restored.enclaves, restored.identities, restored.settings, restored.usage
 	s.settingsChanged(nil, "")
 	return nil
 }
@@ -213,6 +225,7 @@ func (o *opened) build(h Unsealer) (*State, error) {
 						CreatedBy: sv.CreatedBy,
 						Disabled:  sv.Disabled,
 						DeleteAt:  sv.DeleteAt,
+						Usage:     usage.NewCounter(),
 					},
 					sealed: sealed,
 					kes:    sv.KES,
@@ -233,6 +246,12 @@ func (o *opened) build(h Unsealer) (*State, error) {
 	}
 	if snap.Settings != nil {
 		restored.settings = snap.Settings
+	}
+	if len(snap.Usage) > 0 {
+		if err := json.Unmarshal(snap.Usage, restored.usage); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		}
+		restored.usage.Retain(restored.hasVersion)
 	}
 	return restored, nil
 }

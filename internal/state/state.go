@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // DefaultEnclave is the enclave created with the cluster; requests that name
@@ -49,6 +50,7 @@ type State struct {
 	enclaves         map[string]*enclave
 	identities       map[string]*Identity // by ID; an identity lives in one enclave
 	settings         map[string]string    // cluster-wide settings, validated by the service
+	usage            *usage.Table         // the use of key versions, as the nodes report it
 	onSettings       func(SettingsUpdate)
 	admin            atomic.Pointer[string] // settings[SettingAdminIdentity], read without the lock
 }
@@ -81,6 +83,7 @@ func New(h Unsealer) *State {
 		enclaves:   map[string]*enclave{},
 		identities: map[string]*Identity{},
 		settings:   map[string]string{},
+		usage:      usage.NewTable(),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/usage"
 )
 
 // Privilege is an identity's level of access. The values are those of the
@@ -54,6 +55,10 @@ type KeyVersion struct {
 	// nothing.
 	Disabled bool
 	DeleteAt time.Time
+	// Usage counts this version's use on this node. Every copy of the
+	// version shares it; the state gives each version its own, when the
+	// version is created or restored.
+	Usage *usage.Counter
 }
 
 // Policy is a named set of allow and deny rules. Each rule set maps a command

@@ -89,6 +89,7 @@ var errorTable = []struct {
 	{kesformat.ErrNoHMACKey, http.StatusConflict, "key does not support HMAC"},
 	{state.ErrKeyDisabled, http.StatusConflict, ""},
 	{state.ErrKeyPendingDeletion, http.StatusConflict, ""},
+	{state.ErrKeyInUse, http.StatusConflict, ""},
 	{errUnavailable, http.StatusBadGateway, "key store is unavailable"},
 	{errUnreachable, http.StatusGatewayTimeout, "key store is not reachable"},
 	{audit.ErrUnavailable, http.StatusServiceUnavailable, "audit log is unavailable"},

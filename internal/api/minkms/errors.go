@@ -59,6 +59,7 @@ var explained = []struct {
 	{kesformat.ErrNoHMACKey, http.StatusConflict},
 	{state.ErrKeyDisabled, http.StatusConflict},
 	{state.ErrKeyPendingDeletion, http.StatusConflict},
+	{state.ErrKeyInUse, http.StatusConflict},
 	{state.ErrInvalidArgument, http.StatusBadRequest},
 	{errMalformed, http.StatusBadRequest},
 	{errBatchTooLarge, http.StatusRequestEntityTooLarge},

@@ -33,6 +33,17 @@ type versionReply struct {
 	CreatedBy string     `json:"created_by,omitempty"`
 	Imported  bool       `json:"imported"`
 	KES       bool       `json:"kes"`
+	Usage     usageReply `json:"usage"`
+}
+
+// usageReply is the use of a version, summed over every node: its last
+// generate (or encrypt) and decrypt (absent if never reported) and its
+// counts of the last 30 days.
+type usageReply struct {
+	LastGenerate *time.Time `json:"last_generate,omitempty"`
+	LastDecrypt  *time.Time `json:"last_decrypt,omitempty"`
+	Generates30d uint64     `json:"generates_30d"`
+	Decrypts30d  uint64     `json:"decrypts_30d"`
 }
 
 // keyChange is the body of a PUT /v1/keys/{enclave}/{name}/ACTION: which
@@ -43,6 +54,9 @@ type keyChange struct {
 	All     bool    `json:"all"`
 	Window  *string `json:"window"`
 	Every   string  `json:"every"`
+	// Force deletes or disables versions that decrypted in the last 30
+	// days.
+	Force bool `json:"force"`
 }
 
 // keyActions are the changes of PUT /v1/keys/{enclave}/{name}/ACTION.
@@ -56,16 +70,16 @@ var keyActions = map[string]func(a *API, r *http.Request, c service.Caller, encl
 			}
 			window = &w
 		}
-		return a.svc.ScheduleKeyDeletion(r.Context(), c, enclave, name, req.Version, req.All, window)
+		return a.svc.ScheduleKeyDeletion(r.Context(), c, enclave, name, req.Version, req.All, window, req.Force)
 	},
 	"cancel-delete": func(a *API, r *http.Request, c service.Caller, enclave, name string, req *keyChange) (state.KeyInfo, error) {
 		return a.svc.CancelKeyDeletion(r.Context(), c, enclave, name, req.Version, req.All)
 	},
 	"disable": func(a *API, r *http.Request, c service.Caller, enclave, name string, req *keyChange) (state.KeyInfo, error) {
-		return a.svc.SetKeyDisabled(r.Context(), c, enclave, name, req.Version, req.All, true)
+		return a.svc.SetKeyDisabled(r.Context(), c, enclave, name, req.Version, req.All, true, req.Force)
 	},
 	"enable": func(a *API, r *http.Request, c service.Caller, enclave, name string, req *keyChange) (state.KeyInfo, error) {
-		return a.svc.SetKeyDisabled(r.Context(), c, enclave, name, req.Version, req.All, false)
+		return a.svc.SetKeyDisabled(r.Context(), c, enclave, name, req.Version, req.All, false, false)
 	},
 	"rotation": func(a *API, r *http.Request, c service.Caller, enclave, name string, req *keyChange) (state.KeyInfo, error) {
 		every, err := service.ParseDuration(req.Every)
@@ -122,10 +136,20 @@ func writeKeyInfo(w http.ResponseWriter, r *http.Request, enclave string, info s
 	if t := info.NextRotation(); !t.IsZero() {
 		reply.NextRotation = &t
 	}
-	for _, v := range info.Versions {
+	for i, v := range info.Versions {
 		vr := versionReply{
 			Version: v.Version, Type: string(v.Key.Type()), State: string(v.State()),
 			CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy, Imported: v.Imported, KES: v.KES != nil,
+		}
+		if i < len(info.Usage) {
+			u := info.Usage[i]
+			vr.Usage = usageReply{Generates30d: u.Generates30d, Decrypts30d: u.Decrypts30d}
+			if !u.LastGenerate.IsZero() {
+				vr.Usage.LastGenerate = &u.LastGenerate
+			}
+			if !u.LastDecrypt.IsZero() {
+				vr.Usage.LastDecrypt = &u.LastDecrypt
+			}
 		}
 		if !v.DeleteAt.IsZero() {
 			vr.DeleteAt = &v.DeleteAt

@@ -1,0 +1,105 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keep-kms/keep/internal/usage"
+)
+
+// ErrKeyInUse refuses to delete or disable, unless forced, a key version
+// that decrypted anything in the last usage.Window days.
+var ErrKeyInUse = errors.New("key version is in use")
+
+// applyUsageReport merges a node's report into the usage table. Versions
+// the state no longer has (destroyed since the node counted) are left out;
+// the rest of the report still counts.
+func (s *State) applyUsageReport(e *Entry) error {
+	if e.Usage == nil {
+		return fmt.Errorf("%w: usage entry without report", ErrInvalidArgument)
+	}
+	if err := e.Usage.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	r := *e.Usage
+	r.Versions = nil
+	for _, v := range e.Usage.Versions {
+		if s.hasVersion(v.ID()) {
+			r.Versions = append(r.Versions, v)
+		}
+	}
+	s.usage.Apply(&r, e.Time)
+	return nil
+}
+
+// hasVersion reports whether the key version id exists; the caller holds
+// s.mu.
+func (s *State) hasVersion(id usage.ID) bool {
+	enc, ok := s.enclaves[id.Enclave]
+	if !ok {
+		return false
+	}
+	k, ok := enc.keys[id.Name]
+	if !ok {
+		return false
+	}
+	_, ok = k.versions[id.Version]
+	return ok
+}
+
+// dropUsage drops the usage of the key versions that no longer exist after
+// a write whose outcome is err; the caller holds s.mu.
+func (s *State) dropUsage(err error) error {
+	if err == nil {
+		s.usage.Retain(s.hasVersion)
+	}
+	return err
+}
+
+// keepCounters gives the versions of s that old has too the counters of
+// old, so that what they counted since their last report is not lost
+// when a snapshot replaces the state; the caller holds old.mu.
+func (s *State) keepCounters(old *State) {
+	for en, enc := range s.enclaves {
+		oldEnc, ok := old.enclaves[en]
+		if !ok {
+			continue
+		}
+		for kn, k := range enc.keys {
+			oldKey, ok := oldEnc.keys[kn]
+			if !ok {
+				continue
+			}
+			for vn, v := range k.versions {
+				if ov, ok := oldKey.versions[vn]; ok && ov.Usage != nil {
+					v.Usage = ov.Usage
+				}
+			}
+		}
+	}
+}
+
+// KeyUsage returns the usage of every key that was used, summed over its
+// versions.
+func (s *State) KeyUsage() []usage.KeyUsage {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.usage.Keys(time.Now())
+}
+
+// UsageCounters returns the counters of every key version, for this
+// node's usage reports.
+func (s *State) UsageCounters() []usage.Counted {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var list []usage.Counted
+	for en, enc := range s.enclaves {
+		for kn, k := range enc.keys {
+			for vn, v := range k.versions {
+				list = append(list, usage.Counted{ID: usage.ID{Enclave: en, Name: kn, Version: vn}, Counter: v.Usage})
+			}
+		}
+	}
+	return list
+}
