@@ -71,6 +71,7 @@ type keyVersionInfo struct {
 	Usage     struct {
 		LastGenerate apiTime `json:"last_generate"`
 		LastDecrypt  apiTime `json:"last_decrypt"`
+		Generates30d uint64  `json:"generates_30d"`
 		Decrypts30d  uint64  `json:"decrypts_30d"`
 	} `json:"usage"`
 }
@@ -558,6 +559,7 @@ type keyVersionJSON struct {
 type keyUsageJSON struct {
 	LastGenerate string `json:"last_generate,omitempty"`
 	LastDecrypt  string `json:"last_decrypt,omitempty"`
+	Generates30d uint64 `json:"generates_30d"`
 	Decrypts30d  uint64 `json:"decrypts_30d"`
 }
 
@@ -590,6 +592,7 @@ func keyInfoView(k *keyInfo, shown *keyVersionInfo) keyInfoJSON {
 			Usage: keyUsageJSON{
 				LastGenerate: jsonTime(kv.Usage.LastGenerate.Time),
 				LastDecrypt:  jsonTime(kv.Usage.LastDecrypt.Time),
+				Generates30d: kv.Usage.Generates30d,
 				Decrypts30d:  kv.Usage.Decrypts30d,
 			},
 		})
@@ -617,8 +620,8 @@ func (a *app) statKeyCommand() *cobra.Command {
 		Long: `Show a key: the latest version (or -v N), the rotation period and the next
 rotation, then every version: its state (active, disabled, pending-deletion
 and when it is destroyed), when it was created, and when it last generated
-a data key and decrypted one, and how many decryptions it served in the
-last 30 days, over every node.`,
+a data key and decrypted one, and how many it generated and decrypted in
+the last 30 days, over every node (reported every usage.report_interval).`,
 		Args: argsRange(1, 1),
 	}
 	enclave := addEnclaveFlag(cmd)
@@ -661,10 +664,11 @@ last 30 days, over every node.`,
 			if _, err := fmt.Fprintln(w); err != nil {
 				return err
 			}
-			t := newTable(w, "VERSION", "TYPE", "STATE", "DESTROYED AT", "CREATED", "ORIGIN", "LAST GENERATE", "LAST DECRYPT", "DECRYPTS 30D")
+			t := newTable(w, "VERSION", "TYPE", "STATE", "DESTROYED AT", "CREATED", "ORIGIN", "LAST GENERATE", "LAST DECRYPT", "GENERATES 30D", "DECRYPTS 30D")
 			for _, kv := range k.Versions {
 				t.row(strconv.Itoa(kv.Version), kv.Type, kv.State, formatTime(kv.DeleteAt.Time), formatTime(kv.CreatedAt.Time), origin(&kv),
-					formatTime(kv.Usage.LastGenerate.Time), formatTime(kv.Usage.LastDecrypt.Time), strconv.FormatUint(kv.Usage.Decrypts30d, 10))
+					formatTime(kv.Usage.LastGenerate.Time), formatTime(kv.Usage.LastDecrypt.Time),
+					strconv.FormatUint(kv.Usage.Generates30d, 10), strconv.FormatUint(kv.Usage.Decrypts30d, 10))
 			}
 			return t.flush()
 		})

@@ -388,7 +388,7 @@ func TestStatKey(t *testing.T) {
 		 {"version":2,"type":"AES256","state":"pending-deletion","delete_at":"2026-12-13T10:00:00Z","created_at":"2026-12-01T10:00:00Z","created_by":"h1:b",
 		  "usage":{"last_generate":"2026-12-05T10:00:00Z","last_decrypt":"","decrypts_30d":0}},
 		 {"version":1,"type":"ChaCha20","state":"disabled","created_at":"2026-11-01T10:00:00Z","created_by":"h1:a","kes":true,
-		  "usage":{"last_decrypt":"2026-12-04T10:00:00Z","decrypts_30d":42}}]}`}
+		  "usage":{"last_decrypt":"2026-12-04T10:00:00Z","generates_30d":7,"decrypts_30d":42}}]}`}
 	f := newFakeKeys(t, keys)
 
 	stdout, stderr, code := f.run("", "stat-key", "k", "--json")
@@ -401,7 +401,7 @@ func TestStatKey(t *testing.T) {
 		t.Fatalf("JSON %+v", got)
 	}
 	v1, v2 := got.Versions[0], got.Versions[1]
-	if v1.Version != 1 || v1.State != "disabled" || !v1.KES || v1.Usage.Decrypts30d != 42 || v1.Usage.LastDecrypt != "2026-12-04T10:00:00Z" || v1.DeleteAt != "" ||
+	if v1.Version != 1 || v1.State != "disabled" || !v1.KES || v1.Usage.Decrypts30d != 42 || v1.Usage.Generates30d != 7 || v1.Usage.LastDecrypt != "2026-12-04T10:00:00Z" || v1.DeleteAt != "" ||
 		v2.DeleteAt != "2026-12-13T10:00:00Z" || v2.Usage.LastGenerate != "2026-12-05T10:00:00Z" || v2.Usage.LastDecrypt != "" {
 		t.Errorf("versions %+v", got.Versions)
 	}
@@ -409,8 +409,8 @@ func TestStatKey(t *testing.T) {
 	stdout, _, _ = f.run("", "stat-key", "k", "-v", "1")
 	for _, want := range []string{
 		"Version     1\n", "State       disabled\n", "Rotation    every 90d, next " + time.Date(2027, 3, 6, 10, 0, 0, 0, time.UTC).Local().Format("2006-01-02 15:04:05"),
-		"VERSION  TYPE      STATE             DESTROYED AT", "DECRYPTS 30D",
-		"\n1        ChaCha20  disabled          -  ", "  KES     ", "  42\n",
+		"VERSION  TYPE      STATE             DESTROYED AT", "GENERATES 30D  DECRYPTS 30D",
+		"\n1        ChaCha20  disabled          -  ", "  KES     ", "  7              42\n",
 		"\n2        AES256    pending-deletion  " + time.Date(2026, 12, 13, 10, 0, 0, 0, time.UTC).Local().Format("2006-01-02 15:04:05"),
 	} {
 		if !strings.Contains(stdout, want) {
