@@ -15,7 +15,7 @@ import (
 const Window = 30
 
 // day is a UTC day, counted from 1970-01-01.
-type day int32
+type day int64
 
 func dayOf(t time.Time) day {
 	sec := t.Unix()
