@@ -1,6 +1,7 @@
 package minkms
 
 import (
+	"io"
 	"net/http"
 
 	pb "github.com/minio/kms-go/kms/protobuf"
@@ -68,6 +69,13 @@ func Unavailable() http.Handler {
 			writeBody(w, http.StatusOK, contentTypeJSON, []byte("{}"))
 			return
 		}
+		// Read the body before answering: kms-go reuses a request's buffer
+		// for its next request as soon as the reply arrives, while the
+		// HTTP/2 transport may still be sending the body from it, so an
+		// early reply corrupts a concurrent request of the client (the race
+		// detector saw it in TestFiveNodes). The read is bounded by the
+		// largest body the API takes and streams into io.Discard.
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, MaxCommandBody))
 		writeError(w, r, errNotReady)
 	})
 }
