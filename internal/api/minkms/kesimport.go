@@ -1,7 +1,6 @@
 package minkms
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -40,15 +39,10 @@ func (a *API) importKES(w http.ResponseWriter, r *http.Request, c service.Caller
 		writeError(w, r, err)
 		return
 	}
-	body, err := json.Marshal(kesImportReply{
+	writeJSON(w, r, kesImportReply{
 		Name: res.Name, Status: string(res.Status), Format: string(res.Format),
 		Algorithm: string(res.Algorithm), HMAC: res.HMAC,
 	})
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	writeBody(w, http.StatusOK, contentTypeJSON, body)
 }
 
 // dryRunOf reads the query's dry-run flag: absent is false.

@@ -156,10 +156,5 @@ func writeKeyInfo(w http.ResponseWriter, r *http.Request, enclave string, info s
 		}
 		reply.Versions = append(reply.Versions, vr)
 	}
-	body, err := json.Marshal(reply)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	writeBody(w, http.StatusOK, contentTypeJSON, body)
+	writeJSON(w, r, reply)
 }

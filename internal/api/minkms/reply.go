@@ -44,6 +44,17 @@ func writeBody(w http.ResponseWriter, status int, contentType string, body []byt
 	w.Write(body)
 }
 
+// writeJSON sends v as the JSON body of a 200 reply: the replies of Keep's
+// own routes, which no protobuf message describes.
+func writeJSON(w http.ResponseWriter, r *http.Request, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeBody(w, http.StatusOK, contentTypeJSON, body)
+}
+
 // writeMessage sends a protobuf message, as JSON or protobuf by Accept.
 func writeMessage(w http.ResponseWriter, r *http.Request, msg proto.Message) {
 	if wantsBinary(r) {
