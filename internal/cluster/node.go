@@ -46,14 +46,14 @@ const (
 
 // Config configures a node.
 type Config struct {
-	Dir       string  // data directory; "" keeps everything in memory (dev mode)
-	Host      string  // advertised host:port, the node's address in the cluster
+	Dir  string // data directory; "" keeps everything in memory (dev mode)
+	Host string // advertised host:port, the node's address in the cluster
 	// Keyring holds the node's HSMs and, once unsealed, the root key.
 	Keyring *hsm.Keyring
 	// HSM is the node's HSM among them: the one whose node key the node
 	// presents to its peers, and whose seal of the root key it unsealed
 	// at start (see OpenKeyring).
-	HSM hsm.HSM
+	HSM       hsm.HSM
 	State     *state.State
 	Transport *Transport
 	Logger    *slog.Logger

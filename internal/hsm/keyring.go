@@ -110,7 +110,9 @@ type noSealError struct{ msg string }
 
 func (e *noSealError) Error() string { return e.msg }
 
-func (e *noSealError) Is(target error) bool { return target == ErrNoSeal || target == crypto.ErrDecrypt }
+func (e *noSealError) Is(target error) bool {
+	return target == ErrNoSeal || target == crypto.ErrDecrypt
+}
 
 // ordered returns seals with the one named name first: the HSM's own seal
 // is the one it most likely unseals.
