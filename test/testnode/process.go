@@ -229,6 +229,10 @@ func (p *Process) RaceReports() string {
 	return b.String()
 }
 
+// LogFiles returns the paths of every output file the process wrote,
+// oldest first: tests read whole logs (Logs cuts them).
+func (p *Process) LogFiles() []string { return p.logFiles() }
+
 // logFiles returns the paths of the process's output files, oldest first.
 func (p *Process) logFiles() []string {
 	p.mu.Lock()
