@@ -510,10 +510,12 @@ func TestHSMJoin(t *testing.T) {
 			c.restartOn(0, a, b)
 			noErr(t, c.addHSM(0, b, false), "ADDHSM %s", b.Name)
 
+			members := []int{0, 1}
 			t.Run("on a sealing HSM", func(t *testing.T) {
-				joined := c.newNode(t, "joined", b)
+				joined := c.newNode("joined", b)
 				noErr(t, c.client(0).AddNode(ctxT(t, 60*time.Second), &kms.AddClusterNodeRequest{Host: joined.Host}), "add the node on %s", b.Name)
-				c.waitHealthy(allIdx(3), 30*time.Second)
+				members = append(members, 2)
+				c.waitHealthy(members, 30*time.Second)
 				c.wantHSMs(2, b.Name, []string{a.Name, b.Name}, []string{b.Name})
 				cl := c.client(2)
 				pt, err := cl.Decrypt(ctxT(t, 10*time.Second), "", &kms.DecryptRequest{Name: "k", Ciphertext: dek.Ciphertext})
@@ -530,7 +532,7 @@ func TestHSMJoin(t *testing.T) {
 			t.Run("on an HSM without a seal", func(t *testing.T) {
 				other := kind.new(t, "hsm-c")
 				c := &hsmCluster{cluster: c.with(t), configs: c.configs, audits: c.audits}
-				stranger := c.newNode(t, "stranger", other)
+				stranger := c.newNode("stranger", other)
 				err := c.client(0).AddNode(ctxT(t, 60*time.Second), &kms.AddClusterNodeRequest{Host: stranger.Host})
 				t.Logf("AddNode %s on %s: %s", stranger.Host, other.Name, testnode.DescribeErr(err))
 				if err == nil {
@@ -542,24 +544,24 @@ func TestHSMJoin(t *testing.T) {
 				if st.UnsealedWith != other.Name || !slices.Equal(st.Sealed, []string{other.Name}) {
 					t.Errorf("the refused node is no longer its own cluster on %s: %s", other.Name, st)
 				}
-				c.waitHealthy(allIdx(len(c.nodes)), 10*time.Second)
+				c.waitHealthy(members, 10*time.Second)
 			})
 		})
 	}
 }
 
 // newNode starts a fresh node on hsms (config file hsm: section) and adds
-// it to c.nodes, not to the cluster.
-func (c *hsmCluster) newNode(t *testing.T, name string, hsms ...testnode.HSM) *testnode.Node {
-	t.Helper()
+// it to c.nodes, not to the cluster. It lives as long as c's test.
+func (c *hsmCluster) newNode(name string, hsms ...testnode.HSM) *testnode.Node {
+	c.t.Helper()
 	i := len(c.nodes)
-	dir := t.TempDir()
+	dir := c.t.TempDir()
 	c.configs = append(c.configs, filepath.Join(dir, "keep.yaml"))
 	c.audits = append(c.audits, filepath.Join(dir, "audit.log"))
-	n := testnode.New(t, testnode.Options{Name: name, HSMKey: "-", Config: c.configs[i], NoAPIKey: true})
+	n := testnode.New(c.t, testnode.Options{Name: name, HSMKey: "-", Config: c.configs[i], NoAPIKey: true})
 	c.nodes = append(c.nodes, n)
 	c.configure(i, hsms[0], true, hsms[1:]...)
-	noErr(t, n.Start(), "start node %s", name)
+	noErr(c.t, n.Start(), "start node %s", name)
 	return n
 }
 
