@@ -210,7 +210,7 @@ func CreatePKCS11Key(c PKCS11Config) error {
 		return fmt.Errorf("hsm: cannot search %s for key %q: %w", c.describeToken(), c.Key, err)
 	}
 	if len(existing) > 0 {
-		return startErr(ErrKeyExists, nil, "%s already holds %d object(s) labelled %q; nothing created", c.describeToken(), len(existing), c.Key)
+		return startErr(ErrKeyExists, nil, "PKCS#11 %s already holds %d object(s) labelled %q; nothing created", c.describeToken(), len(existing), c.Key)
 	}
 	aes, err := ctx.GenerateKey(s.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)},
 		keyTemplate(c.Key, pkcs11.CKK_AES, pkcs11.CKA_ENCRYPT, pkcs11.CKA_DECRYPT))
