@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -86,6 +88,8 @@ type Token struct {
 	PIN, SOPIN string
 	// Module is the path of libsofthsm2.so.
 	Module string
+	// Slot is the slot ID SoftHSM gave the token, as --slot takes it.
+	Slot uint
 
 	t testing.TB
 }
@@ -125,11 +129,25 @@ func newToken(t testing.TB, module, conf, label string) *Token {
 	tok := &Token{Conf: conf, Label: label, PIN: randomPIN(t), SOPIN: randomPIN(t), Module: module, t: t}
 	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", tok.PIN, "--so-pin", tok.SOPIN)
 	cmd.Env = append(os.Environ(), tok.Env()...)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
 		t.Fatalf("softhsm2-util --init-token --label %q: %v\n%s", label, err, out)
 	}
+	m := reassigned.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("softhsm2-util --init-token --label %q did not say the token's slot:\n%s", label, out)
+	}
+	slot, err := strconv.ParseUint(string(m[1]), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok.Slot = uint(slot)
 	return tok
 }
+
+// reassigned matches what softhsm2-util --init-token --free says about the
+// slot it gave the token.
+var reassigned = regexp.MustCompile(`reassigned to slot ([0-9]+)`)
 
 // Env returns the environment entries a child process needs to see the
 // token: SOFTHSM2_CONF=….
