@@ -503,13 +503,17 @@ func (s *p11Session) login(flags uint) error {
 	}
 	s.slot, s.sh, s.open = slot, sh, true
 	s.mod.setSlot(s, slot)
-	err = s.mod.ctx.Login(sh, pkcs11.CKU_USER, c.PIN)
+	return loginError(c, s.mod.ctx.Login(sh, pkcs11.CKU_USER, c.PIN))
+}
+
+// loginError maps the result of C_Login to a start-up error.
+func loginError(c PKCS11Config, err error) error {
 	var rv pkcs11.Error
 	errors.As(err, &rv)
 	switch {
 	case err == nil, rv == pkcs11.CKR_USER_ALREADY_LOGGED_IN:
-		// Login is per token and process: another PKCS11 on this
-		// token is logged in already.
+		// Login is per token and process: another PKCS11 on this token
+		// is logged in already (so this PIN is not checked again).
 		return nil
 	case rv == pkcs11.CKR_PIN_INCORRECT, rv == pkcs11.CKR_PIN_LEN_RANGE, rv == pkcs11.CKR_PIN_INVALID:
 		return startErr(ErrPIN, err, "wrong PIN for PKCS#11 %s", c.describeToken())

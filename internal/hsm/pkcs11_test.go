@@ -377,6 +377,8 @@ func TestPKCS11StartErrors(t *testing.T) {
 			[]string{notModule, "not a loadable PKCS#11 library"}},
 		{"module a directory", with(func(c *PKCS11Config) { c.Module = t.TempDir() }), ErrModule,
 			[]string{"not a loadable PKCS#11 library"}},
+		{"module a library but not PKCS#11", with(func(c *PKCS11Config) { c.Module = sharedLibrary(t) }), ErrModule,
+			[]string{"not a loadable PKCS#11 library"}},
 		{"token not found", with(func(c *PKCS11Config) { c.Token = "nosuch" }), ErrTokenNotFound,
 			[]string{`token "nosuch" not found`, tok.Module, `tokens present: "start" (slot `}},
 		{"slot not found", with(func(c *PKCS11Config) { c.Token, c.Slot = "", &noSlot }), ErrTokenNotFound,
@@ -427,6 +429,18 @@ func TestPKCS11StartErrors(t *testing.T) {
 	if _, err := p.PrivateKey(context.Background(), RootAPIKeySeed); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sharedLibrary returns the path of a shared library that is not a PKCS#11
+// module: zlib or the C library.
+func sharedLibrary(t *testing.T) string {
+	for _, pattern := range []string{"/lib/*/libz.so.1", "/usr/lib/*/libz.so.1", "/lib*/libz.so.1", "/usr/lib*/libz.so.1", "/lib/*/libc.so.6", "/lib*/libc.so.6"} {
+		if m, _ := filepath.Glob(pattern); len(m) > 0 {
+			return m[0]
+		}
+	}
+	t.Fatal("found neither libz nor libc to load as a module")
+	return ""
 }
 
 // countObjects returns how many objects on c's token have label.
@@ -698,3 +712,65 @@ func BenchmarkPKCS11OpenUnsealDerive(b *testing.B) {
 		}
 	}
 }
+
+// TestPKCS11ErrorMapping covers the return values SoftHSM never gives
+// (it has no PIN lockout and reports a tag mismatch as CKR_GENERAL_ERROR).
+func TestPKCS11ErrorMapping(t *testing.T) {
+	c := PKCS11Config{Token: "tok", Key: "k", PIN: "secret-pin"}
+	wrap := func(rv uint) error { return fmt.Errorf("op: %w", pkcs11.Error(rv)) }
+	logins := []struct {
+		rv       uint
+		sentinel error // nil: success, errNone: an error of no sentinel
+		text     string
+	}{
+		{pkcs11.CKR_USER_ALREADY_LOGGED_IN, nil, ""},
+		{pkcs11.CKR_PIN_INCORRECT, ErrPIN, `hsm: wrong PIN for PKCS#11 token "tok"`},
+		{pkcs11.CKR_PIN_LEN_RANGE, ErrPIN, `hsm: wrong PIN for PKCS#11 token "tok"`},
+		{pkcs11.CKR_PIN_INVALID, ErrPIN, `hsm: wrong PIN for PKCS#11 token "tok"`},
+		{pkcs11.CKR_PIN_LOCKED, ErrPIN, `hsm: the PIN of PKCS#11 token "tok" is locked`},
+		{pkcs11.CKR_PIN_EXPIRED, ErrPIN, `hsm: the PIN of PKCS#11 token "tok" has expired`},
+		{pkcs11.CKR_DEVICE_ERROR, errNone, `hsm: cannot log in to PKCS#11 token "tok": op: pkcs11: 0x30: CKR_DEVICE_ERROR`},
+	}
+	for _, tt := range logins {
+		err := loginError(c, wrap(tt.rv))
+		switch {
+		case tt.sentinel == nil:
+			if err != nil {
+				t.Errorf("%#x: %v, want success", tt.rv, err)
+			}
+		case err == nil || err.Error() != tt.text || !errors.Is(err, pkcs11.Error(tt.rv)):
+			t.Errorf("%#x: %v, want %q wrapping the return value", tt.rv, err, tt.text)
+		case tt.sentinel != errNone && !errors.Is(err, tt.sentinel), tt.sentinel == errNone && errors.Is(err, ErrPIN):
+			t.Errorf("%#x: %v does not match %v", tt.rv, err, tt.sentinel)
+		}
+	}
+
+	kinds := []struct {
+		rv          uint
+		authentic   bool // notAuthentic is false
+		sessionLost bool
+	}{
+		{pkcs11.CKR_ENCRYPTED_DATA_INVALID, false, false},
+		{pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, false, false},
+		{pkcs11.CKR_DATA_INVALID, false, false},
+		{ckrAEADDecryptFailed, false, false},
+		{pkcs11.CKR_SESSION_HANDLE_INVALID, true, true},
+		{pkcs11.CKR_SESSION_CLOSED, true, true},
+		{pkcs11.CKR_DEVICE_REMOVED, true, true},
+		{pkcs11.CKR_TOKEN_NOT_PRESENT, true, true},
+		{pkcs11.CKR_USER_NOT_LOGGED_IN, true, true},
+		{pkcs11.CKR_DEVICE_ERROR, true, false},
+		{pkcs11.CKR_GENERAL_ERROR, true, false},
+	}
+	for _, tt := range kinds {
+		if got := notAuthentic(wrap(tt.rv)); got == tt.authentic {
+			t.Errorf("notAuthentic(%#x) = %v", tt.rv, got)
+		}
+		if got := sessionLost(wrap(tt.rv)); got != tt.sessionLost {
+			t.Errorf("sessionLost(%#x) = %v", tt.rv, got)
+		}
+	}
+}
+
+// errNone marks an expected error that matches none of the sentinels.
+var errNone = errors.New("no sentinel")
