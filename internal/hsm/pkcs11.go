@@ -93,18 +93,19 @@ func (c PKCS11Config) Format(f fmt.State, _ rune) {
 // checked with errors.Is. The errors themselves name the module, token and
 // key label, never the PIN.
 var (
-	// ErrModule: the module cannot be loaded or initialized.
+	// ErrModule means the module cannot be loaded or initialized.
 	ErrModule = errors.New("hsm: PKCS#11 module not loadable")
-	// ErrTokenNotFound: no token has the label, or the slot has no token.
+	// ErrTokenNotFound means no token has the label, or the slot has none.
 	ErrTokenNotFound = errors.New("hsm: PKCS#11 token not found")
-	// ErrPIN: the token refused the PIN (wrong, locked or expired).
+	// ErrPIN means the token refused the PIN: wrong, locked or expired.
 	ErrPIN = errors.New("hsm: PKCS#11 PIN refused")
-	// ErrKeyNotFound: the token lacks one of the two key objects.
+	// ErrKeyNotFound means the token lacks one of the two key objects.
 	ErrKeyNotFound = errors.New("hsm: PKCS#11 key not found")
-	// ErrKeyInvalid: key objects with the label exist but are not the
-	// ones CreatePKCS11Key makes (type, size, usage, extractable, count).
+	// ErrKeyInvalid means key objects with the label exist but are not
+	// what CreatePKCS11Key makes: wrong type or size, extractable, missing
+	// usage, or more than one of a kind.
 	ErrKeyInvalid = errors.New("hsm: PKCS#11 key objects not usable")
-	// ErrKeyExists: CreatePKCS11Key found objects with the label.
+	// ErrKeyExists means CreatePKCS11Key found objects with the label.
 	ErrKeyExists = errors.New("hsm: PKCS#11 key already exists")
 )
 
@@ -119,6 +120,9 @@ type startError struct {
 func (e *startError) Error() string        { return e.msg }
 func (e *startError) Is(target error) bool { return target == e.kind }
 func (e *startError) Unwrap() error        { return e.cause }
+
+// startErr returns a startError of kind whose text is "hsm: " and the
+// formatted message.
 func startErr(kind, cause error, format string, args ...any) error {
 	return &startError{kind: kind, msg: "hsm: " + fmt.Sprintf(format, args...), cause: cause}
 }
@@ -481,13 +485,18 @@ func sessionLost(err error) bool {
 }
 
 // reopen replaces the session, if any, by a new read-only logged-in one and
-// finds the key objects on it.
+// finds the key objects on it. If that fails, no session is left open, so
+// that the next call tries again from the start.
 func (s *p11Session) reopen() error {
 	s.closeSession()
-	if err := s.login(pkcs11.CKF_SERIAL_SESSION); err != nil {
-		return err
+	err := s.login(pkcs11.CKF_SERIAL_SESSION)
+	if err == nil {
+		err = s.findKeys()
 	}
-	return s.findKeys()
+	if err != nil {
+		s.closeSession()
+	}
+	return err
 }
 
 // login finds the slot, opens a session with flags and logs in as user.

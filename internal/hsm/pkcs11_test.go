@@ -585,6 +585,18 @@ func TestPKCS11SessionLost(t *testing.T) {
 		t.Fatalf("error %q does not name the HSM", err)
 	}
 
+	// Once the token takes the PIN again, the next call recovers.
+	changed := p11Conf(tok, "k")
+	changed.PIN = "changed-" + tok.PIN
+	withSession(t, changed, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) {
+		if err := c.SetPIN(sh, changed.PIN, tok.PIN); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got, err := p.Unseal(ctx, sealed); err != nil || string(got) != "root encryption key" {
+		t.Fatalf("Unseal after the PIN was restored = %q, %v", got, err)
+	}
+
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
