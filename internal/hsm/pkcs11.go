@@ -211,7 +211,7 @@ func CreatePKCS11Key(c PKCS11Config) error {
 	ctx := s.mod.ctx
 	existing, err := s.find([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, c.Key)})
 	if err != nil {
-		return fmt.Errorf("hsm: cannot search %s for key %q: %w", c.describeToken(), c.Key, err)
+		return fmt.Errorf("hsm: cannot search PKCS#11 %s for key %q: %w", c.describeToken(), c.Key, err)
 	}
 	if len(existing) > 0 {
 		return startErr(ErrKeyExists, nil, "PKCS#11 %s already holds %d object(s) labelled %q; nothing created", c.describeToken(), len(existing), c.Key)
@@ -219,16 +219,16 @@ func CreatePKCS11Key(c PKCS11Config) error {
 	aes, err := ctx.GenerateKey(s.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)},
 		keyTemplate(c.Key, pkcs11.CKK_AES, pkcs11.CKA_ENCRYPT, pkcs11.CKA_DECRYPT))
 	if err != nil {
-		return fmt.Errorf("hsm: cannot generate the AES key %q on %s: %w", c.Key, c.describeToken(), err)
+		return fmt.Errorf("hsm: cannot generate the AES key %q on PKCS#11 %s: %w", c.Key, c.describeToken(), err)
 	}
 	_, err = ctx.GenerateKey(s.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)},
 		keyTemplate(c.Key, pkcs11.CKK_GENERIC_SECRET, pkcs11.CKA_SIGN, pkcs11.CKA_VERIFY))
 	if err != nil {
 		// Half a key would make the label unusable and block a retry.
 		if derr := ctx.DestroyObject(s.sh, aes); derr != nil {
-			return fmt.Errorf("hsm: cannot generate the HMAC key %q on %s: %w; removing its AES key failed too: %v", c.Key, c.describeToken(), err, derr)
+			return fmt.Errorf("hsm: cannot generate the HMAC key %q on PKCS#11 %s: %w; removing its AES key failed too: %v", c.Key, c.describeToken(), err, derr)
 		}
-		return fmt.Errorf("hsm: cannot generate the HMAC key %q on %s: %w", c.Key, c.describeToken(), err)
+		return fmt.Errorf("hsm: cannot generate the HMAC key %q on PKCS#11 %s: %w", c.Key, c.describeToken(), err)
 	}
 	return nil
 }
