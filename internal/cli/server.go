@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"github.com/keep-kms/keep/internal/server"
 	"github.com/spf13/cobra"
@@ -21,10 +20,15 @@ func (a *app) serverCommand() *cobra.Command {
 		Short: "Start a Keep server",
 		Long: `Start a Keep server that keeps its state in the data directory DIR.
 
-The HSM key comes from ` + EnvHSMKey + ` (create one with 'keep --soft-hsm');
-every node of a cluster needs the same one. With --dev the server keeps its
-state in memory, needs neither DIR nor an HSM key and listens on
-127.0.0.1:7373.`,
+The node's HSMs seal the cluster's root key. They are listed under hsm: in
+the config file or, without one, come from the environment:
+  ` + EnvHSMKey + `      a soft HSM key (create one with 'keep --soft-hsm')
+  KEEP_PKCS11_MODULE     a PKCS#11 token (create its key with 'keep --pkcs11'),
+  with KEEP_PKCS11_TOKEN (or KEEP_PKCS11_SLOT), KEEP_PKCS11_KEY and the PIN in
+  KEEP_PKCS11_PIN (or a file named by KEEP_PKCS11_PIN_FILE).
+Every node needs one of the cluster's HSMs (see keep add-hsm). With --dev
+the server keeps its state in memory, needs neither DIR nor an HSM and
+listens on 127.0.0.1:7373.`,
 		Example: `  keep server --dev
   ` + EnvHSMKey + `=hsm:aes256:… keep server /var/lib/keep --host node1.example.net:7373`,
 		Args: argsRange(0, 1),
@@ -35,10 +39,7 @@ state in memory, needs neither DIR nor an HSM key and listens on
 			if opts.Dir == "" && !opts.Dev {
 				return usageErrorf("server: give a data directory (keep server DIR) or use --dev for an in-memory server")
 			}
-			opts.HSMKey = strings.TrimSpace(a.getenv(EnvHSMKey))
-			if opts.HSMKey == "" && !opts.Dev {
-				return errors.New("no HSM key: set " + EnvHSMKey + " (create one with 'keep --soft-hsm') or use --dev")
-			}
+			opts.Getenv = a.getenv
 			opts.Stdout = cmd.OutOrStdout()
 
 			err := server.Run(cmd.Context(), opts)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -27,6 +28,11 @@ type fsm struct {
 	applied atomic.Uint64 // index of the last applied command
 
 	logger *slog.Logger // tells of a refusal; nil for the probes of stopped stores
+
+	// The node's keyring and the stable store of the running instance,
+	// where sealsChanged keeps the cluster's seals.
+	keyring *hsm.Keyring
+	stable  atomic.Pointer[raft.StableStore]
 
 	// From the stores of the running instance (see useStores).
 	logName    string
@@ -54,10 +60,27 @@ func newFSM(s *state.State, st *stores) *fsm {
 // useStores makes f accept what the stores of a new raft instance hold,
 // and forgets an earlier failure: the state is applied again from them.
 func (f *fsm) useStores(st *stores) {
+	f.stable.Store(&st.stable)
 	f.logName = st.logName
 	f.legacyLast.Store(st.legacyLast)
 	f.upgrading.Store(st.upgrading)
 	f.failed.Store(nil)
+}
+
+// sealsChanged keeps a copy of the cluster's seals in kms.db, where the
+// node unseals the root key at its next start (OpenKeyring), and the root
+// key in the keyring. It runs as the state applies the change.
+func (f *fsm) sealsChanged(sealed, root []byte) {
+	if f.keyring != nil {
+		f.keyring.SetRoot(root)
+	}
+	if p := f.stable.Load(); p != nil {
+		if err := (*p).Set(sealedRootKeyName, sealed); err != nil && f.logger != nil {
+			// The previous copy still unseals: the root key is the same,
+			// only the list of HSMs that seal it changed.
+			f.logger.Error("failed to store the cluster's seals of the root key", "err", err)
+		}
+	}
 }
 
 // failure returns why f stopped, or nil.

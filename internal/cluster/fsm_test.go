@@ -21,14 +21,14 @@ import (
 
 // leaderState returns an initialized state, as on a leader, its HSM, and
 // the entries that made it; the first is the init entry.
-func leaderState(t *testing.T) (*state.State, hsm.HSM, [][]byte) {
+func leaderState(t *testing.T) (*state.State, *hsm.Keyring, [][]byte) {
 	t.Helper()
 	h := testHSM(t)
 	root, err := crypto.GenerateKey(crypto.AES256, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := h.Seal(context.Background(), root.Material())
+	sealed, err := h.HSMs()[0].Seal(context.Background(), root.Material())
 	if err != nil {
 		t.Fatal(err)
 	}

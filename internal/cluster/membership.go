@@ -79,7 +79,7 @@ func (n *Node) addNode(ctx context.Context, inst *instance, host string) error {
 		}
 	}
 	id := strconv.Itoa(next)
-	join := &joinRequest{ClusterID: n.cfg.State.ClusterID(), ID: id, Leader: n.cfg.Host}
+	join := &joinRequest{ClusterID: n.cfg.State.ClusterID(), ID: id, Leader: n.cfg.Host, SealedRootKey: n.cfg.State.SealedRootKey()}
 	if err := n.call(ctx, host, rpcJoin, join, nil); err != nil {
 		return fmt.Errorf("cannot add %s: %w", host, err)
 	}
@@ -166,15 +166,27 @@ func (n *Node) serveJoin(ctx context.Context, body []byte) (any, error) {
 	if !n.cfg.State.Fresh() {
 		return nil, fmt.Errorf("%w: %s holds enclaves, keys, policies or identities of another cluster: stop it, delete its %s, and start it again", ErrNotFresh, n.cfg.Host, DBFile)
 	}
+	// The node must unseal the cluster's root key with the HSM whose node
+	// key it presents, before it gives up its own cluster: the log it is
+	// about to receive may begin with an init entry sealed only by HSMs
+	// it does not have (see hsm.Keyring).
+	h, err := n.cfg.Keyring.Open(ctx, req.SealedRootKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s cannot join: %w", ErrWrongHSM, n.cfg.Host, err)
+	}
+	if h != n.cfg.HSM {
+		return nil, fmt.Errorf("%w: %s cannot join: it presents the node key of HSM %s, which does not seal the cluster's root key; add that HSM to the cluster first (keep add-hsm), or start the node with %s first in its configuration",
+			ErrWrongHSM, n.cfg.Host, n.cfg.HSM.Name(), h.Name())
+	}
 	n.cfg.Logger.Info("joining a cluster", "leader", req.Leader, "node", req.ID)
-	return struct{}{}, n.restart(ctx, func(st *stores) (raft.ServerID, error) { return raft.ServerID(req.ID), nil })
+	return struct{}{}, n.restart(ctx, req.SealedRootKey, func(st *stores) (raft.ServerID, error) { return raft.ServerID(req.ID), nil })
 }
 
 // reset makes this node a fresh one-node cluster again, as after its first
 // start: its raft state is deleted, and a new root key created.
 func (n *Node) reset(ctx context.Context) error {
 	n.cfg.Logger.Info("deleting cluster state and starting as a fresh one-node cluster")
-	if err := n.restart(ctx, func(st *stores) (raft.ServerID, error) { return n.bootstrap(ctx, st) }); err != nil {
+	if err := n.restart(ctx, nil, func(st *stores) (raft.ServerID, error) { return n.bootstrap(ctx, st) }); err != nil {
 		return err
 	}
 	return n.CatchUp(ctx)
@@ -182,18 +194,21 @@ func (n *Node) reset(ctx context.Context) error {
 
 // restart stops raft, deletes its state, empties the state machine, and
 // starts raft again on fresh stores prepared by setup. The state is
-// emptied because the new raft replays its log from the start.
-func (n *Node) restart(ctx context.Context, setup func(*stores) (raft.ServerID, error)) error {
+// emptied because the new raft replays its log from the start. The new
+// stores keep sealed as the root key (nil: the one the old stores held).
+func (n *Node) restart(ctx context.Context, sealed []byte, setup func(*stores) (raft.ServerID, error)) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	sealed, _ := n.inst.stores.stable.Get(sealedRootKeyName)
+	if sealed == nil {
+		sealed, _ = n.inst.stores.stable.Get(sealedRootKeyName)
+	}
 	if err := n.inst.stop(); err != nil {
 		n.cfg.Logger.Warn("stopping raft", "err", err)
 	}
 	if err := wipeStores(n.cfg.Dir); err != nil {
 		return err
 	}
-	st, err := openStores(ctx, n.cfg.Dir, n.cfg.HSM)
+	st, err := openStores(ctx, n.cfg.Dir, n.cfg.Keyring)
 	if err != nil {
 		return err
 	}
@@ -243,11 +258,11 @@ func (n *Node) Edit(ctx context.Context, remove []string) error {
 	st := inst.stores // in memory, the stores survive raft
 	if n.cfg.Dir != "" {
 		var err error
-		if st, err = openStores(ctx, n.cfg.Dir, n.cfg.HSM); err != nil {
+		if st, err = openStores(ctx, n.cfg.Dir, n.cfg.Keyring); err != nil {
 			return err
 		}
 	}
-	err := raft.RecoverCluster(n.raftConfig(inst.id), newFSM(state.New(n.cfg.HSM), st), st.logs, st.stable, st.snaps, offlineTransport(), conf)
+	err := raft.RecoverCluster(n.raftConfig(inst.id), newFSM(state.New(n.cfg.Keyring), st), st.logs, st.stable, st.snaps, offlineTransport(), conf)
 	if err != nil {
 		st.close()
 		return fmt.Errorf("failed to edit cluster: %w", err)

@@ -46,9 +46,14 @@ const (
 
 // Config configures a node.
 type Config struct {
-	Dir       string  // data directory; "" keeps everything in memory (dev mode)
-	Host      string  // advertised host:port, the node's address in the cluster
-	HSM       hsm.HSM // seals the root key
+	Dir  string // data directory; "" keeps everything in memory (dev mode)
+	Host string // advertised host:port, the node's address in the cluster
+	// Keyring holds the node's HSMs and, once unsealed, the root key.
+	Keyring *hsm.Keyring
+	// HSM is the node's HSM among them: the one whose node key the node
+	// presents to its peers, and whose seal of the root key it unsealed
+	// at start (see OpenKeyring).
+	HSM       hsm.HSM
 	State     *state.State
 	Transport *Transport
 	Logger    *slog.Logger
@@ -117,13 +122,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		nudge:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
-	n.fsm = &fsm{state: cfg.State, notify: n.notify, logger: cfg.Logger}
+	n.fsm = &fsm{state: cfg.State, notify: n.notify, logger: cfg.Logger, keyring: cfg.Keyring}
+	cfg.State.OnSeals(n.fsm.sealsChanged)
 	cfg.Transport.serveForwards(n.serveForwards)
-	st, err := openStores(ctx, cfg.Dir, cfg.HSM)
+	st, err := openStores(ctx, cfg.Dir, cfg.Keyring)
 	if err != nil {
 		return nil, err
 	}
-	if err := st.checkSnapshots(cfg.HSM); err != nil {
+	if err := st.checkSnapshots(cfg.Keyring); err != nil {
 		st.close()
 		return nil, err
 	}
@@ -220,11 +226,16 @@ func (n *Node) bootstrap(ctx context.Context, st *stores) (raft.ServerID, error)
 	if _, err := rand.Read(root); err != nil {
 		return "", fmt.Errorf("failed to generate root encryption key: %w", err)
 	}
-	sealed, err := n.cfg.HSM.Seal(ctx, root)
-	clear(root)
+	defer clear(root)
+	seals, err := n.cfg.Keyring.Seal(ctx, root)
 	if err != nil {
-		return "", fmt.Errorf("failed to seal root encryption key with HSM: %w", err)
+		return "", err
 	}
+	sealed, err := hsm.EncodeSeals(seals)
+	if err != nil {
+		return "", err
+	}
+	n.cfg.Keyring.SetRoot(root)
 	if err := st.stable.Set(sealedRootKeyName, sealed); err != nil {
 		return "", fmt.Errorf("failed to store root encryption key: %w", err)
 	}
@@ -266,7 +277,7 @@ func configuration(cfg Config, st *stores) (raft.Configuration, error) {
 	conf := raft.DefaultConfig()
 	conf.LocalID = "probe"
 	conf.Logger = raftLogger()
-	c, err := raft.GetConfiguration(conf, newFSM(state.New(cfg.HSM), st), st.logs, st.stable, st.snaps, offlineTransport())
+	c, err := raft.GetConfiguration(conf, newFSM(state.New(cfg.Keyring), st), st.logs, st.stable, st.snaps, offlineTransport())
 	if err != nil {
 		return raft.Configuration{}, fmt.Errorf("failed to read cluster configuration: %w", err)
 	}

@@ -52,6 +52,9 @@ type joinRequest struct {
 	ClusterID string `json:"cluster_id"`
 	ID        string `json:"id"`
 	Leader    string `json:"leader"`
+	// SealedRootKey is the cluster's root key, sealed by each of its HSMs
+	// (state.State.SealedRootKey): the node must unseal it to join.
+	SealedRootKey []byte `json:"sealed_root_key"`
 }
 
 type errorResponse struct {

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/keep-kms/keep/internal/buildinfo"
+	"github.com/keep-kms/keep/internal/hsm"
 )
 
 // statusTimeout bounds how long CLUSTER:STATUS waits for a node.
@@ -34,6 +35,13 @@ type NodeStatus struct {
 	UsableCPUs        int               `json:"usable_cpus"`
 	HeapInUse         uint64            `json:"heap_in_use"`
 	StackInUse        uint64            `json:"stack_in_use"`
+	// HSM is the HSM this node unsealed the root key with, and whose node
+	// key it presents; HSMs are those that seal the cluster's root key, as
+	// this node's state has them; ConfiguredHSMs those it is configured
+	// with.
+	HSM            string   `json:"hsm"`
+	HSMs           []string `json:"hsms"`
+	ConfiguredHSMs []string `json:"configured_hsms"`
 }
 
 // LocalStatus reports this node's own status.
@@ -57,6 +65,9 @@ func (n *Node) LocalStatus() NodeStatus {
 		UsableCPUs:        runtime.GOMAXPROCS(0),
 		HeapInUse:         mem.HeapInuse,
 		StackInUse:        mem.StackInuse,
+		HSM:               n.cfg.HSM.Name(),
+		HSMs:              hsm.Names(n.cfg.State.Seals()),
+		ConfiguredHSMs:    n.cfg.Keyring.Names(),
 	}
 	if _, id := inst.raft.LeaderWithID(); id != "" {
 		st.LeaderID = string(id)

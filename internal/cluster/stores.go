@@ -91,7 +91,7 @@ func (s *stores) close() error {
 // kms.db and start again") expects: a log or snapshots left beside it are
 // removed, because raft must not resume a log without the term and vote
 // kept in kms.db.
-func openStores(ctx context.Context, dir string, h hsm.HSM) (*stores, error) {
+func openStores(ctx context.Context, dir string, k *hsm.Keyring) (*stores, error) {
 	if dir == "" {
 		mem := raft.NewInmemStore()
 		return &stores{logs: mem, stable: mem, snaps: raft.NewInmemSnapshotStore(), logName: "the raft log in memory", snapDir: "memory"}, nil
@@ -101,7 +101,7 @@ func openStores(ctx context.Context, dir string, h hsm.HSM) (*stores, error) {
 	fresh := errors.Is(err, os.ErrNotExist)
 	switch {
 	case err == nil:
-		if err := checkHSM(ctx, path, h); err != nil {
+		if _, err := openKeyring(ctx, path, k); err != nil {
 			return nil, err
 		}
 	case fresh:
@@ -204,7 +204,7 @@ func (st *stores) markUpgraded() error {
 // silently and fall back to an older state), or whose newest snapshot, the
 // one raft restores, fails raft's checksum or Keep's MAC. Raft would skip
 // that one too; Keep refuses to start instead, naming the file.
-func (st *stores) checkSnapshots(h hsm.HSM) error {
+func (st *stores) checkSnapshots(h state.Unsealer) error {
 	if _, ok := st.snaps.(*raft.FileSnapshotStore); !ok {
 		return nil
 	}
@@ -325,25 +325,48 @@ func openError(path string, err error) error {
 	return fmt.Errorf("failed to open %s: %w", path, err)
 }
 
-func checkHSM(ctx context.Context, path string, h hsm.HSM) error {
+// OpenKeyring unseals the root key that the data directory dir holds (a
+// copy of the cluster's seals in kms.db) with the node's HSMs, and returns
+// the HSM that did: the first of the node's HSMs, in the order of its
+// configuration, that has a seal. A fresh data directory has none yet: the
+// node's first HSM is returned. A node none of whose HSMs has a seal fails
+// with ErrWrongHSM, before raft or anything else is touched.
+func OpenKeyring(ctx context.Context, dir string, k *hsm.Keyring) (hsm.HSM, error) {
+	first := k.HSMs()[0]
+	if dir == "" {
+		return first, nil
+	}
+	path := filepath.Join(dir, DBFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return first, nil
+	}
+	h, err := openKeyring(ctx, path, k)
+	if h == nil && err == nil {
+		return first, nil
+	}
+	return h, err
+}
+
+// openKeyring is OpenKeyring on the kms.db at path; it returns no HSM and
+// no error if kms.db holds no root key.
+func openKeyring(ctx context.Context, path string, k *hsm.Keyring) (hsm.HSM, error) {
 	db, err := raftboltdb.New(raftboltdb.Options{
 		Path:        path,
 		BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: time.Second},
 	})
 	if err != nil {
-		return openError(path, err)
+		return nil, openError(path, err)
 	}
 	defer db.Close()
 	sealed, err := db.Get(sealedRootKeyName)
 	if err != nil || len(sealed) == 0 {
-		return nil // bootstrapping was interrupted before the key was stored
+		return nil, nil // bootstrapping was interrupted before the key was stored
 	}
-	plain, err := h.Unseal(ctx, sealed)
+	h, err := k.Open(ctx, sealed)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrWrongHSM, err)
+		return nil, fmt.Errorf("%w: %w", ErrWrongHSM, err)
 	}
-	clear(plain)
-	return nil
+	return h, nil
 }
 
 func raftLogger() hclog.Logger {

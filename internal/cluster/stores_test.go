@@ -17,7 +17,8 @@ import (
 	"github.com/keep-kms/keep/internal/hsm"
 )
 
-func testHSM(t *testing.T) hsm.HSM {
+// testHSM returns the keyring of a node with one new soft HSM.
+func testHSM(t *testing.T) *hsm.Keyring {
 	t.Helper()
 	key, err := hsm.GenerateSoftKey(rand.Reader)
 	if err != nil {
@@ -27,7 +28,7 @@ func testHSM(t *testing.T) hsm.HSM {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h
+	return hsm.NewKeyring(h)
 }
 
 func testLogs(first, last uint64) []*raft.Log {

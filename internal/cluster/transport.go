@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"aead.dev/mtls"
@@ -29,7 +30,7 @@ const RPCServerName = "node.keep.invalid"
 
 // errNotNode is the handshake error for a peer without the cluster's node
 // identity, which means it holds another HSM key.
-var errNotNode = errors.New("peer is not a node of this cluster: it does not share this cluster's HSM key")
+var errNotNode = errors.New("peer is not a node of this cluster: it holds none of this cluster's HSM keys")
 
 // Transport carries traffic between nodes over mutually authenticated TLS
 // on the API port: raft's stream layer (ALPN keep-raft/1), forwarded writes
@@ -43,6 +44,8 @@ type Transport struct {
 	identity mtls.Identity
 	client   *http.Client // for /v1/rpc calls to peers
 	dialer   *net.Dialer
+
+	trusted atomic.Pointer[func(mtls.Identity) bool] // other node identities accepted; see Trust
 
 	mu       sync.Mutex
 	stream   *stream        // where ServeConn delivers raft connections; nil while raft is down
@@ -117,13 +120,26 @@ func (t *Transport) clientConfig(serverName string, protos ...string) *tls.Confi
 	}
 }
 
-// verifyPeer accepts only peers that present the node identity (as
-// identity.Peer tells it, the one authentication function).
+// Trust makes the transport accept, besides its own identity, the peers
+// whose identity f accepts: the node identities of the cluster's other
+// HSMs, whose nodes present another certificate than this one's.
+func (t *Transport) Trust(f func(mtls.Identity) bool) { t.trusted.Store(&f) }
+
+// verifyPeer accepts only peers that present the node identity of one of
+// the cluster's HSMs (as identity.Peer tells it, the one authentication
+// function).
 func (t *Transport) verifyPeer(cs tls.ConnectionState) error {
-	if id := identity.Peer(&cs); id.IsZero() || id != t.identity {
+	id := identity.Peer(&cs)
+	switch {
+	case id.IsZero():
 		return errNotNode
+	case id == t.identity:
+		return nil
 	}
-	return nil
+	if f := t.trusted.Load(); f != nil && (*f)(id) {
+		return nil
+	}
+	return errNotNode
 }
 
 // IsNode reports whether a request came from a node of this cluster.

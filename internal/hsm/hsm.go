@@ -17,17 +17,18 @@ import (
 // HSM seals and unseals the cluster's root encryption key and derives private
 // keys; it mirrors kms-go's kms.HSM so that other HSMs can be plugged in.
 type HSM interface {
-	// Name returns a short human name for the start-up banner, such as
-	// "hsm:keep:soft".
+	// Name returns the HSM's name in the cluster, such as "hsm:aes256":
+	// the name its seal of the root key goes by (see Seal).
 	Name() string
 
 	// Seal encrypts plaintext so that only this HSM can Unseal it.
 	Seal(ctx context.Context, plaintext []byte) ([]byte, error)
 
-	// Unseal decrypts what Seal returned. Every failure is an error for
-	// which errors.Is(err, crypto.ErrDecrypt) holds and whose text is
-	// exactly "invalid ciphertext", so that a wrong HSM key reads the same
-	// everywhere.
+	// Unseal decrypts what Seal returned. A ciphertext this HSM's key did
+	// not seal, or one that was changed, is exactly crypto.ErrDecrypt
+	// ("invalid ciphertext"), so that a wrong HSM key reads the same
+	// everywhere; a failure of the HSM itself (a device gone) is another
+	// error.
 	Unseal(ctx context.Context, ciphertext []byte) ([]byte, error)
 
 	// PrivateKey returns the Ed25519 key derived from seed; the same HSM key

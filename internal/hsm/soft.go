@@ -29,12 +29,12 @@ type Soft struct {
 	// addresses, not key bytes.
 	seal crypto.Key
 	prk  *[sha256.Size]byte // HKDF pseudorandom key of the HSM key
+	name string             // "" = LegacyName
 }
 
 const (
 	softKeyPrefix = "hsm:aes256:"
 	softKeySize   = 32
-	softName      = "hsm:keep:soft"
 
 	infoSeal       = "keep/hsm/seal"
 	infoPrivateKey = "keep/hsm/private-key/"
@@ -115,8 +115,17 @@ func newSoft(key []byte) (*Soft, error) {
 	return s, nil
 }
 
-// Name tells operators in the banner that a software HSM guards the cluster.
-func (s *Soft) Name() string { return softName }
+// Name returns the HSM's name in the cluster: the one its configuration
+// gives, or LegacyName.
+func (s *Soft) Name() string {
+	if s.name == "" {
+		return LegacyName
+	}
+	return s.name
+}
+
+// SetName names the HSM in the cluster; call it before the HSM is used.
+func (s *Soft) SetName(name string) { s.name = name }
 
 // String returns Name so that printing a Soft never reveals key material.
 func (s *Soft) String() string { return s.Name() }

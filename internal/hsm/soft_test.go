@@ -63,7 +63,7 @@ func TestParseSoftKey(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if soft.Name() != "hsm:keep:soft" {
+				if soft.Name() != "hsm:aes256" {
 					t.Fatalf("Name() = %q", soft.Name())
 				}
 				return
@@ -268,7 +268,7 @@ func TestSoftDoesNotPrintSecrets(t *testing.T) {
 	payload := strings.TrimPrefix(testSoftKey, "hsm:aes256:")
 	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
 		got := fmt.Sprintf(format, soft)
-		if got != "hsm:keep:soft" {
+		if got != "hsm:aes256" {
 			t.Errorf("Sprintf(%q, soft) = %q, want the name", format, got)
 		}
 		byValue := fmt.Sprintf(format, *soft)

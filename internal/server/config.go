@@ -43,6 +43,9 @@ import (
 //	limits:
 //	  rate: 1000              # requests a second per identity; 0 or absent = no limit
 //	  burst: 2000             # requests an identity may send at once; 0 = rate
+//	hsm:                      # the node's HSMs, see HSMConfig; default: from the environment
+//	  - name: token-a
+//	    pkcs11: {module: /usr/lib/softhsm/libsofthsm2.so, token: keep, key: keep-root, pin_env: KEEP_PKCS11_PIN}
 type Config struct {
 	Version string `yaml:"version" json:"version"`
 	Admin   struct {
@@ -77,6 +80,9 @@ type Config struct {
 		Rate  float64 `yaml:"rate" json:"rate,omitempty"`
 		Burst int     `yaml:"burst" json:"burst,omitempty"`
 	} `yaml:"limits" json:"limits"`
+	// HSM lists the node's HSMs (HSMConfig); without it, the environment
+	// names them (MINIO_KMS_HSM_KEY, KEEP_PKCS11_*).
+	HSM []HSMConfig `yaml:"hsm" json:"hsm,omitempty"`
 }
 
 // LoadConfig reads and checks a configuration file. Unknown fields are
@@ -119,6 +125,9 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	if _, err := service.ParseBurst(strconv.Itoa(c.Limits.Burst)); err != nil {
 		return nil, fmt.Errorf("invalid config file %s: limits.burst: %w", path, err)
+	}
+	if err := checkHSMs(c.HSM); err != nil {
+		return nil, fmt.Errorf("invalid config file %s: %w", path, err)
 	}
 	for i, kc := range c.TLS.Certs {
 		if kc.Key == "" || kc.Cert == "" {

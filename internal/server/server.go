@@ -18,10 +18,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"aead.dev/mtls"
 	"github.com/keep-kms/keep/internal/api/kes"
 	"github.com/keep-kms/keep/internal/api/minkms"
 	"github.com/keep-kms/keep/internal/cluster"
@@ -44,8 +46,10 @@ type Options struct {
 	Host       string    // advertised host:port of this node; "" = server picks
 	ConfigFile string    // YAML config path; "" = none
 	Dev        bool      // in-memory node with a random HSM key
-	HSMKey     string    // from MINIO_KMS_HSM_KEY; required unless Dev
 	Stdout     io.Writer // banner goes here
+	// Getenv reads the environment, where the HSMs are configured unless
+	// the config file lists them (see HSMConfig); nil means os.Getenv.
+	Getenv func(string) string
 }
 
 // readTimeout bounds the time a client may take to send a request, body
@@ -68,16 +72,31 @@ func Run(ctx context.Context, opts Options) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	opts, h, err := prepare(opts)
+	opts, err := prepare(opts)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
 	var conf *Config
 	if opts.ConfigFile != "" {
 		if conf, err = LoadConfig(opts.ConfigFile); err != nil {
 			return err
 		}
+	}
+	keyring, err := openKeyring(opts, conf)
+	if err != nil {
+		return err
+	}
+	defer keyring.Close()
+	if !opts.Dev {
+		if err := prepareDir(opts.Dir); err != nil {
+			return err
+		}
+	}
+	// The node's HSM: the first of its HSMs that unseals the root key its
+	// data directory holds. It derives the node's keys.
+	h, err := cluster.OpenKeyring(ctx, opts.Dir, keyring)
+	if err != nil {
+		return err
 	}
 	auditLog := conf.openAudit(opts.Stdout)
 	defer auditLog.Close()
@@ -171,11 +190,15 @@ func Run(ctx context.Context, opts Options) error {
 	defer shutdown(srv)
 
 	restart := make(chan struct{}, 1)
-	st := state.New(h)
+	st := state.New(keyring)
 	st.OnSettings(settings.apply)
+	if err := trustHSMs(ctx, trans, keyring, st); err != nil {
+		return err
+	}
 	node, err := cluster.Open(ctx, cluster.Config{
 		Dir:          opts.Dir,
 		Host:         opts.Host,
+		Keyring:      keyring,
 		HSM:          h,
 		State:        st,
 		Transport:    trans,
@@ -203,6 +226,10 @@ func Run(ctx context.Context, opts Options) error {
 	settings.caughtUp()
 
 	svc := service.New(st, node, admin)
+	svc.UseHSMs(keyring)
+	if admin == rootKey.Identity().String() {
+		svc.TrustHSMRoots()
+	}
 	api := minkms.New(minkms.Config{
 		Service: svc,
 		Node:    &health{st: st, node: node},
@@ -267,8 +294,27 @@ func Run(ctx context.Context, opts Options) error {
 	}
 }
 
-// prepare checks the options, fills in defaults and opens the HSM.
-func prepare(opts Options) (Options, hsm.HSM, error) {
+// trustHSMs makes the transport accept the nodes of every HSM of this node
+// and of every HSM that seals the cluster's root key: during a move from
+// one HSM to another, nodes on either present different node keys.
+func trustHSMs(ctx context.Context, trans *cluster.Transport, keyring *hsm.Keyring, st *state.State) error {
+	own := map[string]bool{}
+	for _, h := range keyring.HSMs() {
+		key, err := h.PrivateKey(ctx, hsm.NodeKeySeed)
+		if err != nil {
+			return fmt.Errorf("HSM %s: failed to derive node key: %w", h.Name(), err)
+		}
+		own[key.Identity().String()] = true
+	}
+	trans.Trust(func(id mtls.Identity) bool {
+		s := id.String()
+		return own[s] || slices.Contains(st.NodeIdentities(), s)
+	})
+	return nil
+}
+
+// prepare checks the options and fills in defaults.
+func prepare(opts Options) (Options, error) {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
@@ -280,7 +326,7 @@ func prepare(opts Options) (Options, hsm.HSM, error) {
 	}
 	listenIP, port, err := net.SplitHostPort(opts.Address)
 	if err != nil {
-		return opts, nil, fmt.Errorf("invalid --address %q: use IP:PORT, e.g. 0.0.0.0:7373", opts.Address)
+		return opts, fmt.Errorf("invalid --address %q: use IP:PORT, e.g. 0.0.0.0:7373", opts.Address)
 	}
 	if opts.Host == "" {
 		opts.Host = net.JoinHostPort(advertisedIP(listenIP), port)
@@ -288,30 +334,34 @@ func prepare(opts Options) (Options, hsm.HSM, error) {
 		opts.Host = net.JoinHostPort(opts.Host, strconv.Itoa(DefaultPort))
 	}
 
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
 	if opts.Dev {
 		opts.Dir = ""
-		key, err := hsm.GenerateSoftKey(rand.Reader)
-		if err != nil {
-			return opts, nil, err
-		}
-		h, err := hsm.ParseSoftKey(key)
-		return opts, h, err
+		return opts, nil
 	}
 	if opts.Dir == "" {
-		return opts, nil, errors.New("no data directory: run keep server DIR, or keep server --dev for a throw-away node")
+		return opts, errors.New("no data directory: run keep server DIR, or keep server --dev for a throw-away node")
 	}
-	if opts.HSMKey == "" {
-		return opts, nil, errors.New("MINIO_KMS_HSM_KEY is not set: set it to the cluster's HSM key (generate one with keep --soft-hsm)")
+	return opts, nil
+}
+
+// openKeyring opens the node's HSMs: a random soft HSM for a dev node, else
+// those its config file or environment names.
+func openKeyring(opts Options, conf *Config) (*hsm.Keyring, error) {
+	if !opts.Dev {
+		return openHSMs(conf, opts.Getenv)
 	}
-	h, err := hsm.ParseSoftKey(opts.HSMKey)
+	key, err := hsm.GenerateSoftKey(rand.Reader)
 	if err != nil {
-		return opts, nil, fmt.Errorf("invalid MINIO_KMS_HSM_KEY: %w", err)
+		return nil, err
 	}
-	if err := prepareDir(opts.Dir); err != nil {
-		h.Close()
-		return opts, nil, err
+	h, err := hsm.ParseSoftKey(key)
+	if err != nil {
+		return nil, err
 	}
-	return opts, h, nil
+	return hsm.NewKeyring(h), nil
 }
 
 // freshDir reports whether dir holds no cluster yet: this start creates

@@ -91,7 +91,7 @@ func (s *Service) privilege(c Caller) (state.Privilege, string, string, error) {
 	if c.Identity == "" {
 		return 0, "", "", ErrPermission
 	}
-	if c.Identity == s.root() {
+	if s.isRoot(c.Identity) {
 		return state.SysAdmin, "", "", nil
 	}
 	p, err := s.state.Principal(c.Identity)

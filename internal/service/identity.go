@@ -96,7 +96,7 @@ func (r rank) privilege() state.Privilege { return max(state.Privilege(r), state
 
 // rank returns the rank of caller c.
 func (s *Service) rank(c Caller) (rank, error) {
-	if c.Identity != "" && c.Identity == s.root() {
+	if s.isRoot(c.Identity) {
 		return rankRoot, nil
 	}
 	priv, _, _, err := s.privilege(c)
@@ -144,7 +144,7 @@ func (s *Service) self(c Caller) (state.Identity, error) {
 		return state.Identity{}, ErrPermission
 	}
 	i, err := s.state.Identity(c.Identity)
-	if c.Identity == s.root() && err != nil {
+	if s.isRoot(c.Identity) && err != nil {
 		return state.Identity{ID: c.Identity, Privilege: state.SysAdmin}, nil
 	}
 	if err != nil {

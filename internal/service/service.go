@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keep-kms/keep/internal/cluster"
+	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/state"
 )
 
@@ -44,7 +45,18 @@ type Service struct {
 	state   *state.State
 	cluster Cluster
 	admin   string // this node's own root identity, unless the cluster names an admin
+	// hsmRoots makes the root API keys of all the cluster's HSMs roots,
+	// as this node's own is: set when the node's own root is the one its
+	// HSM derives, not its config file's admin.identity.
+	hsmRoots bool
+	hsms     *hsm.Keyring // the node's HSMs, for AddHSM
 }
+
+// TrustHSMRoots makes the root API key of every HSM that seals the
+// cluster's root key a root on this node, as the node's own HSM's is, so
+// that the root API key works on every node while the cluster moves from
+// one HSM to another. Call it before the service is used.
+func (s *Service) TrustHSMRoots() { s.hsmRoots = true }
 
 // New returns a Service that reads st, writes through c, and treats the
 // identity admin (h1:…) as the root SysAdmin while the cluster-wide
@@ -63,6 +75,19 @@ func (s *Service) root() string {
 		return a
 	}
 	return s.admin
+}
+
+// isRoot reports whether id is a root identity: root(), or, while the
+// cluster names no admin and the node trusts them, the root API key of one
+// of the cluster's HSMs.
+func (s *Service) isRoot(id string) bool {
+	if id == "" {
+		return false
+	}
+	if a := s.state.Admin(); a != "" {
+		return id == a
+	}
+	return id == s.admin || s.hsmRoots && s.state.IsHSMRoot(id)
 }
 
 // enclaveName maps the enclave of a request to a state enclave: requests

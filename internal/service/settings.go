@@ -148,7 +148,7 @@ func (s *Service) SetSettings(ctx context.Context, c Caller, changes map[string]
 			return nil, fmt.Errorf("%w: %s: %v", state.ErrInvalidArgument, k, err)
 		}
 	}
-	if _, ok := changes[SettingAdminIdentity]; ok && c.Identity != s.root() {
+	if _, ok := changes[SettingAdminIdentity]; ok && !s.isRoot(c.Identity) {
 		return nil, fmt.Errorf("%w: only the current admin may change %s", ErrPermission, SettingAdminIdentity)
 	}
 	if err := s.apply(ctx, c, &state.Entry{Op: state.OpSetSettings, Settings: changes}); err != nil {

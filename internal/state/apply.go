@@ -71,6 +71,8 @@ func (s *State) apply(data []byte, legacy bool) error {
 		return s.applySettings(&e)
 	case OpUsageReport:
 		return s.applyUsageReport(&e)
+	case OpHSM:
+		return s.applyHSM(&e)
 	default:
 		return fmt.Errorf("%w: unknown log entry %q", ErrInvalidArgument, e.Op)
 	}
@@ -87,7 +89,10 @@ func (s *State) applyInit(e *Entry) error {
 	if err != nil {
 		return err
 	}
-	s.clusterID, s.sealedRootKey, s.rootKey, s.macs = e.Init.ClusterID, e.Init.SealedRootKey, root, macs
+	s.clusterID, s.rootKey, s.macs = e.Init.ClusterID, root, macs
+	if err := s.adoptSealedRootKey(e.Init.SealedRootKey); err != nil {
+		return err
+	}
 	s.enclaves[DefaultEnclave] = newEnclave(DefaultEnclave, e)
 	return nil
 }

@@ -59,9 +59,12 @@ type Entry struct {
 	RestoreLegacy bool              `json:"restore_legacy,omitempty"`
 	Settings      map[string]string `json:"settings,omitempty"` // cluster-wide settings to change; "" removes one
 	Usage         *usage.Report     `json:"usage,omitempty"`    // what a node reports of its use of key versions
+	HSM           *HSMArgs          `json:"hsm,omitempty"`      // the cluster's HSMs
 }
 
-// InitArgs start a cluster: its ID and its root key, sealed by the HSM.
+// InitArgs start a cluster: its ID and its root key, sealed by each of the
+// first node's HSMs (hsm.EncodeSeals; a single HSM ciphertext in clusters
+// created before there could be several).
 type InitArgs struct {
 	ClusterID     string `json:"cluster_id"`
 	SealedRootKey []byte `json:"sealed_root_key"`

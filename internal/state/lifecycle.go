@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/usage"
 )
 
@@ -14,7 +15,8 @@ import (
 func (s *State) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.clusterID, s.sealedRootKey, s.rootKey, s.macs = "", nil, crypto.Key{}, macKeys{}
+	s.clusterID, s.sealedRootKey, s.seals, s.rootKey, s.macs = "", nil, nil, crypto.Key{}, macKeys{}
+	s.storeHSMRoots()
 	s.replacedRootKey, s.replacedEntryMAC = nil, nil
 	s.enclaves, s.identities = map[string]*enclave{}, map[string]*Identity{}
 	s.settings, s.usage = map[string]string{}, usage.NewTable()
@@ -54,8 +56,19 @@ func (s *State) applyRestore(e *Entry) error {
 	if backup.clusterID == "" {
 		return fmt.Errorf("%w: the backup holds no cluster state", ErrInvalidArgument)
 	}
-	s.replacedRootKey, s.replacedEntryMAC = s.sealedRootKey, s.macs.entry
-	s.sealedRootKey, s.rootKey, s.macs = backup.sealedRootKey, backup.rootKey, backup.macs
+	if !sameKey(backup.rootKey, s.rootKey) {
+		// A backup of another cluster: the cluster adopts its root key,
+		// and with it the HSMs that seal that key. Every node must be
+		// able to unseal it, which only a cluster of one HSM can promise.
+		if len(s.seals) > 1 {
+			return fmt.Errorf("%w: the backup comes from another cluster, and its root key would have to be unsealed by each of this cluster's HSMs (%v); remove all HSMs but one first", ErrInvalidArgument, hsm.Names(s.seals))
+		}
+		s.replacedRootKey, s.replacedEntryMAC = s.sealedRootKey, s.macs.entry
+		s.rootKey, s.macs = backup.rootKey, backup.macs
+		if err := s.adoptSealedRootKey(backup.sealedRootKey); err != nil {
+			return err
+		}
+	}
 	s.enclaves, s.identities, s.usage = backup.enclaves, backup.identities, backup.usage
 	return nil
 }

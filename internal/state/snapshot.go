@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/usage"
 )
 
@@ -170,7 +171,13 @@ func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	restored.keepCounters(s)
-	s.clusterID, s.sealedRootKey, s.rootKey, s.macs = restored.clusterID, restored.sealedRootKey, restored.rootKey, restored.macs
+	s.clusterID, s.rootKey, s.macs = restored.clusterID, restored.rootKey, restored.macs
+	s.sealedRootKey, s.seals = nil, nil
+	s.storeHSMRoots()
+	if len(restored.sealedRootKey) > 0 {
+		// Cannot fail: build decoded the same seals.
+		_ = s.adoptSealedRootKey(restored.sealedRootKey)
+	}
 	s.replacedRootKey, s.replacedEntryMAC = restored.replacedRootKey, restored.replacedEntryMAC
 	s.enclaves, s.identities, s.settings, s.usage = restored.enclaves, restored.identities, restored.settings, restored.usage
 	s.settingsChanged(nil, "")
@@ -183,7 +190,11 @@ func (o *opened) build(h Unsealer) (*State, error) {
 	snap := &o.snap
 	restored := New(h)
 	if snap.ClusterID != "" {
-		restored.clusterID, restored.sealedRootKey, restored.rootKey, restored.macs = snap.ClusterID, snap.SealedRootKey, o.root, o.macs
+		seals, err := hsm.DecodeSeals(snap.SealedRootKey)
+		if err != nil {
+			return nil, err
+		}
+		restored.clusterID, restored.sealedRootKey, restored.seals, restored.rootKey, restored.macs = snap.ClusterID, snap.SealedRootKey, seals, o.root, o.macs
 	}
 	if len(snap.ReplacedRootKey) > 0 {
 		_, replaced, err := unsealRoot(h, snap.ReplacedRootKey)

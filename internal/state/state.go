@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/usage"
 )
 
@@ -37,6 +38,7 @@ type State struct {
 	mu            sync.RWMutex
 	clusterID     string
 	sealedRootKey []byte
+	seals         []hsm.Seal // sealedRootKey, decoded
 	rootKey       crypto.Key
 	macs          macKeys // derived from rootKey
 	// replacedRootKey is the sealed root key that the last restore
@@ -52,7 +54,9 @@ type State struct {
 	settings         map[string]string    // cluster-wide settings, validated by the service
 	usage            *usage.Table         // the use of key versions, as the nodes report it
 	onSettings       func(SettingsUpdate)
-	admin            atomic.Pointer[string] // settings[SettingAdminIdentity], read without the lock
+	onSeals          func(sealed, root []byte)
+	admin            atomic.Pointer[string]   // settings[SettingAdminIdentity], read without the lock
+	hsmRoots         atomic.Pointer[[]string] // root API key identities of seals, read without the lock
 }
 
 type enclave struct {

@@ -197,12 +197,19 @@ func TestWrongHSMKey(t *testing.T) {
 	}
 	env := append(testnode.BaseEnv(t.TempDir()), "MINIO_KMS_HSM_KEY="+testnode.NewHSMKey(t))
 	r := testnode.Run(t, env, "server", n.Dir, "--address", n.Addr, "--host", n.Addr)
-	const want = "failed to unseal root encryption key with HSM: invalid ciphertext"
 	if r.Code == 0 {
 		t.Errorf("keep server with another HSM key: exit code 0, want non-zero")
 	}
-	if !strings.Contains(r.Stderr, want) {
-		t.Errorf("keep server with another HSM key: stderr %q, want it to contain %q", r.Stderr, want)
+	for _, want := range []string{
+		"failed to unseal root encryption key with HSM: none of this node's HSMs unseals the root encryption key (invalid ciphertext)",
+		"HSM hsm:aes256 holds another key than the one that sealed it",
+	} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("keep server with another HSM key: stderr %q, want it to contain %q", r.Stderr, want)
+		}
+	}
+	if n := strings.Count(strings.TrimSpace(r.Stderr), "\n"); n > 0 {
+		t.Errorf("keep server with another HSM key: %d lines on stderr, want one: %q", n+1, r.Stderr)
 	}
 	if strings.Contains(r.Stdout, testnode.ReadyLine) {
 		t.Errorf("keep server with another HSM key printed %q", testnode.ReadyLine)

@@ -159,8 +159,13 @@ func (a *API) event(r *http.Request, c service.Caller, enclave string, cmd cmds.
 // it. The pinned kms-go names every command but KEY:IMPORT, which it spells
 // !INVALID:203.
 func commandName(cmd cmds.Command) string {
-	if cmd == service.KeyMAC {
+	switch cmd {
+	case service.KeyMAC:
 		return service.CommandKeyMAC
+	case service.ClusterAddHSM:
+		return service.CommandClusterAddHSM
+	case service.ClusterRemoveHSM:
+		return service.CommandClusterRemoveHSM
 	}
 	return state.RuleText(cmd)
 }

@@ -22,6 +22,16 @@ var commands = map[cmds.Command]command{
 	cmds.ClusterEdit: handle(func(ctx context.Context, a *API, c service.Caller, _ string, r *pb.EditClusterRequest) (proto.Message, error) {
 		return nil, a.svc.EditCluster(ctx, c, r.RemoveIDs)
 	}),
+	// CLUSTER:ADDHSM (5) and CLUSTER:REMOVEHSM (6) came after the pinned
+	// kms-go: AddHSMRequest is wire-identical to RemoveClusterNodeRequest
+	// (name, overwrite), RemoveHSMRequest to CreateEnclaveRequest (name),
+	// spec upstream §11.
+	service.ClusterAddHSM: handle(func(ctx context.Context, a *API, c service.Caller, _ string, r *pb.RemoveClusterNodeRequest) (proto.Message, error) {
+		return nil, a.svc.AddHSM(ctx, c, r.Host, r.DeleteClusterOnHost)
+	}),
+	service.ClusterRemoveHSM: handle(func(ctx context.Context, a *API, c service.Caller, _ string, r *pb.CreateEnclaveRequest) (proto.Message, error) {
+		return nil, a.svc.RemoveHSM(ctx, c, r.Name)
+	}),
 	cmds.ClusterStatus: handle(func(ctx context.Context, a *API, c service.Caller, _ string, _ *pb.ClusterStatusRequest) (proto.Message, error) {
 		up, down, err := a.svc.ClusterStatus(ctx, c)
 		return clusterStatus(up, down), err

@@ -103,7 +103,7 @@ func serverStatus(st cluster.NodeStatus) *pb.ServerStatusResponse {
 	if l, err := strconv.ParseInt(st.LeaderID, 10, 64); err == nil {
 		leader = l
 	}
-	return &pb.ServerStatusResponse{
+	msg := &pb.ServerStatusResponse{
 		Version:           st.Version,
 		APIVersion:        "v1",
 		Host:              st.Host,
@@ -123,4 +123,6 @@ func serverStatus(st cluster.NodeStatus) *pb.ServerStatusResponse {
 		HeapMemInUse:      st.HeapInUse,
 		StackMemInUse:     st.StackInUse,
 	}
+	msg.ProtoReflect().SetUnknown(hsmFields(st))
+	return msg
 }

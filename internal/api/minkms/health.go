@@ -59,7 +59,7 @@ func (a *API) scrape(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 // status serves GET /v1/health/status: this node's status, as one entry of
 // CLUSTER:STATUS, for SysAdmins (declared in routes.go).
 func (a *API) status(w http.ResponseWriter, r *http.Request, _ service.Caller) {
-	writeMessage(w, r, serverStatus(a.node.Status()))
+	writeStatus(w, r, a.node.Status())
 }
 
 // Unavailable answers while a node starts: alive, but not ready.

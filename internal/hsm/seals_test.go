@@ -1,0 +1,122 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/keep-kms/keep/internal/crypto"
+)
+
+func namedSoft(t *testing.T, name string) *Soft {
+	t.Helper()
+	key, err := GenerateSoftKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseSoftKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "" {
+		s.SetName(name)
+	}
+	return s
+}
+
+func TestDecodeSeals(t *testing.T) {
+	valid := []Seal{{HSM: "a", Sealed: []byte{1}}, {HSM: "b", Sealed: []byte{2}, Node: "h1:x", Root: "h1:y"}}
+	enc, err := EncodeSeals(valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeSeals(enc)
+	if err != nil || len(got) != 2 || got[1].Node != "h1:x" || !bytes.Equal(got[0].Sealed, []byte{1}) {
+		t.Fatalf("DecodeSeals(EncodeSeals) = %+v, %v", got, err)
+	}
+	legacy, err := DecodeSeals([]byte("a legacy ciphertext"))
+	if err != nil || len(legacy) != 1 || legacy[0].HSM != LegacyName {
+		t.Fatalf("legacy sealed root key: %+v, %v", legacy, err)
+	}
+	for _, tt := range []struct {
+		name string
+		data []byte
+	}{
+		{"empty", nil},
+		{"no seals", []byte(sealsMagic + "[]")},
+		{"not JSON", []byte(sealsMagic + "{")},
+		{"two of one HSM", []byte(sealsMagic + `[{"hsm":"a","sealed":"AQ=="},{"hsm":"a","sealed":"Ag=="}]`)},
+		{"empty seal", []byte(sealsMagic + `[{"hsm":"a","sealed":""}]`)},
+		{"bad name", []byte(sealsMagic + `[{"hsm":"a b","sealed":"AQ=="}]`)},
+		{"no name", []byte(sealsMagic + `[{"sealed":"AQ=="}]`)},
+		{"too many", []byte(sealsMagic + "[" + strings.Repeat(`{"hsm":"a","sealed":"AQ=="},`, maxSeals) + `{"hsm":"z","sealed":"AQ=="}]`)},
+		{"huge legacy", bytes.Repeat([]byte{1}, maxSealedSize+1)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := DecodeSeals(tt.data); !errors.Is(err, ErrSeals) {
+				t.Errorf("DecodeSeals = %v, want ErrSeals", err)
+			}
+		})
+	}
+}
+
+func TestKeyring(t *testing.T) {
+	ctx := context.Background()
+	a, b, c := namedSoft(t, "a"), namedSoft(t, "b"), namedSoft(t, "c")
+	root := bytes.Repeat([]byte{7}, 32)
+
+	creator := NewKeyring(a, b)
+	seals, err := creator.Seal(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seals) != 2 || seals[0].Node == "" || seals[0].Root == "" || seals[0].Node == seals[1].Node {
+		t.Fatalf("seals = %+v, want one per HSM with its own identities", seals)
+	}
+	sealed, err := EncodeSeals(seals)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A node with only the second HSM opens it, with that HSM.
+	onlyB := NewKeyring(c, b)
+	h, err := onlyB.Open(ctx, sealed)
+	if err != nil || h != b {
+		t.Fatalf("Open with [c b] = %v, %v; want b", h, err)
+	}
+	// And a node with neither refuses, naming both sides, as ErrDecrypt.
+	_, err = NewKeyring(c).Open(ctx, sealed)
+	if !errors.Is(err, ErrNoSeal) || !errors.Is(err, crypto.ErrDecrypt) || !strings.Contains(err.Error(), "a, b") || !strings.Contains(err.Error(), "c") {
+		t.Fatalf("Open with [c] = %v", err)
+	}
+
+	// Unseal falls back on the known root key only for a decodable
+	// sealed root key that none of its HSMs opens.
+	onlyC := NewKeyring(c)
+	if _, err := onlyC.Unseal(ctx, sealed); !errors.Is(err, ErrNoSeal) {
+		t.Fatalf("Unseal without a root key = %v, want ErrNoSeal", err)
+	}
+	onlyC.SetRoot(root)
+	got, err := onlyC.Unseal(ctx, sealed)
+	if err != nil || !bytes.Equal(got, root) {
+		t.Fatalf("Unseal with a known root key = %x, %v", got, err)
+	}
+	if _, err := onlyC.Unseal(ctx, []byte(sealsMagic+"{")); err == nil {
+		t.Fatal("Unseal of garbage fell back on the root key")
+	}
+
+	// SealRoot seals the known root key with another HSM.
+	seal, err := onlyB.SealRoot(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := c.Unseal(ctx, seal.Sealed)
+	if err != nil || !bytes.Equal(plain, root) {
+		t.Fatalf("SealRoot: %x, %v", plain, err)
+	}
+	if _, err := NewKeyring(a).SealRoot(ctx, a); err == nil {
+		t.Fatal("SealRoot without a root key succeeded")
+	}
+}
