@@ -69,7 +69,10 @@ func (f *pkcs11Flags) config(a *app, cmd *cobra.Command) (hsm.PKCS11Config, erro
 	} else if c.PIN = a.getenv(hsm.EnvPKCS11PIN); c.PIN == "" {
 		return c, usageErrorf("--pkcs11: no PIN: set %s or use --pin-file FILE (a PIN is never a flag, so that it stays out of the process list)", hsm.EnvPKCS11PIN)
 	}
-	return c, c.Validate()
+	if err := c.Validate(); err != nil {
+		return c, usageErrorf("--pkcs11: %v", err) // all that is left is what the flags said
+	}
+	return c, nil
 }
 
 // createPKCS11Key creates the key objects, opens the HSM and prints its

@@ -138,6 +138,8 @@ func TestPKCS11CreateErrors(t *testing.T) {
 		{"no module", env, []string{"--pkcs11", "--token", "errs", "--key", "new"}, ExitUsage, "--module PATH"},
 		{"no key", env, append(base, "--token", "errs"), ExitUsage, "--key LABEL"},
 		{"no token", env, append(base, "--key", "new"), ExitUsage, "--token LABEL or --slot ID"},
+		{"name with a space", env, append(base, "--token", "errs", "--key", "new", "--name", "rack 1"), ExitUsage, `HSM name "rack 1": only printable characters without spaces`},
+		{"token label with a space", env, append(base, "--token", "my token", "--key", "new"), ExitUsage, `HSM name "pkcs11:my token/new"`},
 		{"token and slot", env, append(base, "--token", "errs", "--slot", "1", "--key", "new"), ExitUsage, "--token and --slot cannot be used together"},
 		{"with --soft-hsm", env, append(base, "--token", "errs", "--key", "new", "--soft-hsm"), ExitUsage, "--pkcs11 and --soft-hsm"},
 		{"flag without --pkcs11", env, []string{"--module", tok.Module}, ExitUsage, "--module is a flag of --pkcs11"},

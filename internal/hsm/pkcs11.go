@@ -39,6 +39,14 @@ func (c PKCS11Config) DefaultName() string {
 	return "pkcs11:" + c.tokenName() + "/" + c.Key
 }
 
+// name is the HSM's name: Name, or DefaultName if Name is empty.
+func (c PKCS11Config) name() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return c.DefaultName()
+}
+
 // tokenName is the token part of DefaultName.
 func (c PKCS11Config) tokenName() string {
 	if c.Token == "" && c.Slot != nil {
@@ -56,7 +64,8 @@ func (c PKCS11Config) describeToken() string {
 }
 
 // Validate reports the first missing or contradictory field: the module and
-// the key label are required, exactly one of Token and Slot, and a PIN.
+// the key label are required, exactly one of Token and Slot, and a PIN; the
+// name (or DefaultName) must be a valid HSM name (ValidName).
 func (c PKCS11Config) Validate() error {
 	switch {
 	case c.Module == "":
@@ -71,6 +80,9 @@ func (c PKCS11Config) Validate() error {
 		return fmt.Errorf("hsm: invalid PKCS#11 config: token label is %d bytes, at most %d", len(c.Token), maxTokenLabel)
 	case c.PIN == "":
 		return errors.New("hsm: invalid PKCS#11 config: empty PIN")
+	}
+	if err := ValidName(c.name()); err != nil {
+		return fmt.Errorf("hsm: invalid PKCS#11 config: %w; give the HSM another name", err)
 	}
 	return nil
 }
@@ -185,11 +197,7 @@ func OpenPKCS11(c PKCS11Config) (*PKCS11, error) {
 		s.close()
 		return nil, err
 	}
-	name := c.Name
-	if name == "" {
-		name = c.DefaultName()
-	}
-	return &PKCS11{name: name, s: s}, nil
+	return &PKCS11{name: c.name(), s: s}, nil
 }
 
 // CreatePKCS11Key generates the two key objects labelled c.Key inside the

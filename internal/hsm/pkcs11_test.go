@@ -292,12 +292,15 @@ func TestPKCS11ConfigValidate(t *testing.T) {
 	}{
 		{"valid by label", valid, ""},
 		{"valid by slot 0", with(func(c *PKCS11Config) { c.Token, c.Slot = "", &slot }), ""},
+		{"label with a space, named", with(func(c *PKCS11Config) { c.Token, c.Name = "my token", "rack-1" }), ""},
 		{"no module", with(func(c *PKCS11Config) { c.Module = "" }), "no module path"},
 		{"no key", with(func(c *PKCS11Config) { c.Key = "" }), "no key label"},
 		{"no token", with(func(c *PKCS11Config) { c.Token = "" }), "neither a token label nor a slot"},
 		{"token and slot", with(func(c *PKCS11Config) { c.Slot = &slot }), "both a token label and a slot"},
 		{"long label", with(func(c *PKCS11Config) { c.Token = strings.Repeat("t", 33) }), "token label is 33 bytes, at most 32"},
 		{"no PIN", with(func(c *PKCS11Config) { c.PIN = "" }), "empty PIN"},
+		{"label with a space, no name", with(func(c *PKCS11Config) { c.Token = "my token" }), `HSM name "pkcs11:my token/k": only printable characters without spaces; give the HSM another name`},
+		{"name with a space", with(func(c *PKCS11Config) { c.Name = "rack 1" }), `HSM name "rack 1"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
