@@ -1,10 +1,13 @@
 package hsm
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,13 +47,14 @@ func loadModule(s *p11Session) error {
 	defer modulesMu.Unlock()
 	mod := modules[key]
 	if mod == nil {
-		// Stat first: the loader's own error text is lost by pkcs11.New.
-		if _, err := os.Stat(path); err != nil {
+		// Check first: pkcs11.New tells only that loading failed, and
+		// leaves a library without C_GetFunctionList loaded.
+		if err := moduleProblem(path); err != nil {
 			return startErr(ErrModule, err, "cannot load PKCS#11 module %q: %v", path, pathErrText(err))
 		}
 		ctx := pkcs11.New(path)
 		if ctx == nil {
-			return startErr(ErrModule, nil, "cannot load PKCS#11 module %q: not a loadable PKCS#11 library (dlopen or C_GetFunctionList failed)", path)
+			return startErr(ErrModule, nil, "cannot load PKCS#11 module %q: the dynamic loader refused it (are the libraries it needs installed?)", path)
 		}
 		if err := ctx.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
 			ctx.Destroy()
@@ -62,6 +66,47 @@ func loadModule(s *p11Session) error {
 	mod.users[s] = ^uint(0) // no slot yet
 	s.mod = mod
 	return nil
+}
+
+// elfMachines are the ELF machines of the architectures Keep is built for.
+var elfMachines = map[string]elf.Machine{
+	"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64, "386": elf.EM_386, "arm": elf.EM_ARM,
+	"ppc64le": elf.EM_PPC64, "s390x": elf.EM_S390, "riscv64": elf.EM_RISCV,
+}
+
+// moduleProblem explains why the file at path cannot be a PKCS#11 module
+// of this process, or returns nil if it may be one. Outside ELF systems it
+// checks only that the file exists.
+func moduleProblem(path string) error {
+	if runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
+		_, err := os.Stat(path)
+		return err
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		var fe *elf.FormatError
+		if errors.As(err, &fe) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return errors.New("not an ELF shared library")
+		}
+		return err
+	}
+	defer f.Close()
+	if f.Type != elf.ET_DYN {
+		return fmt.Errorf("an ELF file of type %v, not a shared library", f.Type)
+	}
+	if want, ok := elfMachines[runtime.GOARCH]; ok && f.Machine != want {
+		return fmt.Errorf("built for %v, but this is %s", f.Machine, runtime.GOARCH)
+	}
+	syms, err := f.DynamicSymbols()
+	if err != nil {
+		return nil // the loader will tell
+	}
+	for _, s := range syms {
+		if s.Name == "C_GetFunctionList" && s.Section != elf.SHN_UNDEF {
+			return nil
+		}
+	}
+	return errors.New("exports no C_GetFunctionList: not a PKCS#11 module")
 }
 
 // pathErrText is the text of a stat error without the path, which the

@@ -3,6 +3,7 @@ package hsm
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -377,11 +378,13 @@ func TestPKCS11StartErrors(t *testing.T) {
 		{"module missing", with(func(c *PKCS11Config) { c.Module = "/nonexistent/libpkcs11.so" }), ErrModule,
 			[]string{`"/nonexistent/libpkcs11.so"`, "no such file"}},
 		{"module not a library", with(func(c *PKCS11Config) { c.Module = notModule }), ErrModule,
-			[]string{notModule, "not a loadable PKCS#11 library"}},
+			[]string{notModule, "not an ELF shared library"}},
 		{"module a directory", with(func(c *PKCS11Config) { c.Module = t.TempDir() }), ErrModule,
-			[]string{"not a loadable PKCS#11 library"}},
+			[]string{"is a directory"}},
 		{"module a library but not PKCS#11", with(func(c *PKCS11Config) { c.Module = sharedLibrary(t) }), ErrModule,
-			[]string{"not a loadable PKCS#11 library"}},
+			[]string{"exports no C_GetFunctionList: not a PKCS#11 module"}},
+		{"module an executable", with(func(c *PKCS11Config) { c.Module = executable(t) }), ErrModule,
+			[]string{"an ELF file of type ET_EXEC, not a shared library"}},
 		{"token not found", with(func(c *PKCS11Config) { c.Token = "nosuch" }), ErrTokenNotFound,
 			[]string{`token "nosuch" not found`, tok.Module, `tokens present: "start" (slot `}},
 		{"slot not found", with(func(c *PKCS11Config) { c.Token, c.Slot = "", &noSlot }), ErrTokenNotFound,
@@ -444,6 +447,24 @@ func sharedLibrary(t *testing.T) string {
 	}
 	t.Fatal("found neither libz nor libc to load as a module")
 	return ""
+}
+
+// executable returns the path of an ELF executable that is not position
+// independent, so not loadable: the test binary if it is one, else skips.
+func executable(t *testing.T) string {
+	path, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Type != elf.ET_EXEC {
+		t.Skipf("the test binary is %v", f.Type)
+	}
+	return path
 }
 
 // countObjects returns how many objects on c's token have label.
