@@ -34,16 +34,20 @@ type hsmKind struct {
 	new  func(t *testing.T, name string) testnode.HSM
 }
 
-// hsmKinds are the kinds of "the second HSM". A SoftHSM2 token joins as
-// one more row once the PKCS#11 HSM is on main.
+// hsmKinds are the kinds of "the second HSM": another soft HSM key, and a
+// key on a SoftHSM2 token.
 var hsmKinds = []hsmKind{
-	{"soft", softKind},
+	{"soft", func(t *testing.T, name string) testnode.HSM {
+		return testnode.SoftHSM(t, name, envName("KEEP_TEST_HSM_", name))
+	}},
+	{"softhsm2", func(t *testing.T, name string) testnode.HSM {
+		return testnode.SoftHSM2(t, name, envName("KEEP_TEST_PIN_", name))
+	}},
 }
 
-// softKind is a soft HSM key named name, in an environment variable of its
-// own.
-func softKind(t *testing.T, name string) testnode.HSM {
-	env := "KEEP_TEST_HSM_" + strings.Map(func(r rune) rune {
+// envName is prefix + name as an environment variable's name.
+func envName(prefix, name string) string {
+	return prefix + strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' {
 			return r - 'a' + 'A'
 		}
@@ -52,7 +56,6 @@ func softKind(t *testing.T, name string) testnode.HSM {
 		}
 		return '_'
 	}, name)
-	return testnode.SoftHSM(t, name, env)
 }
 
 // legacyHSM is the HSM a cluster starts on: a soft HSM key in

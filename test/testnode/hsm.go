@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keep-kms/keep/internal/hsm"
+	"github.com/keep-kms/keep/test/softhsm"
 )
 
 // HSM is one HSM as tests configure nodes with it: its item of a config
@@ -178,4 +180,45 @@ func GetHSMStatus(t testing.TB, key mtls.PrivateKey, addr string) (HSMStatus, er
 		return HSMStatus{}, fmt.Errorf("GET /v1/health/status on %s: %w: %s", addr, err, body)
 	}
 	return st, nil
+}
+
+// tokens holds the SoftHSM2 token of each test that made one: a process
+// reads SOFTHSM2_CONF once, when it loads the module, so every token of a
+// test lies beside its first (softhsm.Token.NewToken).
+var tokens sync.Map // testing.TB → *softhsm.Token
+
+// SoftHSM2 returns an HSM named name on a fresh SoftHSM2 token of its own
+// (label name, the PIN in the environment variable pinEnv), whose key
+// objects it creates. Tokens of one test share a SOFTHSM2_CONF, which the
+// test process points at (t.Setenv: the test cannot be parallel).
+func SoftHSM2(t testing.TB, name, pinEnv string) HSM {
+	t.Helper()
+	label := strings.NewReplacer(":", "-", "/", "-").Replace(name)
+	var tok *softhsm.Token
+	if first, ok := tokens.Load(t); ok {
+		tok = first.(*softhsm.Token).NewToken(label)
+	} else {
+		tok = softhsm.NewToken(t, label)
+		tokens.Store(t, tok)
+		t.Cleanup(func() { tokens.Delete(t) })
+	}
+	conf := hsm.PKCS11Config{Name: name, Module: tok.Module, Token: label, Key: "root", PIN: tok.PIN}
+	if err := hsm.CreatePKCS11Key(conf); err != nil {
+		t.Fatalf("create the key of HSM %s: %v", name, err)
+	}
+	entry := "name: " + strconv.Quote(name) + "\n" +
+		"pkcs11: {module: " + strconv.Quote(tok.Module) + ", token: " + strconv.Quote(label) + ", key: root, pin_env: " + pinEnv + "}"
+	return HSM{
+		Name:    name,
+		Entry:   entry,
+		Env:     append(tok.Env(), pinEnv+"="+tok.PIN),
+		Secrets: [][]byte{[]byte(tok.PIN), []byte(tok.SOPIN)},
+		open: func(t testing.TB) hsm.HSM {
+			p, err := hsm.OpenPKCS11(conf)
+			if err != nil {
+				t.Fatalf("open HSM %s: %v", name, err)
+			}
+			return p
+		},
+	}
 }
