@@ -134,6 +134,14 @@ func SendCommand(ctx context.Context, t testing.TB, key mtls.PrivateKey, addr st
 	if err != nil {
 		t.Fatal(err)
 	}
+	return SendFrames(ctx, t, key, addr, body)
+}
+
+// SendFrames sends body, command frames as cmds.Encode makes them, to the
+// node at addr through kms-go's Client.Send, as key: a test frames what
+// kms-go would refuse to encode itself.
+func SendFrames(ctx context.Context, t testing.TB, key mtls.PrivateKey, addr string, body []byte) error {
+	t.Helper()
 	resp, err := Client(t, key, addr).Send(ctx, &kms.Request{Host: addr, Body: body})
 	if err != nil {
 		return err
