@@ -181,12 +181,16 @@ func (c *hsmCluster) move(from, to testnode.HSM) {
 	t := c.t
 	t.Helper()
 	all := []string{from.Name}
+	// Only a node configured with an HSM can seal with it.
+	err := c.addHSM(0, to, false)
+	wantStatus(t, err, 404, "ADDHSM %s to a node without it", to.Name)
+	wantErrText(t, err, "ADDHSM to a node without it", to.Name, from.Name)
 	for i := range c.nodes {
 		c.restartOn(i, from, to)
 		c.wantHSMs(i, from.Name, all, []string{from.Name, to.Name})
 	}
 	noErr(t, c.addHSM(0, to, false), "ADDHSM %s", to.Name)
-	err := c.addHSM(1, to, false)
+	err = c.addHSM(1, to, false)
 	wantStatus(t, err, 409, "ADDHSM %s again", to.Name)
 	wantErrText(t, err, "ADDHSM again", to.Name)
 	noErr(t, c.addHSM(2%len(c.nodes), to, true), "ADDHSM %s again with overwrite", to.Name)
