@@ -105,7 +105,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	// The node's own root: the HSM-derived root API key, or the config
 	// file's admin.identity. The cluster-wide setting admin.identity
-	// replaces it on every node (service.Service.root).
+	// replaces it on every node (service.Service.isRoot).
 	rootKey, err := hsm.RootAPIKey(ctx, h)
 	if err != nil {
 		return fmt.Errorf("failed to derive root API key: %w", err)
