@@ -277,6 +277,7 @@ func Run(ctx context.Context, opts Options) error {
 		Endpoint:  "https://" + opts.Host,
 		APIKey:    apiKey,
 		HSMRoot:   admin == rootKey.Identity().String(),
+		SoftHSM:   isSoft(h),
 		Admin:     cmp.Or(st.Admin(), admin),
 		Cluster:   st.Admin() != "",
 		Dev:       opts.Dev,
@@ -311,6 +312,12 @@ func trustHSMs(ctx context.Context, trans *cluster.Transport, keyring *hsm.Keyri
 		return own[s] || slices.Contains(st.NodeIdentities(), s)
 	})
 	return nil
+}
+
+// isSoft reports whether h is a soft HSM key.
+func isSoft(h hsm.HSM) bool {
+	_, ok := h.(*hsm.Soft)
+	return ok
 }
 
 // prepare checks the options and fills in defaults.
