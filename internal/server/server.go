@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -192,7 +191,7 @@ func Run(ctx context.Context, opts Options) error {
 	restart := make(chan struct{}, 1)
 	st := state.New(keyring)
 	st.OnSettings(settings.apply)
-	if err := trustHSMs(ctx, trans, keyring, st); err != nil {
+	if err := trustHSMs(ctx, trans, keyring); err != nil {
 		return err
 	}
 	node, err := cluster.Open(ctx, cluster.Config{
@@ -298,7 +297,7 @@ func Run(ctx context.Context, opts Options) error {
 // trustHSMs makes the transport accept the nodes of every HSM of this node
 // and of every HSM that seals the cluster's root key: during a move from
 // one HSM to another, nodes on either present different node keys.
-func trustHSMs(ctx context.Context, trans *cluster.Transport, keyring *hsm.Keyring, st *state.State) error {
+func trustHSMs(ctx context.Context, trans *cluster.Transport, keyring *hsm.Keyring) error {
 	own := map[string]bool{}
 	for _, h := range keyring.HSMs() {
 		key, err := h.PrivateKey(ctx, hsm.NodeKeySeed)
@@ -309,7 +308,7 @@ func trustHSMs(ctx context.Context, trans *cluster.Transport, keyring *hsm.Keyri
 	}
 	trans.Trust(func(id mtls.Identity) bool {
 		s := id.String()
-		return own[s] || slices.Contains(st.NodeIdentities(), s)
+		return own[s] || keyring.IsNode(s)
 	})
 	return nil
 }

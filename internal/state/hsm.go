@@ -113,20 +113,6 @@ func (s *State) applyHSM(e *Entry) error {
 	return s.adoptSealedRootKey(sealed)
 }
 
-// NodeIdentities returns the node identities of the cluster's HSMs: a peer
-// that presents one of them holds one of the cluster's HSMs.
-func (s *State) NodeIdentities() []string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	ids := make([]string, 0, len(s.seals))
-	for _, seal := range s.seals {
-		if seal.Node != "" {
-			ids = append(ids, seal.Node)
-		}
-	}
-	return ids
-}
-
 // IsHSMRoot reports whether id is the root API key identity of one of the
 // cluster's HSMs. It takes no lock: it is asked on every request.
 func (s *State) IsHSMRoot(id string) bool {
