@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"errors"
+	"maps"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/keep-kms/keep/test/testnode"
+)
+
+// TestHSMCLI drives the HSMs of a node with keep add-hsm, rm-hsm and stat:
+// a node configured with two soft HSMs, sealed by both at bootstrap, drops
+// the second one's seal; it then starts with the first alone, and no longer
+// with the second alone.
+func TestHSMCLI(t *testing.T) {
+	t.Parallel()
+	keyA := strings.TrimSpace(cliOK(t, nil, "--soft-hsm"))
+	keyB := strings.TrimSpace(cliOK(t, nil, "--soft-hsm"))
+	auditFile := filepath.Join(t.TempDir(), "audit.log")
+	// config returns a config file listing the named HSMs, soft-a's key in
+	// KEEP_TEST_HSM_A, soft-b's in KEEP_TEST_HSM_B.
+	config := func(names ...string) string {
+		yaml := "version: v1\naudit:\n  sink: " + auditFile + "\nhsm:\n"
+		for _, name := range names {
+			env := "KEEP_TEST_HSM_" + strings.ToUpper(strings.TrimPrefix(name, "soft-"))
+			yaml += "  - name: " + name + "\n    soft:\n      key_env: " + env + "\n"
+		}
+		return writeConfigFile(t, yaml)
+	}
+	n := testnode.Start(t, testnode.Options{
+		HSMKey:   "-",
+		Config:   config("soft-a", "soft-b"),
+		ExtraEnv: []string{"KEEP_TEST_HSM_A=" + keyA, "KEEP_TEST_HSM_B=" + keyB},
+	})
+	if rootA, err := testnode.HSMRootAPIKey(keyA); err != nil || n.APIKey != rootA {
+		t.Fatalf("banner API key %s, want the root API key of soft-a, the node's first HSM (%s, %v)", n.APIKey, rootA, err)
+	}
+	env := cliEnv(n)
+
+	// stat checks what keep stat says of the node's HSMs, as text and
+	// JSON.
+	stat := func(sealedBy, configured []string) {
+		t.Helper()
+		out := cliOK(t, env, "stat", "-k")
+		for _, line := range []string{
+			"  HSM       soft-a (configured: " + strings.Join(configured, ", ") + ")\n",
+			"  Sealed by " + strings.Join(sealedBy, ", ") + "\n",
+		} {
+			if !strings.Contains(out, line) {
+				t.Errorf("keep stat does not show %q:\n%s", line, out)
+			}
+		}
+		var v struct {
+			Nodes []struct {
+				HSM          []string `json:"hsm"`
+				HSMActive    []string `json:"hsm_active"`
+				UnsealedWith string   `json:"unsealed_with"`
+			} `json:"nodes"`
+		}
+		cliJSON(t, env, &v, "stat", "-k")
+		if len(v.Nodes) != 1 {
+			t.Fatalf("keep stat --json: %d nodes, want 1", len(v.Nodes))
+		}
+		if got := v.Nodes[0]; got.UnsealedWith != "soft-a" || !slices.Equal(got.HSM, sealedBy) || !slices.Equal(got.HSMActive, configured) {
+			t.Errorf("keep stat --json: %+v; want unsealed_with soft-a, hsm %v, hsm_active %v", got, sealedBy, configured)
+		}
+	}
+	stat([]string{"soft-a", "soft-b"}, []string{"soft-a", "soft-b"})
+
+	// Every configured HSM sealed the root key at bootstrap.
+	cliFails(t, env, 1, []string{"keep: HSM already seals the root key: soft-b"}, "add-hsm", "soft-b", "-k")
+	if out := cliOK(t, env, "add-hsm", "soft-b", "--overwrite", "-k"); out != "HSM soft-b has sealed the cluster's root key anew, replacing any seal it had\n" {
+		t.Errorf("keep add-hsm --overwrite: %q", out)
+	}
+	// soft-b's new seal unseals: the node starts with soft-b alone, and
+	// soft-a's root API key, soft-a still sealing, stays SysAdmin.
+	// Restarts print no API key, which testnode would derive from
+	// MINIO_KMS_HSM_KEY, unset here: n keeps soft-a's (NoAPIKey).
+	n.Stop()
+	n.Config, n.NoAPIKey = config("soft-b"), true
+	n.MustStart()
+	if out := cliOK(t, env, "stat", "-k"); !strings.Contains(out, "  HSM       soft-b (configured: soft-b)\n") {
+		t.Errorf("keep stat of the node on soft-b alone:\n%s", out)
+	}
+	n.Stop()
+	n.Config = config("soft-a", "soft-b")
+	n.MustStart()
+	cliFails(t, env, 1, []string{"keep: HSM is not configured on this node: soft-c", "soft-a, soft-b"}, "add-hsm", "soft-c", "-k")
+	cliFails(t, env, 1, []string{"keep: HSM does not seal the root key: nope", "soft-a, soft-b"}, "rm-hsm", "nope", "-k")
+	cliFails(t, env, 1, []string{"keep: HSM is in use", "uses soft-a"}, "rm-hsm", "soft-a", "-k")
+	if out := cliOK(t, env, "rm-hsm", "soft-b", "-k"); out != "Removed HSM soft-b: it no longer seals the cluster's root key\n" {
+		t.Errorf("keep rm-hsm: %q", out)
+	}
+	cliFails(t, env, 1, []string{"keep: HSM does not seal the root key: soft-b"}, "rm-hsm", "soft-b", "-k")
+	stat([]string{"soft-a"}, []string{"soft-a", "soft-b"})
+
+	// The audit log has a record of each request, refused or not.
+	type record struct {
+		command, resource string
+		status            int
+	}
+	var got []record
+	for _, e := range readAudit(t, auditFile) {
+		if strings.HasPrefix(e.Command, "CLUSTER:") && strings.HasSuffix(e.Command, "HSM") {
+			if e.Identity != n.Root.Identity().String() {
+				t.Errorf("audit record %+v: identity %s, want the root API key's", e, e.Identity)
+			}
+			got = append(got, record{e.Command, e.Resource, e.Status})
+		}
+	}
+	want := []record{
+		{"CLUSTER:ADDHSM", "soft-b", http.StatusConflict},
+		{"CLUSTER:ADDHSM", "soft-b", http.StatusOK},
+		{"CLUSTER:ADDHSM", "soft-c", http.StatusNotFound},
+		{"CLUSTER:REMOVEHSM", "nope", http.StatusNotFound},
+		{"CLUSTER:REMOVEHSM", "soft-a", http.StatusConflict},
+		{"CLUSTER:REMOVEHSM", "soft-b", http.StatusOK},
+		{"CLUSTER:REMOVEHSM", "soft-b", http.StatusNotFound},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("audit records of the HSM commands:\n%v\nwant\n%v", got, want)
+	}
+
+	// The node starts with the remaining HSM alone.
+	n.Stop()
+	n.Config = config("soft-a")
+	n.MustStart()
+	stat([]string{"soft-a"}, []string{"soft-a"})
+
+	// With the removed HSM alone it does not start, says why in one line,
+	// and leaves its data alone.
+	n.Stop()
+	before := hashDir(t, n.Dir)
+	n.Config = config("soft-b")
+	err := n.Start()
+	var se *testnode.StartError
+	if !errors.As(err, &se) || se.Timeout || se.Code == 0 {
+		t.Fatalf("start with the removed HSM alone: %v, want a non-zero exit", err)
+	}
+	msg := strings.TrimSpace(se.Stderr)
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, "the cluster's HSMs are soft-a, this node's are soft-b") {
+		t.Errorf("start with the removed HSM alone: stderr %q, want one line naming soft-a as the cluster's HSM and soft-b as the node's", se.Stderr)
+	}
+	for _, key := range []string{keyA, keyB} {
+		if strings.Contains(se.Stderr+se.Stdout, strings.TrimPrefix(key, "hsm:aes256:")) {
+			t.Errorf("start with the removed HSM alone: the output holds an HSM key")
+		}
+	}
+	if after := hashDir(t, n.Dir); !maps.Equal(before, after) {
+		t.Errorf("a failed start changed the data directory")
+	}
+}
