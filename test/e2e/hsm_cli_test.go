@@ -8,9 +8,38 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keep-kms/keep/test/testnode"
 )
+
+// softHSMs are two soft HSMs, soft-a and soft-b, for nodes configured
+// with a config file: their keys (from keep --soft-hsm) are in the
+// environment env, as KEEP_TEST_HSM_A and KEEP_TEST_HSM_B.
+type softHSMs struct {
+	keyA, keyB string
+	env        []string
+	// config returns a new config file listing the named HSMs, in order,
+	// after the YAML in extra.
+	config func(names ...string) string
+}
+
+func newSoftHSMs(t *testing.T, extra string) softHSMs {
+	h := softHSMs{
+		keyA: strings.TrimSpace(cliOK(t, nil, "--soft-hsm")),
+		keyB: strings.TrimSpace(cliOK(t, nil, "--soft-hsm")),
+	}
+	h.env = []string{"KEEP_TEST_HSM_A=" + h.keyA, "KEEP_TEST_HSM_B=" + h.keyB}
+	h.config = func(names ...string) string {
+		yaml := "version: v1\n" + extra + "hsm:\n"
+		for _, name := range names {
+			env := "KEEP_TEST_HSM_" + strings.ToUpper(strings.TrimPrefix(name, "soft-"))
+			yaml += "  - name: " + name + "\n    soft:\n      key_env: " + env + "\n"
+		}
+		return writeConfigFile(t, yaml)
+	}
+	return h
+}
 
 // TestHSMCLI drives the HSMs of a node with keep add-hsm, rm-hsm and stat:
 // a node configured with two soft HSMs, sealed by both at bootstrap, drops
@@ -18,24 +47,11 @@ import (
 // with the second alone.
 func TestHSMCLI(t *testing.T) {
 	t.Parallel()
-	keyA := strings.TrimSpace(cliOK(t, nil, "--soft-hsm"))
-	keyB := strings.TrimSpace(cliOK(t, nil, "--soft-hsm"))
 	auditFile := filepath.Join(t.TempDir(), "audit.log")
-	// config returns a config file listing the named HSMs, soft-a's key in
-	// KEEP_TEST_HSM_A, soft-b's in KEEP_TEST_HSM_B.
-	config := func(names ...string) string {
-		yaml := "version: v1\naudit:\n  sink: " + auditFile + "\nhsm:\n"
-		for _, name := range names {
-			env := "KEEP_TEST_HSM_" + strings.ToUpper(strings.TrimPrefix(name, "soft-"))
-			yaml += "  - name: " + name + "\n    soft:\n      key_env: " + env + "\n"
-		}
-		return writeConfigFile(t, yaml)
-	}
-	n := testnode.Start(t, testnode.Options{
-		HSMKey:   "-",
-		Config:   config("soft-a", "soft-b"),
-		ExtraEnv: []string{"KEEP_TEST_HSM_A=" + keyA, "KEEP_TEST_HSM_B=" + keyB},
-	})
+	h := newSoftHSMs(t, "audit:\n  sink: "+auditFile+"\n")
+	keyA, keyB := h.keyA, h.keyB
+	config := h.config
+	n := testnode.Start(t, testnode.Options{HSMKey: "-", Config: config("soft-a", "soft-b"), ExtraEnv: h.env})
 	if rootA, err := testnode.HSMRootAPIKey(keyA); err != nil || n.APIKey != rootA {
 		t.Fatalf("banner API key %s, want the root API key of soft-a, the node's first HSM (%s, %v)", n.APIKey, rootA, err)
 	}
@@ -153,4 +169,95 @@ func TestHSMCLI(t *testing.T) {
 	if after := hashDir(t, n.Dir); !maps.Equal(before, after) {
 		t.Errorf("a failed start changed the data directory")
 	}
+}
+
+// hsmPair is a cluster of two nodes, n0 configured with soft-a and n1 with
+// soft-a and soft-b, whose root key soft-b seals too: keep add-hsm reached
+// n1, the one node configured with soft-b, through --host.
+type hsmPair struct {
+	n0, n1 *testnode.Node
+	env    []string // of keep client commands talking to n0 as root
+	hsms   softHSMs
+}
+
+func newHSMPair(t *testing.T) *hsmPair {
+	t.Helper()
+	h := newSoftHSMs(t, "")
+	p := &hsmPair{hsms: h}
+	p.n0 = testnode.Start(t, testnode.Options{Name: "n0", HSMKey: "-", Config: h.config("soft-a"), ExtraEnv: h.env})
+	p.n1 = testnode.Start(t, testnode.Options{Name: "n1", HSMKey: "-", Config: h.config("soft-a", "soft-b"), ExtraEnv: h.env})
+	// Restarts print no API key, which testnode would derive from
+	// MINIO_KMS_HSM_KEY, unset here: the nodes keep soft-a's.
+	p.n0.NoAPIKey, p.n1.NoAPIKey = true, true
+	p.env = cliEnv(p.n0)
+	cliOK(t, p.env, "add", p.n1.Host, "-k")
+
+	// n1 took the cluster's state, sealed by soft-a alone; n0 has no soft-b.
+	cliFails(t, p.env, 1, []string{"keep: HSM is not configured on this node: soft-b; this node's HSMs are soft-a"}, "add-hsm", "soft-b", "-k")
+	cliOK(t, p.env, "add-hsm", "soft-b", "--host", p.n1.Addr, "-k")
+	got := p.stat(t, "soft-a", "soft-b")
+	if g := got[p.n0.Host]; g.UnsealedWith != "soft-a" || !slices.Equal(g.HSMActive, []string{"soft-a"}) {
+		t.Errorf("stat of n0: %+v", g)
+	}
+	if g := got[p.n1.Host]; g.UnsealedWith != "soft-a" || !slices.Equal(g.HSMActive, []string{"soft-a", "soft-b"}) {
+		t.Errorf("stat of n1: %+v", g)
+	}
+	return p
+}
+
+// nodeHSMs are the HSM fields of a node in keep stat --json.
+type nodeHSMs struct {
+	Host         string   `json:"host"`
+	HSM          []string `json:"hsm"`
+	HSMActive    []string `json:"hsm_active"`
+	UnsealedWith string   `json:"unsealed_with"`
+}
+
+// stat returns each node's HSM fields by host, once both nodes are up and
+// their states agree that sealedBy seal the root key.
+func (p *hsmPair) stat(t *testing.T, sealedBy ...string) map[string]nodeHSMs {
+	t.Helper()
+	var nodes map[string]nodeHSMs
+	ok := waitFor(10*time.Second, func() bool {
+		var v struct {
+			Nodes []nodeHSMs `json:"nodes"`
+		}
+		cliJSON(t, p.env, &v, "stat", "-k")
+		nodes = map[string]nodeHSMs{}
+		for _, n := range v.Nodes {
+			nodes[n.Host] = n
+			if !slices.Equal(n.HSM, sealedBy) {
+				return false
+			}
+		}
+		return len(nodes) == 2
+	})
+	if !ok {
+		t.Fatalf("keep stat --json: %+v; want 2 nodes up, each with hsm %v", nodes, sealedBy)
+	}
+	return nodes
+}
+
+// TestHSMCLICluster moves one node of two to soft-b: keep stat shows each
+// node's HSM, and rm-hsm refuses an HSM that a node uses or may use (one
+// that is down).
+func TestHSMCLICluster(t *testing.T) {
+	t.Parallel()
+	p := newHSMPair(t)
+
+	// n1 puts soft-b first: it unseals with soft-b's seal and presents
+	// soft-b's node key, which n0 accepts as soft-b seals the root key.
+	p.n1.Stop()
+	p.n1.Config = p.hsms.config("soft-b", "soft-a")
+	p.n1.MustStart()
+	if g := p.stat(t, "soft-a", "soft-b")[p.n1.Host]; g.UnsealedWith != "soft-b" || !slices.Equal(g.HSMActive, []string{"soft-b", "soft-a"}) {
+		t.Errorf("stat of n1 on soft-b: %+v", g)
+	}
+	if out := cliOK(t, p.env, "stat", "-k"); !strings.Contains(out, "All [2/2] nodes are up") || !strings.Contains(out, "  HSM       soft-b (configured: soft-b, soft-a)\n") {
+		t.Errorf("keep stat:\n%s", out)
+	}
+	cliFails(t, p.env, 1, []string{"keep: HSM is in use", "uses soft-a"}, "rm-hsm", "soft-a", "-k")
+	cliFails(t, p.env, 1, []string{"keep: HSM is in use", "uses soft-b"}, "rm-hsm", "soft-b", "-k")
+	p.n1.Stop()
+	cliFails(t, p.env, 1, []string{"keep: HSM is in use", p.n1.Host, "does not answer"}, "rm-hsm", "soft-b", "-k")
 }
