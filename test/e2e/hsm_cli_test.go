@@ -261,3 +261,25 @@ func TestHSMCLICluster(t *testing.T) {
 	p.n1.Stop()
 	cliFails(t, p.env, 1, []string{"keep: HSM is in use", p.n1.Host, "does not answer"}, "rm-hsm", "soft-b", "-k")
 }
+
+// TestHSMCLIClusterMove moves n1 to soft-b alone, the way the issue moves
+// nodes from one HSM to the next: it must rejoin n0, which is on soft-a.
+//
+// It fails on main 018f5ae: until a restarted node has replayed its log,
+// its state has no seals, so its transport trusts only the node keys of its
+// own HSMs (server.trustHSMs: own || st.NodeIdentities()); it refuses n0's
+// soft-a certificate both ways ("peer is not a node of this cluster"), no
+// leader is elected, and it exits after 30 s. The seals with the node
+// identities are in its kms.db (fsm.sealsChanged), which it could trust
+// from the start.
+func TestHSMCLIClusterMove(t *testing.T) {
+	t.Parallel()
+	p := newHSMPair(t)
+	p.n1.Stop()
+	p.n1.Config = p.hsms.config("soft-b")
+	p.n1.MustStart()
+	if g := p.stat(t, "soft-a", "soft-b")[p.n1.Host]; g.UnsealedWith != "soft-b" || !slices.Equal(g.HSMActive, []string{"soft-b"}) {
+		t.Errorf("stat of n1 on soft-b: %+v", g)
+	}
+	cliFails(t, p.env, 1, []string{"keep: HSM is in use", "uses soft-b"}, "rm-hsm", "soft-b", "-k")
+}
