@@ -37,6 +37,9 @@ func (a *app) addHSMCommand() *cobra.Command {
 cluster, so that nodes configured with that HSM can start with it. Every
 HSM configured on a node when its cluster was created seals the root key
 already; add-hsm brings in one configured later, or one removed with rm-hsm.
+NAME is the HSM's name in the nodes' configuration (the name of an entry of
+the config file's hsm: list; by default hsm:aes256 for a soft HSM key and
+pkcs11:TOKEN/KEY for a PKCS#11 token); 'keep stat' shows every node's.
 
 Only a node configured with the HSM can seal with it: the request goes to
 the node at --host, or else to a server of MINIO_KMS_SERVER, which must then

@@ -295,3 +295,20 @@ func FuzzDecodeNodeHSMs(f *testing.F) {
 		}
 	})
 }
+
+func TestHSMHelp(t *testing.T) {
+	stdout, _, code := runCLI(t, nil, "", "--help")
+	_, cluster, _ := strings.Cut(stdout, "Cluster:\n")
+	cluster, _, _ = strings.Cut(cluster, "\n\n")
+	for _, want := range []string{"  add-hsm ", "\n  rm-hsm "} {
+		if code != ExitOK || !strings.Contains(cluster, want) {
+			t.Errorf("keep --help does not list %q under Cluster:\n%s", strings.TrimSpace(want), stdout)
+		}
+	}
+	stdout, _, _ = runCLI(t, nil, "", "add-hsm", "--help")
+	for _, want := range []string{"--host", "MINIO_KMS_SERVER", "configured with", "--overwrite"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("keep add-hsm --help does not mention %q:\n%s", want, stdout)
+		}
+	}
+}
