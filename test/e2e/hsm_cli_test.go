@@ -108,9 +108,16 @@ func TestHSMCLI(t *testing.T) {
 	cliFails(t, env, 1, []string{"keep: HSM is not configured on this node: soft-c", "soft-a, soft-b"}, "add-hsm", "soft-c", "-k")
 	cliFails(t, env, 1, []string{"keep: HSM does not seal the root key: nope", "soft-a, soft-b"}, "rm-hsm", "nope", "-k")
 	cliFails(t, env, 1, []string{"keep: HSM is in use", "uses soft-a"}, "rm-hsm", "soft-a", "-k")
+	// soft-b's root API key is SysAdmin while soft-b seals the root key,
+	// and no longer once its seal is gone.
+	rootB, err := testnode.HSMRootAPIKey(keyB)
+	noErr(t, err, "root API key of soft-b")
+	envB := []string{"MINIO_KMS_SERVER=" + n.Endpoint(), "MINIO_KMS_API_KEY=" + rootB}
+	cliOK(t, envB, "ls", "-k")
 	if out := cliOK(t, env, "rm-hsm", "soft-b", "-k"); out != "Removed HSM soft-b: it no longer seals the cluster's root key\n" {
 		t.Errorf("keep rm-hsm: %q", out)
 	}
+	cliFails(t, envB, 1, []string{"keep: access denied"}, "ls", "-k")
 	cliFails(t, env, 1, []string{"keep: HSM does not seal the root key: soft-b"}, "rm-hsm", "soft-b", "-k")
 	stat([]string{"soft-a"}, []string{"soft-a", "soft-b"})
 
@@ -152,7 +159,7 @@ func TestHSMCLI(t *testing.T) {
 	n.Stop()
 	before := hashDir(t, n.Dir)
 	n.Config = config("soft-b")
-	err := n.Start()
+	err = n.Start()
 	var se *testnode.StartError
 	if !errors.As(err, &se) || se.Timeout || se.Code == 0 {
 		t.Fatalf("start with the removed HSM alone: %v, want a non-zero exit", err)
