@@ -106,7 +106,10 @@ const (
 
 // rootCommand builds the "keep" command with all its subcommands.
 func (a *app) rootCommand() *cobra.Command {
-	var softHSM bool
+	var (
+		softHSM bool
+		p11     *pkcs11Flags
+	)
 	root := &cobra.Command{
 		Use:   "keep",
 		Short: "Keep is a clustered key management server speaking the MinIO KMS API",
@@ -117,6 +120,8 @@ Client commands connect to the servers in MINIO_KMS_SERVER (comma-separated,
 default https://localhost:7373) and authenticate with the API key in
 MINIO_KMS_API_KEY or --api-key.`,
 		Example: `  keep --soft-hsm                      create an HSM key for a new cluster
+  keep --pkcs11 --module /usr/lib/softhsm/libsofthsm2.so --token keep --key root
+                                       create an HSM key on a PKCS#11 token
   keep server --dev                    start an in-memory development server
   keep add-key my-key                  create a key in the default enclave`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -130,6 +135,14 @@ MINIO_KMS_API_KEY or --api-key.`,
 			return usageErrorf("%s (see 'keep --help')", msg)
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if p11.create {
+				return a.createPKCS11Key(cmd, p11)
+			}
+			for _, name := range pkcs11FlagNames {
+				if cmd.Flags().Changed(name) {
+					return usageErrorf("--%s is a flag of --pkcs11", name)
+				}
+			}
 			if softHSM {
 				return a.printSoftHSMKey(cmd)
 			}
@@ -141,6 +154,7 @@ MINIO_KMS_API_KEY or --api-key.`,
 		CompletionOptions:          cobra.CompletionOptions{HiddenDefaultCmd: true},
 	}
 	root.Flags().BoolVar(&softHSM, "soft-hsm", false, "print a new software HSM key (hsm:aes256:…) and exit")
+	p11 = addPKCS11Flags(root)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageErrorf("%v (see '%s --help')", err, cmd.CommandPath())
 	})

@@ -1,5 +1,6 @@
 // Package hsm defines how Keep reaches its hardware security module and
-// provides Soft, a software HSM whose key is given as "hsm:aes256:…".
+// provides Soft, a software HSM whose key is given as "hsm:aes256:…", and
+// PKCS11, whose keys live on a PKCS#11 token and never leave it.
 //
 // The HSM key is the only secret an operator has to keep: the root encryption
 // key is stored sealed by the HSM, and the root API key and the identity the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -63,7 +64,7 @@ var ErrNoSeal = errors.New("none of this node's HSMs unseals the root encryption
 // key. It returns that HSM. It never falls back on a known root key: at
 // start, this is the check that the node has one of the cluster's HSMs.
 func (k *Keyring) Open(ctx context.Context, sealed []byte) (HSM, error) {
-	root, h, err := k.unseal(ctx, sealed)
+	root, h, err := k.unseal(ctx, sealed, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -74,10 +75,14 @@ func (k *Keyring) Open(ctx context.Context, sealed []byte) (HSM, error) {
 
 // unseal unseals sealed with the first of the node's HSMs that can; HSMs
 // are tried in the node's order, on the seal of their own name first.
-func (k *Keyring) unseal(ctx context.Context, sealed []byte) ([]byte, HSM, error) {
+// With among, only the seals of those HSMs are tried.
+func (k *Keyring) unseal(ctx context.Context, sealed []byte, among []string) ([]byte, HSM, error) {
 	seals, err := DecodeSeals(sealed)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", crypto.ErrDecrypt, err)
+	}
+	if among != nil {
+		seals = slices.DeleteFunc(seals, func(s Seal) bool { return !slices.Contains(among, s.HSM) })
 	}
 	var failures []string
 	for _, h := range k.hsms {
@@ -135,7 +140,15 @@ func ordered(seals []Seal, name string) []Seal {
 // node's HSMs or, when none has a seal in it, the cluster's root key that
 // the node already holds, for the caller's MAC check to accept or refuse.
 func (k *Keyring) Unseal(ctx context.Context, sealed []byte) ([]byte, error) {
-	plain, _, err := k.unseal(ctx, sealed)
+	return k.UnsealAmong(ctx, sealed, nil)
+}
+
+// UnsealAmong is Unseal that tries only the seals of the HSMs named among
+// (nil: all): every node of a cluster holds one of the cluster's HSMs, so
+// a restore that unseals a backup with these alone decides alike on every
+// node, whatever other HSMs a node has.
+func (k *Keyring) UnsealAmong(ctx context.Context, sealed []byte, among []string) ([]byte, error) {
+	plain, _, err := k.unseal(ctx, sealed, among)
 	if err == nil || !errors.Is(err, ErrNoSeal) {
 		return plain, err
 	}

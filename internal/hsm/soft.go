@@ -164,8 +164,14 @@ func (s *Soft) PrivateKey(_ context.Context, seed []byte) (mtls.PrivateKey, erro
 		return nil, fmt.Errorf("hsm: failed to derive private key: %w", err)
 	}
 	defer clear(ed25519Seed)
+	return ed25519Key(ed25519Seed)
+}
+
+// ed25519Key returns the mtls private key of a 32-byte Ed25519 seed; every
+// HSM builds its derived keys here so that they share one encoding.
+func ed25519Key(seed []byte) (mtls.PrivateKey, error) {
 	// mtls has no constructor from a seed; its k1: text form is one.
-	key, err := mtls.ParsePrivateKey("k1:" + base64.RawURLEncoding.EncodeToString(ed25519Seed))
+	key, err := mtls.ParsePrivateKey("k1:" + base64.RawURLEncoding.EncodeToString(seed))
 	if err != nil {
 		return nil, fmt.Errorf("hsm: failed to create private key: %w", err)
 	}

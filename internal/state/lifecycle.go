@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 
@@ -41,7 +42,7 @@ func (s *State) applyRestore(e *Entry) error {
 	if !s.freshLocked() {
 		return fmt.Errorf("%w: restore needs a fresh cluster, but this one holds keys, policies or identities", ErrInvalidArgument)
 	}
-	backup := New(s.hsm)
+	backup := New(s.restoreUnsealer())
 	if err := backup.restore(bytes.NewReader(e.Restore), backupEnvelope, e.RestoreLegacy); err != nil {
 		// Not wrapped: a decryption failure here is not the client's
 		// "invalid ciphertext" and must not be reported as one.
@@ -71,6 +72,32 @@ func (s *State) applyRestore(e *Entry) error {
 	}
 	s.enclaves, s.identities, s.usage = backup.enclaves, backup.identities, backup.usage
 	return nil
+}
+
+// amongUnsealer is an Unsealer that can be told which HSMs' seals to try
+// (hsm.Keyring is one).
+type amongUnsealer interface {
+	UnsealAmong(ctx context.Context, sealed []byte, among []string) ([]byte, error)
+}
+
+type among struct {
+	u     amongUnsealer
+	names []string
+}
+
+func (a among) Unseal(ctx context.Context, sealed []byte) ([]byte, error) {
+	return a.u.UnsealAmong(ctx, sealed, a.names)
+}
+
+// restoreUnsealer is the Unsealer of a backup: one that tries only the
+// seals of the cluster's own HSMs, which every node has, so that a node
+// configured with one more HSM cannot unseal a backup its peers cannot. The
+// caller holds s.mu.
+func (s *State) restoreUnsealer() Unsealer {
+	if u, ok := s.hsm.(amongUnsealer); ok {
+		return among{u: u, names: hsm.Names(s.seals)}
+	}
+	return s.hsm
 }
 
 func (s *State) freshLocked() bool {
