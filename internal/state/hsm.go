@@ -93,7 +93,7 @@ func (s *State) applyHSM(e *Entry) error {
 		case a.Overwrite:
 			seals[i] = add
 		default:
-			return fmt.Errorf("%w: %s; add it with overwrite to seal the root key again", ErrHSMExists, add.HSM)
+			return fmt.Errorf("%w: %s; add it with overwrite (keep add-hsm --overwrite) to seal the root key again", ErrHSMExists, add.HSM)
 		}
 	}
 	if a.Remove != "" {
