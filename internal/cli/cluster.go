@@ -17,8 +17,8 @@ import (
 // DefaultPort is the port of a node given as HOST without :PORT.
 const DefaultPort = "7373"
 
-// clusterCommands returns add, rm, ls, stat, edit, restart, backup and
-// restore. All need SysAdmin privileges.
+// clusterCommands returns add, rm, ls, stat, edit, restart, backup,
+// restore, add-hsm and rm-hsm. All need SysAdmin privileges.
 func (a *app) clusterCommands() []*cobra.Command {
 	return []*cobra.Command{
 		a.addNodeCommand(),
@@ -29,6 +29,8 @@ func (a *app) clusterCommands() []*cobra.Command {
 		a.restartCommand(),
 		a.backupCommand(),
 		a.restoreCommand(),
+		a.addHSMCommand(),
+		a.rmHSMCommand(),
 	}
 }
 
@@ -151,17 +153,20 @@ func (a *app) statCommand() *cobra.Command {
 		Long: `Show the status of every node of the cluster, as the server in
 MINIO_KMS_SERVER sees it: nodes it cannot reach are shown as down.
 
-Lag is how many state changes a node is behind its leader.`,
+Lag is how many state changes a node is behind its leader. HSM is the HSM
+the node unsealed the root key with, and the HSMs it is configured with;
+Sealed by lists the HSMs that seal the cluster's root key, as the node's
+state has them (see add-hsm and rm-hsm).`,
 		Args: argsRange(0, 0),
 	}
 	asJSON := addJSONFlag(cmd)
 	return a.withClient(cmd, func(cmd *cobra.Command, c *kms.Client, _ []string) error {
-		s, err := c.ClusterStatus(cmd.Context(), &kms.ClusterStatusRequest{})
+		s, hsms, err := clusterStatus(cmd.Context(), c)
 		if err != nil {
 			return err
 		}
-		return output(cmd, *asJSON, clusterView(s), func(w io.Writer) error {
-			return writeClusterStatus(w, s, a.colors(w))
+		return output(cmd, *asJSON, clusterView(s, hsms), func(w io.Writer) error {
+			return writeClusterStatus(w, s, hsms, a.colors(w))
 		})
 	})
 }
@@ -356,9 +361,16 @@ type nodeStatusJSON struct {
 	UsableCPUs        uint              `json:"sys_cpu_used,omitempty"`
 	HeapInUse         uint64            `json:"sys_mem_heap_used,omitempty"`
 	StackInUse        uint64            `json:"sys_mem_stack_used,omitempty"`
+	// The HSM fields, under the JSON names of GET /v1/health/status;
+	// absent for servers that do not send them.
+	HSMs           []string `json:"hsm,omitempty"`           // HSMs that seal the root key
+	ConfiguredHSMs []string `json:"hsm_active,omitempty"`    // HSMs the node is configured with
+	UnsealedWith   string   `json:"unsealed_with,omitempty"` // the HSM the node unsealed with
 }
 
-func clusterView(s *kms.ClusterStatusResponse) clusterStatusJSON {
+// clusterView returns the JSON of stat; hsms holds the HSM fields of the
+// nodes that sent them.
+func clusterView(s *kms.ClusterStatusResponse, hsms map[int]nodeHSMs) clusterStatusJSON {
 	ids := nodeIDs(s)
 	v := clusterStatusJSON{Total: len(ids), Nodes: make([]nodeStatusJSON, 0, len(ids))}
 	for _, id := range ids {
@@ -384,6 +396,8 @@ func clusterView(s *kms.ClusterStatusResponse) clusterStatusJSON {
 			nv.OS, nv.Arch = n.OS, n.CPUArch
 			nv.CPUs, nv.UsableCPUs = n.CPUs, n.UsableCPUs
 			nv.HeapInUse, nv.StackInUse = n.HeapMemInUse, n.StackMemInUse
+			h := hsms[id]
+			nv.HSMs, nv.ConfiguredHSMs, nv.UnsealedWith = h.Sealing, h.Configured, h.UnsealedWith
 		}
 		v.Nodes = append(v.Nodes, nv)
 	}
@@ -405,8 +419,10 @@ const (
 )
 
 // writeClusterStatus writes the text of stat: one block per node in ID
-// order, then a summary line. With color the bullets show the state.
-func writeClusterStatus(w io.Writer, s *kms.ClusterStatusResponse, color bool) error {
+// order, then a summary line. hsms holds the HSM fields of the nodes that
+// sent them; nodes without have no HSM lines. With color the bullets show
+// the state.
+func writeClusterStatus(w io.Writer, s *kms.ClusterStatusResponse, hsms map[int]nodeHSMs, color bool) error {
 	bullet := func(c string) string {
 		if !color {
 			return "●"
@@ -461,6 +477,10 @@ func writeClusterStatus(w io.Writer, s *kms.ClusterStatusResponse, color bool) e
 			line("Lag", "")
 		}
 		line("System", formatSystem(n))
+		if h, ok := hsms[id]; ok && !h.empty() {
+			line("HSM", formatHSMs(h))
+			line("Sealed by", strings.Join(h.Sealing, ", "))
+		}
 	}
 
 	up := len(ids) - len(down)
@@ -479,6 +499,19 @@ func writeClusterStatus(w io.Writer, s *kms.ClusterStatusResponse, color bool) e
 	}
 	_, err := fmt.Fprintln(w, summary)
 	return err
+}
+
+// formatHSMs returns e.g. "token-a (configured: token-a, hsm:aes256)": the
+// HSM a node unsealed with and those it is configured with.
+func formatHSMs(h nodeHSMs) string {
+	s := h.UnsealedWith
+	if s == "" {
+		s = "-"
+	}
+	if len(h.Configured) > 0 {
+		s += " (configured: " + strings.Join(h.Configured, ", ") + ")"
+	}
+	return s
 }
 
 // formatSystem returns e.g. "linux/amd64, 2 CPUs, heap 12 MiB".

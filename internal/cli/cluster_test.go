@@ -73,7 +73,7 @@ func testStatus() *kms.ClusterStatusResponse {
 
 func TestWriteClusterStatus(t *testing.T) {
 	var b strings.Builder
-	if err := writeClusterStatus(&b, testStatus(), false); err != nil {
+	if err := writeClusterStatus(&b, testStatus(), nil, false); err != nil {
 		t.Fatal(err)
 	}
 	want := `● Node 0 at n0:7373
@@ -104,7 +104,7 @@ func TestWriteClusterStatus(t *testing.T) {
 
 	// Colours only when asked for: red for down, green for up.
 	b.Reset()
-	writeClusterStatus(&b, testStatus(), true)
+	writeClusterStatus(&b, testStatus(), nil, true)
 	if got := b.String(); !strings.Contains(got, colorGreen+"●"+colorReset+" Node 0") || !strings.Contains(got, colorRed+"●"+colorReset+" Node 2") {
 		t.Errorf("coloured output lacks the bullets:\n%q", got)
 	}
@@ -138,13 +138,13 @@ func TestClusterStatusSummary(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var b strings.Builder
-		writeClusterStatus(&b, tt.s, false)
+		writeClusterStatus(&b, tt.s, nil, false)
 		if !strings.HasSuffix(b.String(), tt.want) {
 			t.Errorf("%s: output ends\n%s\nwant\n%s", tt.name, b.String(), tt.want)
 		}
 	}
 	var b strings.Builder
-	writeClusterStatus(&b, noLeader, false)
+	writeClusterStatus(&b, noLeader, nil, false)
 	if !strings.Contains(b.String(), "  Leader    none\n") || !strings.Contains(b.String(), "  Lag       -\n") {
 		t.Errorf("no leader:\n%s", b.String())
 	}
@@ -178,7 +178,7 @@ func TestLag(t *testing.T) {
 }
 
 func TestClusterView(t *testing.T) {
-	v := clusterView(testStatus())
+	v := clusterView(testStatus(), nil)
 	if v.Up != 2 || v.Total != 3 || len(v.Nodes) != 3 {
 		t.Fatalf("view %+v", v)
 	}

@@ -9,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keep-kms/keep/internal/hsm"
+	"github.com/keep-kms/keep/internal/server"
 )
 
 // pkcs11Flags are the root command's flags of `keep --pkcs11`.
@@ -127,28 +128,19 @@ func tokenDescription(c hsm.PKCS11Config) string {
 // pkcs11ConfigYAML is the hsm section of the config file for c: the PIN
 // comes from pinFile if given, else from the environment, never the file.
 func pkcs11ConfigYAML(name string, c hsm.PKCS11Config, pinFile string) ([]byte, error) {
-	type pkcs11Section struct {
-		Module  string `yaml:"module"`
-		Token   string `yaml:"token,omitempty"`
-		Slot    *uint  `yaml:"slot,omitempty"`
-		Key     string `yaml:"key"`
-		PINEnv  string `yaml:"pin_env,omitempty"`
-		PINFile string `yaml:"pin_file,omitempty"`
-	}
-	type hsmEntry struct {
-		Name   string        `yaml:"name"`
-		PKCS11 pkcs11Section `yaml:"pkcs11"`
-	}
-	entry := hsmEntry{Name: name, PKCS11: pkcs11Section{Module: c.Module, Token: c.Token, Slot: c.Slot, Key: c.Key, PINFile: pinFile}}
+	entry := server.HSMConfig{Name: name, PKCS11: &server.PKCS11Config{Module: c.Module, Token: c.Token, Slot: c.Slot, Key: c.Key, PINFile: pinFile}}
 	if pinFile == "" {
 		entry.PKCS11.PINEnv = hsm.EnvPKCS11PIN
 	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
+	// A whole config file: it starts a node as it is, and its hsm section
+	// goes into an existing config file unchanged.
 	err := enc.Encode(struct {
-		HSM []hsmEntry `yaml:"hsm"`
-	}{[]hsmEntry{entry}})
+		Version string             `yaml:"version"`
+		HSM     []server.HSMConfig `yaml:"hsm"`
+	}{"v1", []server.HSMConfig{entry}})
 	if err == nil {
 		err = enc.Close()
 	}

@@ -72,7 +72,7 @@ func (f *fsm) useStores(st *stores) {
 // key in the keyring. It runs as the state applies the change.
 func (f *fsm) sealsChanged(sealed, root []byte) {
 	if f.keyring != nil {
-		f.keyring.SetRoot(root)
+		f.keyring.Adopt(sealed, root)
 	}
 	if p := f.stable.Load(); p != nil {
 		if err := (*p).Set(sealedRootKeyName, sealed); err != nil && f.logger != nil {

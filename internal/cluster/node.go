@@ -235,7 +235,7 @@ func (n *Node) bootstrap(ctx context.Context, st *stores) (raft.ServerID, error)
 	if err != nil {
 		return "", err
 	}
-	n.cfg.Keyring.SetRoot(root)
+	n.cfg.Keyring.Adopt(sealed, root)
 	if err := st.stable.Set(sealedRootKeyName, sealed); err != nil {
 		return "", fmt.Errorf("failed to store root encryption key: %w", err)
 	}

@@ -25,8 +25,9 @@ import (
 type Keyring struct {
 	hsms []HSM
 
-	mu   sync.Mutex
-	root []byte // the cluster's root key; nil until unsealed
+	mu    sync.Mutex
+	root  []byte // the cluster's root key; nil until unsealed
+	seals []Seal // the cluster's seals, as last opened or adopted
 }
 
 // NewKeyring returns the keyring of hsms; it owns them and closes them on
@@ -68,9 +69,35 @@ func (k *Keyring) Open(ctx context.Context, sealed []byte) (HSM, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.SetRoot(root)
+	k.Adopt(sealed, root)
 	clear(root)
 	return h, nil
+}
+
+// Adopt makes root the cluster's root key and sealed (which seals it) its
+// seals, as the node learnt them: from kms.db at start, when it created
+// the cluster or joined one, or when the cluster's HSMs changed.
+func (k *Keyring) Adopt(sealed, root []byte) {
+	seals, err := DecodeSeals(sealed)
+	if err != nil {
+		seals = nil // the caller unsealed it, so it decodes
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	clear(k.root)
+	k.root, k.seals = append([]byte(nil), root...), seals
+}
+
+// IsNode reports whether id is the node identity of one of the node's
+// HSMs (given as own) or of one of the cluster's seals: a peer that
+// presents it holds one of the cluster's HSMs. The seals are those of the
+// node's last view of the cluster, which it has before raft replays its
+// log, so that a node that moved to another of the cluster's HSMs still
+// knows its peers on the first.
+func (k *Keyring) IsNode(id string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.ContainsFunc(k.seals, func(s Seal) bool { return s.Node != "" && s.Node == id })
 }
 
 // unseal unseals sealed with the first of the node's HSMs that can; HSMs
@@ -158,15 +185,6 @@ func (k *Keyring) UnsealAmong(ctx context.Context, sealed []byte, among []string
 		return append([]byte(nil), k.root...), nil
 	}
 	return nil, err
-}
-
-// SetRoot makes root the cluster's root key, as the node learnt it: when
-// it created the cluster, joined one, or a restore changed it.
-func (k *Keyring) SetRoot(root []byte) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	clear(k.root)
-	k.root = append([]byte(nil), root...)
 }
 
 // Seal seals root with every HSM of the node, in order, and returns the

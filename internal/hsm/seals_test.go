@@ -98,7 +98,13 @@ func TestKeyring(t *testing.T) {
 	if _, err := onlyC.Unseal(ctx, sealed); !errors.Is(err, ErrNoSeal) {
 		t.Fatalf("Unseal without a root key = %v, want ErrNoSeal", err)
 	}
-	onlyC.SetRoot(root)
+	if onlyC.IsNode(seals[0].Node) {
+		t.Fatal("a keyring that opened no seals knows the cluster's nodes")
+	}
+	onlyC.Adopt(sealed, root)
+	if !onlyC.IsNode(seals[0].Node) || !onlyC.IsNode(seals[1].Node) || onlyC.IsNode("") {
+		t.Fatal("Adopt did not publish the seals' node identities")
+	}
 	got, err := onlyC.Unseal(ctx, sealed)
 	if err != nil || !bytes.Equal(got, root) {
 		t.Fatalf("Unseal with a known root key = %x, %v", got, err)

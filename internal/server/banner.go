@@ -26,6 +26,7 @@ type banner struct {
 	// start of a cluster (and in dev mode); "" otherwise.
 	APIKey  string
 	HSMRoot bool   // the node's own root is the HSM-derived key, not its config's admin.identity
+	SoftHSM bool   // the node's HSM is a soft HSM key, from which keep identity computes the root API key
 	Admin   string // the root identity in effect
 	Cluster bool   // Admin is the cluster's admin (the setting admin.identity)
 	Dev     bool
@@ -73,8 +74,10 @@ func (b *banner) write(w io.Writer) {
 				line("", "%s", kesKey)
 			}
 		}
-	case b.HSMRoot && !b.Cluster:
+	case b.HSMRoot && !b.Cluster && b.SoftHSM:
 		line("API Key", "shown on the first start only: keep identity $MINIO_KMS_HSM_KEY prints it")
+	case b.HSMRoot && !b.Cluster:
+		line("API Key", "shown on the first start only, and by keep --pkcs11 when the token's key was created")
 	}
 	if b.Cluster {
 		line("Admin", "%s (cluster setting %s)", b.Admin, service.SettingAdminIdentity)

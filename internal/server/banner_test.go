@@ -30,9 +30,12 @@ func TestBannerAPIKey(t *testing.T) {
 	}{
 		{"first start", banner{APIKey: key, HSMRoot: true, Admin: hsmID},
 			[]string{"API Key     " + key, "kes:v1:", "Admin       " + hsmID}, nil},
-		{"restart", banner{HSMRoot: true, Admin: hsmID},
+		{"restart", banner{HSMRoot: true, SoftHSM: true, Admin: hsmID},
 			[]string{"API Key     shown on the first start only: keep identity $MINIO_KMS_HSM_KEY prints it", "Admin       " + hsmID},
 			[]string{"k1:", "kes:v1:"}},
+		{"restart on a PKCS#11 token", banner{HSMRoot: true, Admin: hsmID},
+			[]string{"API Key     shown on the first start only, and by keep --pkcs11 when the token's key was created", "Admin       " + hsmID},
+			[]string{"k1:", "kes:v1:", "MINIO_KMS_HSM_KEY"}},
 		{"admin.identity in the config file", banner{Admin: configAdmin},
 			[]string{"Admin       " + configAdmin}, []string{"API Key", "k1:"}},
 		{"the cluster's admin", banner{HSMRoot: true, Admin: clusterAdmin, Cluster: true},

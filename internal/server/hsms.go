@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -15,10 +14,10 @@ import (
 const (
 	EnvSoftHSMKey    = "MINIO_KMS_HSM_KEY"    // a soft HSM key, hsm:aes256:…
 	EnvPKCS11Module  = "KEEP_PKCS11_MODULE"   // path of the PKCS#11 module
-	EnvPKCS11Token   = "KEEP_PKCS11_TOKEN"    // token label
+	EnvPKCS11Token   = "KEEP_PKCS11_TOKEN"    // #nosec G101 -- names the variable of a token's label, not a credential
 	EnvPKCS11Slot    = "KEEP_PKCS11_SLOT"     // or slot ID
 	EnvPKCS11Key     = "KEEP_PKCS11_KEY"      // label of the key objects
-	EnvPKCS11PIN     = "KEEP_PKCS11_PIN"      // user PIN
+	EnvPKCS11PIN     = hsm.EnvPKCS11PIN       // user PIN
 	EnvPKCS11PINFile = "KEEP_PKCS11_PIN_FILE" // or a file holding it
 	EnvPKCS11Name    = "KEEP_PKCS11_NAME"     // the HSM's name; default pkcs11:TOKEN/KEY
 )
@@ -39,25 +38,26 @@ const (
 //	    soft:
 //	      key_env: MINIO_KMS_HSM_KEY
 type HSMConfig struct {
-	Name string `yaml:"name" json:"name,omitempty"`
-	Soft *struct {
-		KeyEnv string `yaml:"key_env" json:"key_env"`
-	} `yaml:"soft" json:"soft,omitempty"`
-	PKCS11 *PKCS11Config `yaml:"pkcs11" json:"pkcs11,omitempty"`
+	Name   string        `yaml:"name,omitempty" json:"name,omitempty"`
+	Soft   *SoftConfig   `yaml:"soft,omitempty" json:"soft,omitempty"`
+	PKCS11 *PKCS11Config `yaml:"pkcs11,omitempty" json:"pkcs11,omitempty"`
+}
+
+// SoftConfig is the soft member of an HSMConfig: the environment variable
+// that holds the hsm:aes256:… key.
+type SoftConfig struct {
+	KeyEnv string `yaml:"key_env" json:"key_env"`
 }
 
 // PKCS11Config is the pkcs11 member of an HSMConfig.
 type PKCS11Config struct {
 	Module  string `yaml:"module" json:"module"`
-	Token   string `yaml:"token" json:"token,omitempty"`
-	Slot    *uint  `yaml:"slot" json:"slot,omitempty"`
+	Token   string `yaml:"token,omitempty" json:"token,omitempty"`
+	Slot    *uint  `yaml:"slot,omitempty" json:"slot,omitempty"`
 	Key     string `yaml:"key" json:"key"`
-	PINEnv  string `yaml:"pin_env" json:"pin_env,omitempty"`
-	PINFile string `yaml:"pin_file" json:"pin_file,omitempty"`
+	PINEnv  string `yaml:"pin_env,omitempty" json:"pin_env,omitempty"`
+	PINFile string `yaml:"pin_file,omitempty" json:"pin_file,omitempty"`
 }
-
-// maxPINFile bounds a PIN file: a PIN is short, a big file is a mistake.
-const maxPINFile = 1 << 10
 
 // checkHSMs checks the hsm section of a config file.
 func checkHSMs(list []HSMConfig) error {
@@ -102,14 +102,9 @@ func (h HSMConfig) name() string {
 	}
 }
 
-// defaultName names a PKCS#11 HSM after its token and key.
-func (p *PKCS11Config) defaultName() string {
-	token := p.Token
-	if p.Slot != nil {
-		token = "slot-" + strconv.FormatUint(uint64(*p.Slot), 10)
-	}
-	return "pkcs11:" + token + "/" + p.Key
-}
+// defaultName names a PKCS#11 HSM after its token and key, as
+// `keep --pkcs11` does.
+func (p *PKCS11Config) defaultName() string { return p.hsmConfig("").DefaultName() }
 
 // hsmsFromEnv returns the HSMs the environment configures: a PKCS#11 token
 // (KEEP_PKCS11_*) and a soft HSM key (MINIO_KMS_HSM_KEY), in that order.
@@ -131,9 +126,7 @@ func hsmsFromEnv(getenv func(string) string) ([]HSMConfig, error) {
 		list = append(list, HSMConfig{Name: getenv(EnvPKCS11Name), PKCS11: p})
 	}
 	if getenv(EnvSoftHSMKey) != "" {
-		list = append(list, HSMConfig{Soft: &struct {
-			KeyEnv string `yaml:"key_env" json:"key_env"`
-		}{KeyEnv: EnvSoftHSMKey}})
+		list = append(list, HSMConfig{Soft: &SoftConfig{KeyEnv: EnvSoftHSMKey}})
 	}
 	if err := checkHSMs(list); err != nil {
 		return nil, fmt.Errorf("the environment's HSM: %w", err)
@@ -203,22 +196,7 @@ func (p *PKCS11Config) pin(getenv func(string) string) (string, error) {
 		}
 		return pin, nil
 	}
-	f, err := os.Open(p.PINFile)
-	if err != nil {
-		return "", fmt.Errorf("the PIN: %w", err)
-	}
-	defer f.Close()
-	buf := make([]byte, maxPINFile+1)
-	n, _ := f.Read(buf)
-	defer clear(buf)
-	if n > maxPINFile {
-		return "", fmt.Errorf("the PIN: %s is larger than %d bytes", p.PINFile, maxPINFile)
-	}
-	pin := strings.TrimRight(string(buf[:n]), "\r\n")
-	if pin == "" {
-		return "", fmt.Errorf("the PIN: %s is empty", p.PINFile)
-	}
-	return pin, nil
+	return hsm.ReadPINFile(p.PINFile)
 }
 
 // hsms is the hsm section of the config file.

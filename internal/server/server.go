@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -105,7 +104,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	// The node's own root: the HSM-derived root API key, or the config
 	// file's admin.identity. The cluster-wide setting admin.identity
-	// replaces it on every node (service.Service.root).
+	// replaces it on every node (service.Service.isRoot).
 	rootKey, err := hsm.RootAPIKey(ctx, h)
 	if err != nil {
 		return fmt.Errorf("failed to derive root API key: %w", err)
@@ -192,7 +191,7 @@ func Run(ctx context.Context, opts Options) error {
 	restart := make(chan struct{}, 1)
 	st := state.New(keyring)
 	st.OnSettings(settings.apply)
-	if err := trustHSMs(ctx, trans, keyring, st); err != nil {
+	if err := trustHSMs(ctx, trans, keyring); err != nil {
 		return err
 	}
 	node, err := cluster.Open(ctx, cluster.Config{
@@ -277,6 +276,7 @@ func Run(ctx context.Context, opts Options) error {
 		Endpoint:  "https://" + opts.Host,
 		APIKey:    apiKey,
 		HSMRoot:   admin == rootKey.Identity().String(),
+		SoftHSM:   isSoft(h),
 		Admin:     cmp.Or(st.Admin(), admin),
 		Cluster:   st.Admin() != "",
 		Dev:       opts.Dev,
@@ -297,7 +297,7 @@ func Run(ctx context.Context, opts Options) error {
 // trustHSMs makes the transport accept the nodes of every HSM of this node
 // and of every HSM that seals the cluster's root key: during a move from
 // one HSM to another, nodes on either present different node keys.
-func trustHSMs(ctx context.Context, trans *cluster.Transport, keyring *hsm.Keyring, st *state.State) error {
+func trustHSMs(ctx context.Context, trans *cluster.Transport, keyring *hsm.Keyring) error {
 	own := map[string]bool{}
 	for _, h := range keyring.HSMs() {
 		key, err := h.PrivateKey(ctx, hsm.NodeKeySeed)
@@ -308,9 +308,15 @@ func trustHSMs(ctx context.Context, trans *cluster.Transport, keyring *hsm.Keyri
 	}
 	trans.Trust(func(id mtls.Identity) bool {
 		s := id.String()
-		return own[s] || slices.Contains(st.NodeIdentities(), s)
+		return own[s] || keyring.IsNode(s)
 	})
 	return nil
+}
+
+// isSoft reports whether h is a soft HSM key.
+func isSoft(h hsm.HSM) bool {
+	_, ok := h.(*hsm.Soft)
+	return ok
 }
 
 // prepare checks the options and fills in defaults.

@@ -135,16 +135,25 @@ func TestLimitSettings(t *testing.T) {
 
 // BenchmarkAdmitKnown is what the router adds to every /v1/kms request:
 // the check that the caller is known, for the root identity and for a
-// registered one.
+// registered one, on a node that does not trust the HSMs' root API keys
+// (its root is its config's admin.identity) and on one that does (the
+// default: a registered caller is then also looked for among them).
 func BenchmarkAdmitKnown(b *testing.B) {
-	s, _ := admitService(b)
-	for _, c := range []string{root, user} {
-		b.Run(map[string]string{root: "root", user: "registered"}[c], func(b *testing.B) {
-			for b.Loop() {
-				if err := s.Admit(Caller{Identity: c}, Requirement{Access: Known}, "", ""); err != nil {
-					b.Fatal(err)
+	for _, trust := range []bool{false, true} {
+		s, _ := admitService(b)
+		name := ""
+		if trust {
+			s.TrustHSMRoots()
+			name = ", HSM roots"
+		}
+		for _, c := range []string{root, user} {
+			b.Run(map[string]string{root: "root", user: "registered"}[c]+name, func(b *testing.B) {
+				for b.Loop() {
+					if err := s.Admit(Caller{Identity: c}, Requirement{Access: Known}, "", ""); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }

@@ -52,7 +52,7 @@ func (s *Service) AddHSM(ctx context.Context, c Caller, name string, overwrite b
 	}
 	seals := s.state.Seals()
 	if !overwrite && slices.ContainsFunc(seals, func(x hsm.Seal) bool { return x.HSM == name }) {
-		return fmt.Errorf("%w: %s; add it with overwrite to seal the root key again", state.ErrHSMExists, name)
+		return fmt.Errorf("%w: %s; add it with overwrite (keep add-hsm --overwrite) to seal the root key again", state.ErrHSMExists, name)
 	}
 	if err := s.completeSeals(ctx, c, seals); err != nil {
 		return err

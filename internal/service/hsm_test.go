@@ -39,25 +39,36 @@ func namedSoft(t *testing.T, name string) *hsm.Soft {
 
 // TestHSMs adds and removes HSMs through the service, on a cluster created
 // before several HSMs (one unnamed soft seal), and every refusal.
-func TestHSMs(t *testing.T) {
+// legacyCluster returns a one-node cluster created before several HSMs
+// (its root key sealed by a soft HSM of hsm.LegacyName, unnamed), whose
+// node has that HSM (a) and one more, called b; and its service.
+func legacyCluster(t *testing.T) (s *Service, c *statusCluster, a *hsm.Soft) {
+	t.Helper()
 	ctx := context.Background()
-	a, b := namedSoft(t, hsm.LegacyName), namedSoft(t, "b")
-	k := hsm.NewKeyring(a, b)
+	a = namedSoft(t, hsm.LegacyName)
+	k := hsm.NewKeyring(a, namedSoft(t, "b"))
 	legacy, err := a.Seal(ctx, bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := state.New(k)
-	c := &statusCluster{localCluster: localCluster{st}}
+	c = &statusCluster{localCluster: localCluster{st}}
 	if err := c.Apply(ctx, &state.Entry{Op: state.OpInit, Init: &state.InitArgs{ClusterID: "c", SealedRootKey: legacy}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.Open(ctx, legacy); err != nil {
 		t.Fatal(err)
 	}
-	root := newCaller(t)
-	s := New(st, c, root.Identity)
+	s = New(st, c, newCaller(t).Identity)
 	s.UseHSMs(k)
+	return s, c, a
+}
+
+func TestHSMs(t *testing.T) {
+	ctx := context.Background()
+	s, c, _ := legacyCluster(t)
+	st := s.state
+	root := Caller{Identity: s.admin}
 	user := newCaller(t)
 	on := func(name string) { c.up, c.down = map[int]cluster.NodeStatus{0: {ID: "0", HSM: name}}, nil }
 	on(hsm.LegacyName)
@@ -99,25 +110,11 @@ func TestHSMs(t *testing.T) {
 // that move to the new HSM still take the old one's nodes and root API key.
 func TestAddHSMCompletesLegacySeal(t *testing.T) {
 	ctx := context.Background()
-	a, b := namedSoft(t, hsm.LegacyName), namedSoft(t, "b")
-	k := hsm.NewKeyring(a, b)
-	legacy, err := a.Seal(ctx, bytes.Repeat([]byte{7}, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := state.New(k)
-	c := &statusCluster{localCluster: localCluster{st}}
-	if err := c.Apply(ctx, &state.Entry{Op: state.OpInit, Init: &state.InitArgs{ClusterID: "c", SealedRootKey: legacy}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := k.Open(ctx, legacy); err != nil {
-		t.Fatal(err)
-	}
+	s, _, a := legacyCluster(t)
+	st := s.state
 	if seals := st.Seals(); len(seals) != 1 || seals[0].Node != "" {
 		t.Fatalf("a legacy cluster's seals: %+v", seals)
 	}
-	s := New(st, c, newCaller(t).Identity)
-	s.UseHSMs(k)
 	s.TrustHSMRoots()
 	if err := s.AddHSM(ctx, Caller{Identity: s.admin}, "b", false); err != nil {
 		t.Fatal(err)

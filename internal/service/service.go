@@ -65,21 +65,12 @@ func New(st *state.State, c Cluster, admin string) *Service {
 	return &Service{state: st, cluster: c, admin: admin}
 }
 
-// root returns the root identity, SysAdmin whether registered or not: the
-// cluster's admin (SettingAdminIdentity) if it names one, else this
-// node's own (the HSM-derived root API key, or its config file's
-// admin.identity). While the cluster names an admin, every node's own root
+// isRoot reports whether id is a root identity, SysAdmin whether
+// registered or not: the cluster's admin (SettingAdminIdentity) if it names
+// one; else this node's own (the HSM-derived root API key, or its config
+// file's admin.identity) and, if the node trusts them, the root API keys of
+// the cluster's HSMs. While the cluster names an admin, every other root
 // is an unknown identity like any other.
-func (s *Service) root() string {
-	if a := s.state.Admin(); a != "" {
-		return a
-	}
-	return s.admin
-}
-
-// isRoot reports whether id is a root identity: root(), or, while the
-// cluster names no admin and the node trusts them, the root API key of one
-// of the cluster's HSMs.
 func (s *Service) isRoot(id string) bool {
 	if id == "" {
 		return false

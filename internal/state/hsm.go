@@ -93,7 +93,7 @@ func (s *State) applyHSM(e *Entry) error {
 		case a.Overwrite:
 			seals[i] = add
 		default:
-			return fmt.Errorf("%w: %s; add it with overwrite to seal the root key again", ErrHSMExists, add.HSM)
+			return fmt.Errorf("%w: %s; add it with overwrite (keep add-hsm --overwrite) to seal the root key again", ErrHSMExists, add.HSM)
 		}
 	}
 	if a.Remove != "" {
@@ -111,20 +111,6 @@ func (s *State) applyHSM(e *Entry) error {
 		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
 	return s.adoptSealedRootKey(sealed)
-}
-
-// NodeIdentities returns the node identities of the cluster's HSMs: a peer
-// that presents one of them holds one of the cluster's HSMs.
-func (s *State) NodeIdentities() []string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	ids := make([]string, 0, len(s.seals))
-	for _, seal := range s.seals {
-		if seal.Node != "" {
-			ids = append(ids, seal.Node)
-		}
-	}
-	return ids
 }
 
 // IsHSMRoot reports whether id is the root API key identity of one of the

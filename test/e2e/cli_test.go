@@ -19,7 +19,7 @@ import (
 
 // runCLI runs the keep binary with args and the environment env (on top of
 // a clean one) and returns its output and exit code.
-func runCLI(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+func runCLI(t testing.TB, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	r := testnode.Run(t, append(testnode.BaseEnv(t.TempDir()), env...), args...)
 	return r.Stdout, r.Stderr, r.Code

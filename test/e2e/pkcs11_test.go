@@ -41,20 +41,20 @@ func TestPKCS11CLI(t *testing.T) {
 		name  string
 		env   []string
 		args  []string
-		entry string // the pkcs11 entry of the YAML, as printed
+		entry string // the config printed: version and the pkcs11 entry
 	}{
 		{
 			name: "token, PIN from env",
 			env:  append(tok.Env(), "KEEP_PKCS11_PIN="+tok.PIN),
 			args: []string{"--token", "e2e", "--key", "root"},
-			entry: "hsm:\n  - name: pkcs11:e2e/root\n    pkcs11:\n      module: " + tok.Module +
+			entry: "version: v1\nhsm:\n  - name: pkcs11:e2e/root\n    pkcs11:\n      module: " + tok.Module +
 				"\n      token: e2e\n      key: root\n      pin_env: KEEP_PKCS11_PIN\n",
 		},
 		{
 			name: "slot, PIN file",
 			env:  tok.Env(),
 			args: []string{"--slot", strconv.FormatUint(uint64(tok.Slot), 10), "--key", "next", "--pin-file", pinFile, "--name", "hsm-2"},
-			entry: "hsm:\n  - name: hsm-2\n    pkcs11:\n      module: " + tok.Module +
+			entry: "version: v1\nhsm:\n  - name: hsm-2\n    pkcs11:\n      module: " + tok.Module +
 				"\n      slot: " + strconv.FormatUint(uint64(tok.Slot), 10) + "\n      key: next\n      pin_file: " + pinFile + "\n",
 		},
 	}
@@ -137,7 +137,7 @@ func TestPKCS11Node(t *testing.T) {
 		t.Fatalf("keep --pkcs11 printed no root API key:\n%s", stderr)
 	}
 
-	n := testnode.New(t, testnode.Options{HSMKey: "-", Config: writeConfigFile(t, "version: v1\n"+stdout), ExtraEnv: pinEnv})
+	n := testnode.New(t, testnode.Options{HSMKey: "-", Config: writeConfigFile(t, stdout), ExtraEnv: pinEnv})
 	n.MustStart()
 	if n.APIKey != printed[1] {
 		t.Fatalf("the node's root API key %s is not the one keep --pkcs11 printed, %s", n.APIKey, printed[1])
