@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -423,21 +425,9 @@ func wantRefusedHSM(t *testing.T, n *testnode.Node, names ...string) {
 			t.Errorf("node %s: its error does not name HSM %s: %s", n.Name, name, lines[len(lines)-1])
 		}
 	}
-	if after := dirDigest(t, n.Dir); !maps2Equal(before, after) {
+	if after := dirDigest(t, n.Dir); !maps.Equal(before, after) {
 		t.Errorf("node %s changed its data directory while it refused to start", n.Name)
 	}
-}
-
-func maps2Equal(a, b map[string][32]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestMoveHSM moves a 3-node cluster from the soft HSM key to a second HSM
@@ -515,7 +505,11 @@ func TestHSMJoin(t *testing.T) {
 			noErr(t, err, "generate")
 			dek := deks[0]
 			c.restartOn(0, a, b)
-			noErr(t, c.addHSM(0, b, false), "ADDHSM %s", b.Name)
+			// The CLI this time: keep add-hsm, to the node configured with b.
+			r := testnode.CLI(t, []string{c.nodes[1].Endpoint()}, c.root.String(), "add-hsm", b.Name, "--host", c.nodes[0].Addr, "-k")
+			if r.Code != 0 {
+				t.Fatalf("%s", r)
+			}
 
 			members := []int{0, 1}
 			t.Run("on a sealing HSM", func(t *testing.T) {
@@ -534,6 +528,25 @@ func TestHSMJoin(t *testing.T) {
 				// It starts again from its own kms.db.
 				c.restartOn(2, b)
 				c.wantHSMs(2, b.Name, []string{a.Name, b.Name}, []string{b.Name})
+				// keep stat shows which HSM each node unsealed with.
+				r := testnode.CLI(t, []string{c.nodes[1].Endpoint()}, c.root.String(), "stat", "--json", "-k")
+				var stat struct {
+					Nodes []struct {
+						Host         string `json:"host"`
+						UnsealedWith string `json:"unsealed_with"`
+					} `json:"nodes"`
+				}
+				if err := json.Unmarshal([]byte(r.Stdout), &stat); r.Code != 0 || err != nil {
+					t.Fatalf("keep stat --json: %v\n%s", err, r)
+				}
+				want := map[string]string{c.nodes[0].Host: a.Name, c.nodes[1].Host: a.Name, c.nodes[2].Host: b.Name}
+				got := map[string]string{}
+				for _, n := range stat.Nodes {
+					got[n.Host] = n.UnsealedWith
+				}
+				if !maps.Equal(got, want) {
+					t.Errorf("keep stat: the nodes unsealed with %v, want %v", got, want)
+				}
 			})
 
 			t.Run("on an HSM without a seal", func(t *testing.T) {
