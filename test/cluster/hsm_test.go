@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -105,8 +104,10 @@ func newHSMCluster(t *testing.T, n int, h testnode.HSM) *hsmCluster {
 	return c
 }
 
-// configure writes node i's config file: its HSMs under hsm:, or only the
-// environment of hsms[0] when listed is false.
+// configure writes node i's config file: its HSMs first, more… under hsm:
+// or, when listed is false, no hsm: section and first's environment. Nodes
+// log at debug level, so that TestHSMSecretsAtRest searches the most that
+// a node can log.
 func (c *hsmCluster) configure(i int, first testnode.HSM, listed bool, more ...testnode.HSM) {
 	conf := "version: v1\nlog:\n  level: debug\naudit:\n  sink: " + c.audits[i] + "\n"
 	env := first.Env
@@ -376,57 +377,15 @@ func (l *hsmLoad) stop(t *testing.T) []*kms.GenerateKeyResponse {
 	return l.deks
 }
 
-// dirDigest maps each regular file under dir to the SHA-256 of its
-// contents.
-func dirDigest(t *testing.T, dir string) map[string][32]byte {
-	t.Helper()
-	out := map[string][32]byte{}
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		out[path] = sha256.Sum256(data)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// wantRefusedHSM starts node n, which must refuse: a non-zero exit, one
-// line of stderr naming every HSM in names, and no file of its data
-// directory changed.
+// wantRefusedHSM starts node n, which must refuse (testnode.StartRefused)
+// in a line that names every HSM in names.
 func wantRefusedHSM(t *testing.T, n *testnode.Node, names ...string) {
 	t.Helper()
-	before := dirDigest(t, n.Dir)
-	err := n.Start()
-	var se *testnode.StartError
-	if !errors.As(err, &se) || se.Timeout {
-		if err == nil {
-			n.Stop()
-		}
-		t.Fatalf("start of node %s: %v, want it to exit", n.Name, err)
-	}
-	lines := strings.Split(strings.TrimSpace(se.Stderr), "\n")
-	t.Logf("node %s refuses to start: exit %d: %s", n.Name, se.Code, se.Stderr)
-	if se.Code == 0 {
-		t.Errorf("node %s exited with code 0", n.Name)
-	}
-	if len(lines) != 1 {
-		t.Errorf("node %s: %d lines of stderr, want one:\n%s", n.Name, len(lines), se.Stderr)
-	}
+	line := n.StartRefused(t, nil)
 	for _, name := range names {
-		if !strings.Contains(lines[len(lines)-1], name) {
-			t.Errorf("node %s: its error does not name HSM %s: %s", n.Name, name, lines[len(lines)-1])
+		if !strings.Contains(line, name) {
+			t.Errorf("node %s: its error does not name HSM %s: %s", n.Name, name, line)
 		}
-	}
-	if after := dirDigest(t, n.Dir); !maps.Equal(before, after) {
-		t.Errorf("node %s changed its data directory while it refused to start", n.Name)
 	}
 }
 
@@ -618,7 +577,7 @@ func TestHSMSecretsAtRest(t *testing.T) {
 			}
 			var files []string
 			for i, n := range c.nodes {
-				for path := range dirDigest(t, n.Dir) {
+				for path := range testnode.DirDigest(t, n.Dir) {
 					files = append(files, path)
 				}
 				files = append(files, n.LogFiles()...)
