@@ -648,3 +648,33 @@ func holds(data, secret []byte) (string, bool) {
 	}
 	return "", false
 }
+
+// TestHolds checks the search of TestHSMSecretsAtRest: it finds a secret
+// in each spelling amid other bytes, and nothing where it is not.
+func TestHolds(t *testing.T) {
+	secret := make([]byte, 32)
+	for i := range secret {
+		secret[i] = byte(i*7 + 3)
+	}
+	for _, tt := range []struct {
+		name string
+		data string
+		want bool
+	}{
+		{"raw", string(secret), true},
+		{"hex", hex.EncodeToString(secret), true},
+		{"HEX", strings.ToUpper(hex.EncodeToString(secret)), true},
+		{"base64", base64.StdEncoding.EncodeToString(secret), true},
+		{"base64 unpadded", base64.RawStdEncoding.EncodeToString(secret), true},
+		{"base64url", base64.URLEncoding.EncodeToString(secret), true},
+		{"a part only", hex.EncodeToString(secret[:31]), false},
+		{"another secret", base64.StdEncoding.EncodeToString(append([]byte{1}, secret[1:]...)), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			data := []byte(`{"msg":"x","v":"` + tt.data + `"}`)
+			if _, got := holds(data, secret); got != tt.want {
+				t.Errorf("holds = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
