@@ -210,6 +210,10 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer node.Close()
+	// Deferred calls run last first: before the node closes, requests are
+	// turned away as while it started, so that clients go to another node
+	// rather than get "node is shutting down".
+	defer handler.Store(&starting)
 	nodeMetrics.SetRaft(node.RaftStats)
 
 	// Peers may call this node while it catches up: a node that answers
