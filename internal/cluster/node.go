@@ -231,7 +231,7 @@ func (n *Node) bootstrap(ctx context.Context, st *stores) (raft.ServerID, error)
 	if err != nil {
 		return "", err
 	}
-	sealed, err := hsm.EncodeSeals(seals)
+	sealed, err := hsm.EncodeSeals(seals, root)
 	if err != nil {
 		return "", err
 	}

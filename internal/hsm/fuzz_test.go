@@ -76,7 +76,7 @@ func FuzzUnseal(f *testing.F) {
 // snapshot or a backup could hold: it must never panic, and what it
 // accepts must encode again to a list it reads the same.
 func FuzzDecodeSeals(f *testing.F) {
-	f.Add([]byte(sealsMagic + `[{"hsm":"a","sealed":"AQ==","node":"h1:x"}]`))
+	f.Add([]byte(sealsMagic + `{"seals":[{"hsm":"a","sealed":"AQ==","node":"h1:x"}],"mac":"AA=="}`))
 	f.Add([]byte("legacy"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		seals, err := DecodeSeals(data)
@@ -86,7 +86,7 @@ func FuzzDecodeSeals(f *testing.F) {
 			}
 			return
 		}
-		enc, err := EncodeSeals(seals)
+		enc, err := EncodeSeals(seals, []byte("root"))
 		if err != nil {
 			t.Fatalf("accepted seals do not encode: %v", err)
 		}

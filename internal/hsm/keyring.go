@@ -116,6 +116,10 @@ func (k *Keyring) unseal(ctx context.Context, sealed []byte, among []string) ([]
 		for _, s := range ordered(seals, h.Name()) {
 			plain, err := h.Unseal(ctx, s.Sealed)
 			if err == nil {
+				if err := VerifySeals(sealed, plain); err != nil {
+					clear(plain)
+					return nil, nil, err
+				}
 				return plain, h, nil
 			}
 			switch {

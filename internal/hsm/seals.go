@@ -2,6 +2,9 @@ package hsm
 
 import (
 	"bytes"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,8 +32,27 @@ const LegacyName = "hsm:aes256"
 
 // sealsMagic starts an encoded list of seals; a sealed root key that does
 // not start with it is one HSM ciphertext of a cluster created before
-// (LegacyName), which never starts with it.
+// (LegacyName), which never starts with it. After it comes the JSON of
+// sealList.
 const sealsMagic = "KEEPSEALS1\n"
+
+// sealList is an encoded list of seals: the seals and an HMAC-SHA256 of
+// their JSON under a key derived from the root key they seal. kms.db holds
+// a copy, read before anything else can vouch for it: the MAC keeps anyone
+// who can write kms.db but lacks the root key from adding an HSM (and with
+// it a node identity the node would trust) to the list.
+type sealList struct {
+	Seals []Seal `json:"seals"`
+	MAC   []byte `json:"mac"`
+}
+
+// infoSealsMAC is the HKDF info of the MAC key of a list of seals.
+const infoSealsMAC = "keep/mac/seals/v1"
+
+// ErrSealsNotAuthentic is returned for a list of seals whose MAC does not
+// match the root key one of them seals: it was changed by someone without
+// the root key.
+var ErrSealsNotAuthentic = errors.New("the list of HSM seals is not authentic: it was changed after it was written")
 
 // Limits of an encoded list of seals, which comes from disk, from a peer
 // or from a backup: a list must be small, or it is not one.
@@ -43,16 +65,63 @@ const (
 // ErrSeals marks an encoded list of seals that cannot be read.
 var ErrSeals = errors.New("invalid list of HSM seals")
 
-// EncodeSeals encodes seals for storing where a sealed root key is stored.
-func EncodeSeals(seals []Seal) ([]byte, error) {
+// EncodeSeals encodes seals of root for storing where a sealed root key is
+// stored, authenticated under root.
+func EncodeSeals(seals []Seal, root []byte) ([]byte, error) {
 	if err := validSeals(seals); err != nil {
 		return nil, err
 	}
-	data, err := json.Marshal(seals)
+	mac, err := sealsMAC(seals, root)
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(sealList{Seals: seals, MAC: mac})
 	if err != nil {
 		return nil, fmt.Errorf("hsm: failed to encode seals: %w", err)
 	}
 	return append([]byte(sealsMagic), data...), nil
+}
+
+// sealsMAC is the MAC of seals under root.
+func sealsMAC(seals []Seal, root []byte) ([]byte, error) {
+	if len(root) == 0 {
+		return nil, errors.New("hsm: no root key to authenticate the seals")
+	}
+	key, err := hkdf.Key(sha256.New, root, nil, infoSealsMAC, sha256.Size)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: failed to derive the MAC key of the seals: %w", err)
+	}
+	defer clear(key)
+	data, err := json.Marshal(seals)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: failed to encode seals: %w", err)
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(data)
+	return m.Sum(nil), nil
+}
+
+// VerifySeals checks that sealed, an encoded list of seals, was written by
+// a holder of root, which one of its seals unsealed. A sealed root key of a
+// cluster created before lists of seals is one ciphertext, which the HSM
+// authenticated already.
+func VerifySeals(sealed, root []byte) error {
+	body, ok := bytes.CutPrefix(sealed, []byte(sealsMagic))
+	if !ok {
+		return nil
+	}
+	var list sealList
+	if err := json.Unmarshal(body, &list); err != nil {
+		return fmt.Errorf("hsm: %w: %v", ErrSeals, err)
+	}
+	want, err := sealsMAC(list.Seals, root)
+	if err != nil {
+		return err
+	}
+	if !hmac.Equal(want, list.MAC) {
+		return ErrSealsNotAuthentic
+	}
+	return nil
 }
 
 // DecodeSeals decodes what EncodeSeals returned; a sealed root key written
@@ -68,14 +137,14 @@ func DecodeSeals(data []byte) ([]Seal, error) {
 	if len(body) > maxSeals*(2*maxSealedSize+3*maxNameLen) {
 		return nil, fmt.Errorf("hsm: %w: %d bytes", ErrSeals, len(body))
 	}
-	var seals []Seal
-	if err := json.Unmarshal(body, &seals); err != nil {
+	var list sealList
+	if err := json.Unmarshal(body, &list); err != nil {
 		return nil, fmt.Errorf("hsm: %w: %v", ErrSeals, err)
 	}
-	if err := validSeals(seals); err != nil {
+	if err := validSeals(list.Seals); err != nil {
 		return nil, err
 	}
-	return seals, nil
+	return list.Seals, nil
 }
 
 // validSeals checks a list of seals: between 1 and maxSeals, each named

@@ -28,7 +28,7 @@ func namedSoft(t *testing.T, name string) *Soft {
 
 func TestDecodeSeals(t *testing.T) {
 	valid := []Seal{{HSM: "a", Sealed: []byte{1}}, {HSM: "b", Sealed: []byte{2}, Node: "h1:x", Root: "h1:y"}}
-	enc, err := EncodeSeals(valid)
+	enc, err := EncodeSeals(valid, bytes.Repeat([]byte{1}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,13 +45,14 @@ func TestDecodeSeals(t *testing.T) {
 		data []byte
 	}{
 		{"empty", nil},
-		{"no seals", []byte(sealsMagic + "[]")},
+		{"no seals", []byte(sealsMagic + `{"seals":[]}`)},
 		{"not JSON", []byte(sealsMagic + "{")},
-		{"two of one HSM", []byte(sealsMagic + `[{"hsm":"a","sealed":"AQ=="},{"hsm":"a","sealed":"Ag=="}]`)},
-		{"empty seal", []byte(sealsMagic + `[{"hsm":"a","sealed":""}]`)},
-		{"bad name", []byte(sealsMagic + `[{"hsm":"a b","sealed":"AQ=="}]`)},
-		{"no name", []byte(sealsMagic + `[{"sealed":"AQ=="}]`)},
-		{"too many", []byte(sealsMagic + "[" + strings.Repeat(`{"hsm":"a","sealed":"AQ=="},`, maxSeals) + `{"hsm":"z","sealed":"AQ=="}]`)},
+		{"a bare list", []byte(sealsMagic + `[{"hsm":"a","sealed":"AQ=="}]`)},
+		{"two of one HSM", []byte(sealsMagic + `{"seals":[{"hsm":"a","sealed":"AQ=="},{"hsm":"a","sealed":"Ag=="}]}`)},
+		{"empty seal", []byte(sealsMagic + `{"seals":[{"hsm":"a","sealed":""}]}`)},
+		{"bad name", []byte(sealsMagic + `{"seals":[{"hsm":"a b","sealed":"AQ=="}]}`)},
+		{"no name", []byte(sealsMagic + `{"seals":[{"sealed":"AQ=="}]}`)},
+		{"too many", []byte(sealsMagic + `{"seals":[` + strings.Repeat(`{"hsm":"a","sealed":"AQ=="},`, maxSeals) + `{"hsm":"z","sealed":"AQ=="}]}`)},
 		{"huge legacy", bytes.Repeat([]byte{1}, maxSealedSize+1)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,7 +76,7 @@ func TestKeyring(t *testing.T) {
 	if len(seals) != 2 || seals[0].Node == "" || seals[0].Root == "" || seals[0].Node == seals[1].Node {
 		t.Fatalf("seals = %+v, want one per HSM with its own identities", seals)
 	}
-	sealed, err := EncodeSeals(seals)
+	sealed, err := EncodeSeals(seals, root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +112,23 @@ func TestKeyring(t *testing.T) {
 	}
 	if _, err := onlyC.Unseal(ctx, []byte(sealsMagic+"{")); err == nil {
 		t.Fatal("Unseal of garbage fell back on the root key")
+	}
+
+	// A list changed by someone without the root key is refused, not
+	// fallen back on: a seal added, an identity changed.
+	other := bytes.Repeat([]byte{9}, 32)
+	added, err := EncodeSeals(append(seals[:1:1], Seal{HSM: "evil", Sealed: []byte{1}, Node: "h1:evil"}), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := bytes.Replace(sealed, []byte(seals[1].Node), []byte(seals[0].Node), 1)
+	for name, bad := range map[string][]byte{"seal added": added, "node identity changed": edited} {
+		if _, err := creator.Open(ctx, bad); !errors.Is(err, ErrSealsNotAuthentic) {
+			t.Errorf("Open of a list with a %s: %v, want ErrSealsNotAuthentic", name, err)
+		}
+	}
+	if err := VerifySeals(sealed, root); err != nil {
+		t.Errorf("VerifySeals of the genuine list: %v", err)
 	}
 
 	// SealRoot seals the known root key with another HSM.

@@ -106,7 +106,9 @@ func (s *State) applyHSM(e *Entry) error {
 		}
 		seals = slices.Delete(seals, i, i+1)
 	}
-	sealed, err := hsm.EncodeSeals(seals)
+	root := s.rootKey.Material()
+	sealed, err := hsm.EncodeSeals(seals, root)
+	clear(root)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}

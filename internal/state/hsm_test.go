@@ -37,7 +37,7 @@ func TestHSMSeals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := hsm.EncodeSeals(seals)
+	sealed, err := hsm.EncodeSeals(seals, root)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -211,19 +212,27 @@ func TestHSMTamperedSeals(t *testing.T) {
 	editSeals(t, n.Dir, func(b []byte) []byte { original = b; return b })
 
 	evil := testnode.SoftHSM(t, "evil", "KEEP_TEST_HSM_EVIL")
-	evilSeal := func(t *testing.T) hsm.Seal {
+	// evilSeal is the attacker's seal: another root key, sealed by an HSM
+	// of the attacker's; it returns that root key too.
+	evilSeal := func(t *testing.T) (hsm.Seal, []byte) {
 		other := make([]byte, 32)
 		rand.Read(other)
 		s, err := hsm.NewSeal(context.Background(), evil.Open(t), other)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s
+		return s, other
 	}
 	for _, tc := range []struct {
 		name string
 		edit func(t *testing.T, sealed []byte) []byte
 		hsms []testnode.HSM // the node's HSMs; nil: MINIO_KMS_HSM_KEY alone
+		// late: the list is authentic under the attacker's own root key,
+		// which the attacker's HSM (that the node is given) unseals, so
+		// only the state tells: its first record does not verify under
+		// that key, and the node refuses as for any tampered record, once
+		// raft runs (a start that may write raft's own records).
+		late bool
 	}{
 		{name: "garbage after the magic", edit: func(t *testing.T, _ []byte) []byte {
 			return []byte("KEEPSEALS1\n{\"not\": a list")
@@ -233,18 +242,22 @@ func TestHSMTamperedSeals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err := hsm.EncodeSeals(append(seals, evilSeal(t)))
+			// Without the cluster's root key, the attacker can MAC the
+			// list only under a key of its own.
+			seal, other := evilSeal(t)
+			out, err := hsm.EncodeSeals(append(seals, seal), other)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return out
 		}},
-		{name: "a seal of another HSM key added, the node on it", hsms: []testnode.HSM{evil}, edit: func(t *testing.T, sealed []byte) []byte {
+		{name: "a seal of another HSM key added, the node on it", hsms: []testnode.HSM{evil}, late: true, edit: func(t *testing.T, sealed []byte) []byte {
 			seals, err := hsm.DecodeSeals(sealed)
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err := hsm.EncodeSeals(append([]hsm.Seal{evilSeal(t)}, seals...))
+			seal, other := evilSeal(t)
+			out, err := hsm.EncodeSeals(append([]hsm.Seal{seal}, seals...), other)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -263,6 +276,17 @@ func TestHSMTamperedSeals(t *testing.T) {
 					t.Fatal(err)
 				}
 				n.Config, n.ExtraEnv = conf, env
+			}
+			if tc.late {
+				err := n.Start()
+				var se *testnode.StartError
+				if !errors.As(err, &se) || se.Timeout || se.Code == 0 || !strings.Contains(se.Stderr, "refusing tampered state") {
+					if err == nil {
+						n.Stop()
+					}
+					t.Fatalf("start on the attacker's seal: %v, want a refusal of the tampered state", err)
+				}
+				return
 			}
 			n.StartRefused(t, func() {
 				// It must at least grant the added seal nothing.
