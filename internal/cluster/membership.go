@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/hmac"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -80,6 +81,11 @@ func (n *Node) addNode(ctx context.Context, inst *instance, host string) error {
 	}
 	id := strconv.Itoa(next)
 	join := &joinRequest{ClusterID: n.cfg.State.ClusterID(), ID: id, Leader: n.cfg.Host, SealedRootKey: n.cfg.State.SealedRootKey()}
+	proof, err := n.cfg.Keyring.MAC(infoJoinProof, join.SealedRootKey, []byte(join.ID), []byte(n.cfg.Transport.Identity().String()))
+	if err != nil {
+		return err
+	}
+	join.Proof = proof
 	if err := n.call(ctx, host, rpcJoin, join, nil); err != nil {
 		return fmt.Errorf("cannot add %s: %w", host, err)
 	}
@@ -145,6 +151,20 @@ func idOf(inst *instance, host string) (raft.ServerID, error) {
 	return "", fmt.Errorf("%w: no node has the address %s", ErrNodeNotFound, host)
 }
 
+// joinable reports whether this node may be asked to join a cluster: a
+// fresh one-node cluster.
+func (n *Node) joinable() bool {
+	if !n.cfg.State.Fresh() {
+		return false
+	}
+	inst := n.current()
+	if inst == nil {
+		return false // raft has not started yet
+	}
+	f := inst.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) <= 1
+}
+
 // serveJoin makes this node a member of the cluster that asks: it drops its
 // own one-node cluster and waits, empty, for the leader's log.
 func (n *Node) serveJoin(ctx context.Context, body []byte) (any, error) {
@@ -170,14 +190,25 @@ func (n *Node) serveJoin(ctx context.Context, body []byte) (any, error) {
 	// key it presents, before it gives up its own cluster: the log it is
 	// about to receive may begin with an init entry sealed only by HSMs
 	// it does not have (see hsm.Keyring).
-	h, err := n.cfg.Keyring.Open(ctx, req.SealedRootKey)
+	root, h, err := n.cfg.Keyring.Try(ctx, req.SealedRootKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s cannot join: %w", ErrWrongHSM, n.cfg.Host, err)
 	}
+	defer clear(root)
 	if h != n.cfg.HSM {
 		return nil, fmt.Errorf("%w: %s cannot join: it presents the node key of HSM %s, which does not seal the cluster's root key; add that HSM to the cluster first (keep add-hsm), or start the node with %s first in its configuration",
 			ErrWrongHSM, n.cfg.Host, n.cfg.HSM.Name(), h.Name())
 	}
+	// The caller may be a node of an HSM this one does not have: only a
+	// holder of the root key can prove the request.
+	proof, err := joinProof(root, &req, callerOf(ctx))
+	if err != nil {
+		return nil, err
+	}
+	if !hmac.Equal(proof, req.Proof) {
+		return nil, fmt.Errorf("%w: %s cannot join: the request is not authentic: its sender does not hold the cluster's root key", ErrWrongHSM, n.cfg.Host)
+	}
+	n.cfg.Keyring.Adopt(req.SealedRootKey, root)
 	n.cfg.Logger.Info("joining a cluster", "leader", req.Leader, "node", req.ID)
 	return struct{}{}, n.restart(ctx, req.SealedRootKey, func(st *stores) (raft.ServerID, error) { return raft.ServerID(req.ID), nil })
 }

@@ -125,6 +125,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.fsm = &fsm{state: cfg.State, notify: n.notify, logger: cfg.Logger, keyring: cfg.Keyring}
 	cfg.State.OnSeals(n.fsm.sealsChanged)
 	cfg.Transport.serveForwards(n.serveForwards)
+	cfg.Transport.AdmitJoins(n.joinable)
 	st, err := openStores(ctx, cfg.Dir, cfg.Keyring)
 	if err != nil {
 		return nil, err

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/keep-kms/keep/internal/hsm"
+	"github.com/keep-kms/keep/internal/identity"
 )
 
 // The /v1/rpc endpoints nodes call on each other. Only callers presenting
@@ -55,6 +57,30 @@ type joinRequest struct {
 	// SealedRootKey is the cluster's root key, sealed by each of its HSMs
 	// (state.State.SealedRootKey): the node must unseal it to join.
 	SealedRootKey []byte `json:"sealed_root_key"`
+	// Proof is joinProof of the request: it shows that the caller holds
+	// the cluster's root key, to a node that does not know the caller's
+	// node key (it has another of the cluster's HSMs).
+	Proof []byte `json:"proof"`
+}
+
+// callerKey is the context key of the identity of the node that called an
+// RPC.
+type callerKey struct{}
+
+// callerOf returns the identity of the node that called the RPC of ctx.
+func callerOf(ctx context.Context) string {
+	s, _ := ctx.Value(callerKey{}).(string)
+	return s
+}
+
+// infoJoinProof is the HKDF info of the MAC key of a join request.
+const infoJoinProof = "keep/mac/join/v1"
+
+// joinProof is the MAC, under the root key, of a join request: the
+// cluster's seals, for whom (the node ID it gets) and from whom (the
+// identity of the node that sends it, which TLS proves).
+func joinProof(root []byte, req *joinRequest, caller string) ([]byte, error) {
+	return hsm.RootMAC(root, infoJoinProof, req.SealedRootKey, []byte(req.ID), []byte(caller))
 }
 
 type errorResponse struct {
@@ -129,7 +155,12 @@ func (n *Node) RPCHandler() http.Handler {
 	mux := http.NewServeMux()
 	handle := func(path string, f func(ctx context.Context, body []byte) (any, error)) {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-			if !n.cfg.Transport.IsNode(r) {
+			// A fresh node also lets a node of an HSM it does not have
+			// ask it to join (only that, over the peer handshake, and
+			// serveJoin checks the proof).
+			node := n.cfg.Transport.IsNode(r)
+			joiner := !node && path == rpcJoin && r.TLS != nil && r.TLS.ServerName == RPCServerName && n.joinable()
+			if !node && !joiner {
 				writeRPC(w, http.StatusForbidden, errorResponse{Err: &rpcError{Message: "access denied: only cluster nodes may call " + path}})
 				return
 			}
@@ -138,7 +169,12 @@ func (n *Node) RPCHandler() http.Handler {
 				writeRPC(w, http.StatusBadRequest, errorResponse{Err: encodeError(err)})
 				return
 			}
-			resp, err := f(r.Context(), body)
+			resp, err := f(context.WithValue(r.Context(), callerKey{}, identity.Peer(r.TLS).String()), body)
+			if err != nil && joiner {
+				// Whoever it is learns nothing of this node.
+				writeRPC(w, http.StatusForbidden, errorResponse{Err: &rpcError{Message: "access denied: only cluster nodes may call " + path + ", or a holder of the root key of a cluster that one of this node's HSMs seals"}})
+				return
+			}
 			if err != nil {
 				writeRPC(w, http.StatusConflict, errorResponse{Err: encodeError(err)})
 				return

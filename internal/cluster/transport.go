@@ -46,6 +46,7 @@ type Transport struct {
 	dialer   *net.Dialer
 
 	trusted atomic.Pointer[func(mtls.Identity) bool] // other node identities accepted; see Trust
+	joins   atomic.Pointer[func() bool]              // see AdmitJoins
 
 	mu       sync.Mutex
 	stream   *stream        // where ServeConn delivers raft connections; nil while raft is down
@@ -94,9 +95,31 @@ func (t *Transport) ServerConfig(hello *tls.ClientHelloInfo) *tls.Config {
 		}
 	}
 	if hello.ServerName == RPCServerName {
-		return t.serverConfig("h2", "http/1.1")
+		c := t.serverConfig("h2", "http/1.1")
+		c.VerifyConnection = t.verifyPeerOrJoiner
+		return c
 	}
 	return nil
+}
+
+// AdmitJoins lets a peer whose node identity this node does not know make
+// /v1/rpc calls while f reports true (the node is fresh): a node of an HSM
+// it does not have may ask it to join a cluster. The RPC handler lets such
+// a peer ask that and nothing else, and the join checks that it holds the
+// cluster's root key.
+func (t *Transport) AdmitJoins(f func() bool) { t.joins.Store(&f) }
+
+// verifyPeerOrJoiner is verifyPeer, or any peer with a certificate while
+// AdmitJoins says so.
+func (t *Transport) verifyPeerOrJoiner(cs tls.ConnectionState) error {
+	err := t.verifyPeer(cs)
+	if err == nil {
+		return nil
+	}
+	if f := t.joins.Load(); f != nil && (*f)() && !identity.Peer(&cs).IsZero() {
+		return nil
+	}
+	return err
 }
 
 func (t *Transport) serverConfig(protos ...string) *tls.Config {

@@ -2,6 +2,10 @@ package hsm
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -72,6 +76,40 @@ func (k *Keyring) Open(ctx context.Context, sealed []byte) (HSM, error) {
 	k.Adopt(sealed, root)
 	clear(root)
 	return h, nil
+}
+
+// Try unseals the root key from sealed as Open does, but does not keep
+// it: the caller decides first whether sealed is the cluster's.
+func (k *Keyring) Try(ctx context.Context, sealed []byte) ([]byte, HSM, error) {
+	return k.unseal(ctx, sealed, nil)
+}
+
+// MAC returns RootMAC of the cluster's root key, which the keyring holds.
+func (k *Keyring) MAC(info string, parts ...[]byte) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.root) == 0 {
+		return nil, errors.New("hsm: the root key is not unsealed yet")
+	}
+	return RootMAC(k.root, info, parts...)
+}
+
+// RootMAC is the HMAC-SHA256 of parts (each length-prefixed, so that no
+// two lists of parts read alike) under the key HKDF-SHA256 derives from
+// root with info: what proves that a message comes from a holder of the
+// root key.
+func RootMAC(root []byte, info string, parts ...[]byte) ([]byte, error) {
+	key, err := hkdf.Key(sha256.New, root, nil, info, sha256.Size)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: failed to derive a MAC key: %w", err)
+	}
+	defer clear(key)
+	m := hmac.New(sha256.New, key)
+	for _, p := range parts {
+		m.Write(binary.BigEndian.AppendUint64(nil, uint64(len(p))))
+		m.Write(p)
+	}
+	return m.Sum(nil), nil
 }
 
 // Adopt makes root the cluster's root key and sealed (which seals it) its

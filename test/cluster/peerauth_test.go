@@ -25,7 +25,32 @@ func TestPeerTrafficNeedsTheHSMKey(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The peer protocols: the node demands the node identity of the HSM key.
+	// A fresh node takes the peer handshake for /v1/rpc from anyone, so
+	// that a node of an HSM it does not have can ask it to join; but it
+	// answers nothing else, and a join without a proof of the root key is
+	// 403 as well.
+	fresh := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		ForceAttemptHTTP2: true,
+		TLSClientConfig:   &tls.Config{ServerName: "node.keep.invalid", Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"h2"}},
+	}}
+	for _, path := range []string{"/v1/rpc/status", "/v1/rpc/membership", "/v1/rpc/join", "/v1/rpc/restart", "/v1/rpc/reset"} {
+		resp, err := fresh.Post("https://"+n.Addr+path, "application/json", strings.NewReader(`{"cluster_id":"x","id":"1","sealed_root_key":"AQ==","proof":"AQ=="}`))
+		if err != nil {
+			t.Fatalf("POST %s over the peer handshake to a fresh node: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "access denied") {
+			t.Errorf("POST %s over the peer handshake to a fresh node: %d %s, want 403", path, resp.StatusCode, body)
+		}
+	}
+	fresh.CloseIdleConnections()
+
+	// A node that holds something is no longer fresh: the peer protocols
+	// demand the node identity of one of the cluster's HSMs.
+	if err := n.RootClient(t).CreateKey(context.Background(), "", &kms.CreateKeyRequest{Name: "k"}); err != nil {
+		t.Fatal(err)
+	}
 	for _, conf := range []*tls.Config{
 		{NextProtos: []string{"keep-raft/1"}},
 		{NextProtos: []string{"keep-forward/1"}},
