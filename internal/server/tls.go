@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -30,7 +31,11 @@ import (
 // Client connections accepted through the guard's listener get a
 // configuration that bounds those without a client certificate
 // (anonymousGuard); nil guard leaves them unbounded.
-func tlsConfig(certs *certStore, clientCAs *x509.CertPool, trans *cluster.Transport, guard *anonymousGuard) *tls.Config {
+// errNotServing fails the handshake of a client while the node starts or
+// stops.
+var errNotServing = errors.New("keep: this node is starting or stopping: try another")
+
+func tlsConfig(certs *certStore, clientCAs *x509.CertPool, trans *cluster.Transport, guard *anonymousGuard, serving func() bool) *tls.Config {
 	base := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: certs.getCertificate,
@@ -42,6 +47,12 @@ func tlsConfig(certs *certStore, clientCAs *x509.CertPool, trans *cluster.Transp
 	conf.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		if c := trans.ServerConfig(hello); c != nil {
 			return c, nil
+		}
+		if serving != nil && !serving() {
+			// A client that cannot connect tries its next server, with
+			// its request untouched: a starting or stopping node refuses
+			// the handshake rather than a request it has been sent.
+			return nil, errNotServing
 		}
 		if guard == nil {
 			return nil, nil
