@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -315,10 +316,21 @@ func newestSnapshot(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Raft names a snapshot TERM-INDEX-MILLISECONDS and restores the one
+	// of the highest term, then index, then name: compare as numbers, so
+	// that 2-13-… comes after 2-9-….
 	var newest string
+	var best [3]uint64
 	for _, e := range entries {
-		if e.IsDir() && !strings.HasSuffix(e.Name(), ".tmp") && e.Name() > newest {
-			newest = e.Name()
+		var id [3]uint64
+		if !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		if _, err := fmt.Sscanf(e.Name(), "%d-%d-%d", &id[0], &id[1], &id[2]); err != nil {
+			continue
+		}
+		if newest == "" || slices.Compare(id[:], best[:]) > 0 {
+			newest, best = e.Name(), id
 		}
 	}
 	if newest == "" {
