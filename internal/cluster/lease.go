@@ -35,6 +35,12 @@ const echoInterval = 100 * time.Millisecond
 // the follower's state as it is (bounded staleness).
 const leaseWait = 200 * time.Millisecond
 
+// startLeaseWait bounds how long a starting follower waits for its first
+// lease before it serves: its log may lack writes the cluster acknowledged
+// while it was down, which raft's commit index, capped by the follower's
+// own log, does not tell it.
+const startLeaseWait = 5 * time.Second
+
 // lease is what a follower knows of the leader counting it.
 type lease struct {
 	mu      sync.Mutex
@@ -80,10 +86,10 @@ func (l *lease) fenceFor(leader string) (fence uint64, ok bool, changed <-chan s
 
 // awaitReads returns once a read on this follower sees every write the
 // leader has acknowledged: it holds a lease and has applied its fence. It
-// gives up after leaseWait without a lease, and after a second of applying
+// gives up after wait without a lease, and after a second of applying
 // towards the fence, and then the read is served from the state as it is.
-func (n *Node) awaitReads(ctx context.Context, inst *instance, leader string) {
-	timer := time.NewTimer(leaseWait)
+func (n *Node) awaitReads(ctx context.Context, inst *instance, leader string, wait time.Duration) {
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		fence, ok, changed := n.lease.fenceFor(leader)

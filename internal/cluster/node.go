@@ -319,6 +319,12 @@ func (n *Node) CatchUp(ctx context.Context) error {
 			})
 		}
 		if n.cfg.State.Initialized() && inst.raft.Leader() != "" && inst.raft.AppliedIndex() >= inst.raft.CommitIndex() {
+			// The commit index is capped by this node's own log: wait
+			// for the leader to count it, and for the writes it
+			// acknowledged meanwhile (the lease's fence).
+			if leader, _ := inst.raft.LeaderWithID(); leader != "" {
+				n.awaitReads(ctx, inst, string(leader), startLeaseWait)
+			}
 			if err := n.fsm.failure(); err != nil {
 				return err
 			}
@@ -511,7 +517,7 @@ func (n *Node) AwaitReads() error {
 		}
 	}
 	if leader, _ := inst.raft.LeaderWithID(); leader != "" {
-		n.awaitReads(context.Background(), inst, string(leader))
+		n.awaitReads(context.Background(), inst, string(leader), leaseWait)
 	}
 	return nil
 }
