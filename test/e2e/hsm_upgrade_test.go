@@ -6,16 +6,11 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"aead.dev/mtls"
 	"github.com/minio/kms-go/kms"
-	"github.com/minio/kms-go/kms/cmds"
-	pb "github.com/minio/kms-go/kms/protobuf"
 
 	"github.com/keep-kms/keep/test/testnode"
 )
@@ -25,60 +20,18 @@ import (
 // with no name.
 const beforeHSMs = "db195a7"
 
-// addHSM sends CLUSTER:ADDHSM (command 5) with the pinned client; its
-// message is wire-identical to RemoveClusterNodeRequest (spec upstream §15).
-func addHSM(ctx context.Context, c *kms.Client, name string, overwrite bool) error {
-	body, err := cmds.EncodePB(nil, cmds.Command(5), &pb.RemoveClusterNodeRequest{Host: name, DeleteClusterOnHost: overwrite})
-	if err != nil {
-		return err
-	}
-	resp, err := c.Send(ctx, &kms.Request{Body: body})
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	return nil
+// hsmKey is the soft HSM key of h, as MINIO_KMS_HSM_KEY holds it.
+func hsmKey(h testnode.HSM) string {
+	_, key, _ := strings.Cut(h.Env[0], "=")
+	return key
 }
 
-// removeHSM sends CLUSTER:REMOVEHSM (command 6), wire-identical to
-// CreateEnclaveRequest.
-func removeHSM(ctx context.Context, c *kms.Client, name string) error {
-	body, err := cmds.EncodePB(nil, cmds.Command(6), &pb.CreateEnclaveRequest{Name: name})
-	if err != nil {
-		return err
-	}
-	resp, err := c.Send(ctx, &kms.Request{Body: body})
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	return nil
-}
-
-// hsmRoot is the root API key that the soft HSM key derives.
-func hsmRoot(t *testing.T, hsmKey string) mtls.PrivateKey {
+// writeHSMConfig writes a config file listing hsms, and returns it and
+// the environment they need.
+func writeHSMConfig(t *testing.T, hsms ...testnode.HSM) (string, []string) {
 	t.Helper()
-	k, err := testnode.HSMRootAPIKey(hsmKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testnode.ParseAPIKey(t, k)
-}
-
-// writeHSMConfig writes a config file listing soft HSMs, each by the name
-// of the environment variable that holds its key.
-func writeHSMConfig(t *testing.T, dir string, hsms ...[2]string) string {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("version: v1\nhsm:\n")
-	for _, h := range hsms {
-		b.WriteString("  - name: " + h[0] + "\n    soft:\n      key_env: " + h[1] + "\n")
-	}
-	path := filepath.Join(dir, "keep.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	section, env := testnode.HSMConfig(hsms...)
+	return writeConfigFile(t, "version: v1\n"+section), env
 }
 
 // TestPreviousMainMovesHSM upgrades a data directory of the last main
@@ -91,8 +44,8 @@ func TestPreviousMainMovesHSM(t *testing.T) {
 	}
 	ctx := context.Background()
 	old := testnode.OldBinary(t, beforeHSMs)
-	keyA, keyB := testnode.NewHSMKey(t), testnode.NewHSMKey(t)
-	n := testnode.New(t, testnode.Options{Name: "upgraded", Dir: t.TempDir(), HSMKey: keyA})
+	a, b := testnode.SoftHSM(t, "", "KEEP_TEST_KEY_A"), testnode.SoftHSM(t, "b", "KEEP_TEST_KEY_B")
+	n := testnode.New(t, testnode.Options{Name: "upgraded", Dir: t.TempDir(), HSMKey: hsmKey(a)})
 	n.StartWith(t, old)
 	c := n.RootClient(t)
 	rootA := n.Root
@@ -116,18 +69,16 @@ func TestPreviousMainMovesHSM(t *testing.T) {
 
 	// The new keep, configured with A (as the old one was) and B.
 	n.HSMKey, n.NoAPIKey = "-", true // the root API keys are set below
-	rootB := hsmRoot(t, keyB)
-	n.ExtraEnv = []string{"KEEP_TEST_KEY_A=" + keyA, "KEEP_TEST_KEY_B=" + keyB}
-	n.Config = writeHSMConfig(t, t.TempDir(), [2]string{"hsm:aes256", "KEEP_TEST_KEY_A"}, [2]string{"b", "KEEP_TEST_KEY_B"})
+	n.Config, n.ExtraEnv = writeHSMConfig(t, a, b)
 	n.MustStart()
 	decrypts("upgraded, on A")
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	noErr(t, addHSM(cctx, n.RootClient(t), "b", false), "ADDHSM b")
+	noErr(t, testnode.AddHSM(cctx, t, n.Root, n.Addr, "b", false), "ADDHSM b")
 
 	// On B alone: A's seal still there, but B unseals.
 	n.Stop()
-	n.Config = writeHSMConfig(t, t.TempDir(), [2]string{"b", "KEEP_TEST_KEY_B"})
+	n.Config, n.ExtraEnv = writeHSMConfig(t, b)
 	n.MustStart()
 	if !strings.Contains(n.Stdout(), "HSM         b") {
 		t.Errorf("banner does not show HSM b:\n%s", n.Banner)
@@ -135,18 +86,18 @@ func TestPreviousMainMovesHSM(t *testing.T) {
 	// A's root API key is a root on a node of B while A has a seal.
 	n.Root = rootA
 	decrypts("on B, with A's root API key")
-	noErr(t, removeHSM(cctx, n.RootClient(t), "hsm:aes256"), "REMOVEHSM hsm:aes256")
+	noErr(t, testnode.RemoveHSM(cctx, t, n.Root, n.Addr, "hsm:aes256"), "REMOVEHSM hsm:aes256")
 	if _, err := n.RootClient(t).KeyStatus(ctx, "", &kms.KeyStatusRequest{Name: "k"}); testnode.StatusOf(err) != http.StatusForbidden {
 		t.Errorf("A's root API key after A was removed: %s, want 403", testnode.DescribeErr(err))
 	}
 	n.Stop()
 	n.MustStart()
-	n.Root = rootB
+	n.Root = b.RootAPIKey(t)
 	decrypts("on B after A was removed")
 
 	// A alone no longer starts the node, and says why in one line.
 	n.Stop()
-	n.Config = writeHSMConfig(t, t.TempDir(), [2]string{"hsm:aes256", "KEEP_TEST_KEY_A"})
+	n.Config, n.ExtraEnv = writeHSMConfig(t, a)
 	err = n.Start()
 	var se *testnode.StartError
 	if !errors.As(err, &se) || se.Code == 0 || !strings.Contains(se.Stderr, "the cluster's HSMs are b, this node's are hsm:aes256") {
@@ -155,13 +106,13 @@ func TestPreviousMainMovesHSM(t *testing.T) {
 
 	// The previous main's backup restores on a fresh node of B... only if
 	// B has a seal in it: it has not, so the backup is refused cleanly.
-	fresh := testnode.Start(t, testnode.Options{Name: "fresh-b", HSMKey: keyB})
+	fresh := testnode.Start(t, testnode.Options{Name: "fresh-b", HSMKey: hsmKey(b)})
 	err = fresh.RootClient(t).WriteDB(ctx, &kms.WriteDBRequest{Host: fresh.Addr, Body: bytes.NewReader(backup)})
 	if testnode.StatusOf(err) != http.StatusBadRequest {
 		t.Errorf("restore of A's backup on a node of B: %s, want 400", testnode.DescribeErr(err))
 	}
 	// And on a fresh node of A, it restores, as before.
-	freshA := testnode.Start(t, testnode.Options{Name: "fresh-a", HSMKey: keyA})
+	freshA := testnode.Start(t, testnode.Options{Name: "fresh-a", HSMKey: hsmKey(a)})
 	noErr(t, freshA.RootClient(t).WriteDB(ctx, &kms.WriteDBRequest{Host: freshA.Addr, Body: bytes.NewReader(backup)}), "restore the previous main's backup")
 	d, err := freshA.RootClient(t).Decrypt(ctx, "", &kms.DecryptRequest{Name: "k", Ciphertext: g[0].Ciphertext})
 	if err != nil || !bytes.Equal(d[0].Plaintext, g[0].Plaintext) {
