@@ -2,7 +2,6 @@ package state_test
 
 import (
 	"bytes"
-	"context"
 	"testing"
 
 	"github.com/keep-kms/keep/internal/hsm"
@@ -13,17 +12,8 @@ import (
 // envelope: each snapshot must be refused, whether the flip breaks the
 // list or leaves one that reads the same (JSON names match in any case).
 func TestSnapshotSealsTampered(t *testing.T) {
-	ctx := context.Background()
-	root := bytes.Repeat([]byte{7}, 32)
 	k := hsm.NewKeyring(softHSM(t, "a"), softHSM(t, "b"))
-	seals, err := k.Seal(ctx, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := hsm.EncodeSeals(seals, root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, sealed := sealRootWith(t, k)
 	s := state.New(k)
 	mustApply(t, s, &state.Entry{Op: state.OpInit, Init: &state.InitArgs{ClusterID: "c", SealedRootKey: sealed}})
 	var snap bytes.Buffer

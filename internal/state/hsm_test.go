@@ -26,21 +26,28 @@ func softHSM(t *testing.T, name string) *hsm.Soft {
 	return h
 }
 
+// sealRootWith seals a root key of 7s with every HSM of k: the root key,
+// its seals and their encoding.
+func sealRootWith(t *testing.T, k *hsm.Keyring) (root []byte, seals []hsm.Seal, sealed []byte) {
+	t.Helper()
+	root = bytes.Repeat([]byte{7}, 32)
+	seals, err := k.Seal(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sealed, err = hsm.EncodeSeals(seals, root); err != nil {
+		t.Fatal(err)
+	}
+	return root, seals, sealed
+}
+
 // TestHSMSeals adds and removes HSMs: the seals, the identities they
 // publish, OnSeals, snapshots and the refusals.
 func TestHSMSeals(t *testing.T) {
 	ctx := context.Background()
 	a, b := softHSM(t, "a"), softHSM(t, "b")
-	root := bytes.Repeat([]byte{7}, 32)
 	k := hsm.NewKeyring(a)
-	seals, err := k.Seal(ctx, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := hsm.EncodeSeals(seals, root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, seals, sealed := sealRootWith(t, k)
 	s := state.New(k)
 	var heard [][]byte
 	s.OnSeals(func(sealed, r []byte) {
