@@ -1,10 +1,15 @@
 package attack
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -306,5 +311,53 @@ func TestHSMTamperedSeals(t *testing.T) {
 	n.MustStart()
 	if _, err := n.RootClient(t).KeyStatus(identCtx(t, 10*time.Second), "", &kms.KeyStatusRequest{Name: "k"}); err != nil {
 		t.Fatalf("after the seals were restored: %s", testnode.DescribeErr(err))
+	}
+}
+
+// TestJoinForgedProof: a fresh node takes the peer handshake from nodes it
+// does not know, so that a node of another of the cluster's HSMs can add
+// it. An attacker with a certificate of its own and genuine seals of a
+// cluster the fresh node's HSM opens (from a stolen kms.db or backup), but
+// without the root key, sends it a join request with a forged proof: 403,
+// and the node stays its own cluster.
+func TestJoinForgedProof(t *testing.T) {
+	key := testnode.NewHSMKey(t)
+	donor := testnode.Start(t, testnode.Options{Name: "donor", HSMKey: key})
+	donor.Stop()
+	var stolen []byte
+	editSeals(t, donor.Dir, func(b []byte) []byte { stolen = b; return b })
+
+	fresh := testnode.Start(t, testnode.Options{Name: "fresh", HSMKey: key})
+	attacker, err := kms.GenerateCertificate(testnode.NewAPIKey(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{ // #nosec G402 -- the attacker does not check the node
+			ServerName: "node.keep.invalid", Certificates: []tls.Certificate{attacker}, InsecureSkipVerify: true, NextProtos: []string{"h2"},
+		},
+	}}
+	forged := make([]byte, 32)
+	rand.Read(forged)
+	body, err := json.Marshal(map[string]any{"cluster_id": "evil", "id": "1", "leader": "127.0.0.1:1", "sealed_root_key": stolen, "proof": forged})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Post("https://"+fresh.Addr+"/v1/rpc/join", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST /v1/rpc/join: %v", err)
+	}
+	reply, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("join with stolen seals and a forged proof: %d %s, want 403", resp.StatusCode, reply)
+	}
+	// Still its own one-node cluster, serving its root.
+	time.Sleep(500 * time.Millisecond)
+	st, err := fresh.RootClient(t).ClusterStatus(identCtx(t, 10*time.Second), &kms.ClusterStatusRequest{})
+	identNoErr(t, err, "status of the fresh node")
+	if len(st.NodesUp) != 1 || len(st.NodesDown) != 0 {
+		t.Errorf("the fresh node is no longer a one-node cluster: %d up, %d down", len(st.NodesUp), len(st.NodesDown))
 	}
 }
