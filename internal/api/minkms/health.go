@@ -3,7 +3,6 @@ package minkms
 import (
 	"io"
 	"net/http"
-	"strings"
 
 	pb "github.com/minio/kms-go/kms/protobuf"
 
@@ -63,11 +62,9 @@ func (a *API) status(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 	writeStatus(w, r, a.node.Status())
 }
 
-// Unavailable answers while a node starts or stops: alive, but not ready.
-// A /v1/kms request is aborted instead of answered: kms-go (and so MinIO)
-// sends a request to its next server only after a transport error, never
-// after a 503, so that a rolling restart would fail requests that another
-// node could serve.
+// Unavailable answers while a node starts: alive, but not ready. Clients
+// rarely see it: a starting node refuses their handshakes (server.tlsConfig),
+// which kms-go recovers from by trying its next server.
 func Unavailable() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/health/live" {
@@ -81,9 +78,6 @@ func Unavailable() http.Handler {
 		// detector saw it in TestFiveNodes). The read is bounded by the
 		// largest body the API takes and streams into io.Discard.
 		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, MaxCommandBody))
-		if strings.HasPrefix(r.URL.Path, "/v1/kms/") {
-			panic(http.ErrAbortHandler) // net/http resets the stream, without a log line
-		}
 		writeError(w, r, errNotReady)
 	})
 }
