@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -163,6 +162,7 @@ func Run(ctx context.Context, opts Options) error {
 	// serving is whether clients may connect: not while the node starts or
 	// stops (see tlsConfig); peers always may.
 	var serving atomic.Bool
+	var clients clientConns
 	starting := minkms.Unavailable()
 	handler.Store(&starting)
 	srv := &http.Server{
@@ -176,6 +176,7 @@ func Run(ctx context.Context, opts Options) error {
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 		ConnContext:    identity.ConnContext,       // caches the client's identity per connection
+		ConnState:      clients.track,              // see drain
 		ErrorLog:       log.New(io.Discard, "", 0), // TLS probes and resets are not worth a log line each
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){
 			cluster.ALPN:        func(_ *http.Server, c *tls.Conn, _ http.Handler) { trans.ServeConn(c) },
@@ -216,8 +217,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer node.Close()
 	// Deferred calls run last first: before the node closes, clients are
 	// sent away and the requests they sent are answered (see drain).
-	var inflight inflight
-	defer inflight.drain(srv, &serving)
+	defer clients.drain(srv, &serving)
 	nodeMetrics.SetRaft(node.RaftStats)
 
 	// Peers may call this node while it catches up: a node that answers
@@ -265,7 +265,7 @@ func Run(ctx context.Context, opts Options) error {
 	})
 	kesAPI.Register(mux) // the same mux: KES and MinIO KMS paths do not collide; /version serves both
 	srv.RegisterOnShutdown(kesAPI.Close)
-	var ready = inflight.count(mux)
+	var ready http.Handler = mux
 	handler.Store(&ready)
 	serving.Store(true)
 	go svc.RunLifecycle(ctx, node.IsLeader, lifecycleTick, func(ev service.LifecycleEvent) {
@@ -434,49 +434,3 @@ func (h *health) Ready() bool    { return h.st.Initialized() }
 func (h *health) Writable() bool { return h.node.Writable() }
 
 func (h *health) Status() cluster.NodeStatus { return h.node.LocalStatus() }
-
-// inflight counts the API requests a node is serving, so that a node that
-// stops answers them before it closes, and sends its clients away first:
-// kms-go (and MinIO) go to another server only after a transport error,
-// never after a 503, and their retry cannot send a request body again.
-type inflight struct{ n atomic.Int64 }
-
-// drainWait bounds how long a stopping node waits for its API requests;
-// drainGrace is how long it waits for those already on their way.
-const (
-	drainWait  = 2 * time.Second
-	drainGrace = 100 * time.Millisecond
-)
-
-// count returns h counting its requests, but for the node transport's and
-// the log streams, which last.
-func (f *inflight) count(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v1/rpc/") || strings.Contains(r.URL.Path, "/log") {
-			h.ServeHTTP(w, r)
-			return
-		}
-		f.n.Add(1)
-		defer f.n.Add(-1)
-		h.ServeHTTP(w, r)
-	})
-}
-
-// drain refuses new client connections, tells connected clients to go
-// (HTTP/2 GOAWAY, idle connections closed) and waits, bounded by
-// drainWait, until the requests they sent are answered.
-func (f *inflight) drain(srv *http.Server, serving *atomic.Bool) {
-	serving.Store(false)
-	go shutdown(srv)
-	deadline := time.Now().Add(drainWait)
-	wait := func() {
-		for f.n.Load() > 0 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	wait()
-	// A client may have sent a request before the GOAWAY reached it:
-	// answer that too.
-	time.Sleep(drainGrace)
-	wait()
-}
