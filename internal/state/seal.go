@@ -50,8 +50,8 @@ func (s *State) root() (crypto.Key, error) {
 func (s *State) NextVersion(enclave, name string) uint32 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if e, ok := s.enclaves[enclave]; ok {
-		if k, ok := e.keys[name]; ok {
+	if e, ok := s.enclaves.get(enclave); ok {
+		if k, ok := e.keys.get(name); ok {
 			return k.next
 		}
 	}

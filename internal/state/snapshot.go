@@ -1,12 +1,16 @@
 package state
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/tidwall/btree"
 
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/hsm"
@@ -69,23 +73,86 @@ func (s *State) Snapshot(w io.Writer) error { return s.write(w, snapshotEnvelope
 func (s *State) Backup(w io.Writer) error { return s.write(w, backupEnvelope) }
 
 func (s *State) write(w io.Writer, kind envelopeKind) error {
-	s.mu.RLock()
-	snap := snapshot{
-		Format:        snapshotFormat,
-		ClusterID:     s.clusterID,
-		SealedRootKey: s.sealedRootKey,
-		Settings:      maps.Clone(s.settings),
+	c, err := s.capture(kind)
+	if err != nil {
+		return err
 	}
-	for _, name := range slices.Sorted(maps.Keys(s.enclaves)) {
-		enc := s.enclaves[name]
-		se := snapshotEnclave{Enclave: enc.Enclave}
-		for _, kn := range slices.Sorted(maps.Keys(enc.keys)) {
-			k := enc.keys[kn]
-			sk := snapshotKey{Name: kn, Next: k.next, RotateEvery: k.rotateEvery}
-			for _, vn := range slices.Sorted(maps.Keys(k.versions)) {
-				v := k.versions[vn]
+	return c.Encode(w)
+}
+
+// Capture is the state at one point in time, taken for a raft snapshot:
+// Encode writes what Snapshot would have written at that point, however
+// the state changed since.
+type Capture struct {
+	kind       envelopeKind
+	snap       snapshot // all but the enclaves and identities
+	enclaves   []capturedEnclave
+	identities []Identity // copies
+	macKey     []byte
+}
+
+type capturedEnclave struct {
+	Enclave
+	keys     *btree.Map[string, *key]
+	policies *btree.Map[string, *Policy]
+}
+
+// Capture takes the state as it is now for a raft snapshot. It is cheap,
+// so that raft may call it on the goroutine that applies entries: it copies
+// the B-trees of keys and policies in O(1) each (key rings and policies are
+// never changed in place, see key), and copies only the enclaves, the
+// identities, the settings and the usage table; the keys are encoded later,
+// by Encode, while entries are applied.
+func (s *State) Capture() (*Capture, error) { return s.capture(snapshotEnvelope) }
+
+func (s *State) capture(kind envelopeKind) (*Capture, error) {
+	// The write lock, not the read lock: copying a B-tree changes it.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &Capture{
+		kind: kind,
+		snap: snapshot{
+			Format:        snapshotFormat,
+			ClusterID:     s.clusterID,
+			SealedRootKey: s.sealedRootKey,
+			Settings:      maps.Clone(s.settings),
+		},
+		enclaves:   make([]capturedEnclave, 0, s.enclaves.len()),
+		identities: make([]Identity, 0, len(s.identities)),
+		macKey:     s.macs.of(kind),
+	}
+	s.enclaves.sorted.Scan(func(_ string, enc *enclave) bool {
+		c.enclaves = append(c.enclaves, capturedEnclave{Enclave: enc.Enclave, keys: enc.keys.frozen(), policies: enc.policies.frozen()})
+		return true
+	})
+	// Identities change in place (their policy and service accounts), and
+	// there are few of them next to keys: they are copied.
+	for _, i := range s.identities {
+		c.identities = append(c.identities, i.clone())
+	}
+	if kind == snapshotEnvelope {
+		c.snap.ReplacedRootKey = s.replacedRootKey
+	}
+	if !s.usage.Empty() {
+		var err error
+		if c.snap.Usage, err = json.Marshal(s.usage); err != nil {
+			return nil, fmt.Errorf("failed to write %s: %w", kind.what, err)
+		}
+	}
+	return c, nil
+}
+
+// Encode writes c to w: the snapshot, or the backup, of the state when c
+// was captured. It may run while the state changes, but not twice at once.
+func (c *Capture) Encode(w io.Writer) error {
+	snap := c.snap
+	for _, ce := range c.enclaves {
+		se := snapshotEnclave{Enclave: ce.Enclave}
+		ce.keys.Scan(func(kn string, k *key) bool {
+			sk := snapshotKey{Name: kn, Next: k.next, RotateEvery: k.rotateEvery, Versions: make([]snapshotVersion, 0, len(k.versions))}
+			for _, v := range k.versions {
 				sk.Versions = append(sk.Versions, snapshotVersion{
-					Version:   vn,
+					Version:   v.Version,
 					Type:      v.Key.Type(),
 					Sealed:    v.sealed,
 					Imported:  v.Imported,
@@ -97,33 +164,20 @@ func (s *State) write(w io.Writer, kind envelopeKind) error {
 				})
 			}
 			se.Keys = append(se.Keys, sk)
-		}
-		for _, pn := range slices.Sorted(maps.Keys(enc.policies)) {
-			se.Policies = append(se.Policies, *enc.policies[pn])
-		}
+			return true
+		})
+		ce.policies.Scan(func(_ string, p *Policy) bool {
+			se.Policies = append(se.Policies, *p)
+			return true
+		})
 		snap.Enclaves = append(snap.Enclaves, se)
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.identities)) {
-		snap.Identities = append(snap.Identities, s.identities[id].clone())
-	}
-	if kind == snapshotEnvelope {
-		snap.ReplacedRootKey = s.replacedRootKey
-	}
-	var err error
-	if !s.usage.Empty() {
-		snap.Usage, err = json.Marshal(s.usage) // under the lock: Apply changes the table
-	}
-	macKey := s.macs.of(kind)
-	s.mu.RUnlock()
-	if err != nil {
-		return fmt.Errorf("failed to write %s: %w", kind.what, err)
-	}
-
+	snap.Identities = slices.SortedFunc(slices.Values(c.identities), func(a, b Identity) int { return strings.Compare(a.ID, b.ID) })
 	body, err := json.Marshal(&snap)
 	if err != nil {
-		return fmt.Errorf("failed to write %s: %w", kind.what, err)
+		return fmt.Errorf("failed to write %s: %w", c.kind.what, err)
 	}
-	return writeEnvelope(w, kind, snap.SealedRootKey, macKey, body)
+	return writeEnvelope(w, c.kind, snap.SealedRootKey, c.macKey, body)
 }
 
 // Restore replaces the whole state with a raft snapshot read from r. A
@@ -204,9 +258,9 @@ func (o *opened) build(h Unsealer) (*State, error) {
 		restored.replacedRootKey, restored.replacedEntryMAC = snap.ReplacedRootKey, replaced.entry
 	}
 	for _, se := range snap.Enclaves {
-		enc := &enclave{Enclave: se.Enclave, keys: map[string]*key{}, policies: map[string]*Policy{}}
+		enc := &enclave{Enclave: se.Enclave}
 		for _, sk := range se.Keys {
-			k := &key{versions: map[uint32]*version{}, next: sk.Next, rotateEvery: sk.RotateEvery}
+			k := &key{next: sk.Next, rotateEvery: sk.RotateEvery}
 			for _, sv := range sk.Versions {
 				var (
 					material crypto.Key
@@ -225,7 +279,7 @@ func (o *opened) build(h Unsealer) (*State, error) {
 				if err != nil {
 					return nil, err
 				}
-				k.versions[sv.Version] = &version{
+				k.versions = append(k.versions, &version{
 					KeyVersion: KeyVersion{
 						Name:      sk.Name,
 						Version:   sv.Version,
@@ -240,20 +294,22 @@ func (o *opened) build(h Unsealer) (*State, error) {
 					},
 					sealed: sealed,
 					kes:    sv.KES,
-				}
-				k.latest = max(k.latest, sv.Version)
+				})
 			}
 			if len(k.versions) > 0 {
-				enc.keys[sk.Name] = k
+				// Sorted by a snapshot that this version wrote; a
+				// backup made elsewhere may list them otherwise.
+				slices.SortFunc(k.versions, func(a, b *version) int { return cmp.Compare(a.Version, b.Version) })
+				enc.keys.set(sk.Name, k)
 			}
 		}
 		for _, p := range se.Policies {
-			enc.policies[p.Name] = &p
+			enc.policies.set(p.Name, &p)
 		}
-		restored.enclaves[se.Name] = enc
+		restored.enclaves.set(se.Name, enc)
 	}
 	for _, i := range snap.Identities {
-		restored.identities[i.ID] = &i
+		restored.putIdentity(&i)
 	}
 	if snap.Settings != nil {
 		restored.settings = snap.Settings
