@@ -185,7 +185,7 @@ func (s *State) applyCreateKey(e *Entry) error {
 			Imported:  e.Key.Imported,
 			KES:       kes,
 			CreatedAt: createdAt,
-			CreatedBy: createdBy,
+			CreatedBy: intern(createdBy),
 			Usage:     usage.NewCounter(),
 		},
 		sealed: sealed,

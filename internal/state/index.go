@@ -1,6 +1,10 @@
 package state
 
-import "github.com/tidwall/btree"
+import (
+	"unique"
+
+	"github.com/tidwall/btree"
+)
 
 // sortedMap holds values by name twice: in a hash map, where the hot path
 // (a key's lookup for generate and decrypt) finds them, and in a B-tree
@@ -46,3 +50,9 @@ func (m *sortedMap[V]) page(prefix, continueAt string, limit int) ([]string, str
 		m.sorted.Ascend(pivot, func(name string, _ V) bool { return f(name) })
 	}, prefix, continueAt, limit)
 }
+
+// intern returns the one copy of s that the process keeps. Every key
+// version holds its type and the identity that created it, and a million
+// of them share a few of each: a copy per key would cost more than the
+// key's name.
+func intern[T ~string](s T) T { return unique.Make(s).Value() }

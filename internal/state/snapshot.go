@@ -287,7 +287,7 @@ func (o *opened) build(h Unsealer) (*State, error) {
 						Imported:  sv.Imported,
 						KES:       kes,
 						CreatedAt: sv.CreatedAt,
-						CreatedBy: sv.CreatedBy,
+						CreatedBy: intern(sv.CreatedBy),
 						Disabled:  sv.Disabled,
 						DeleteAt:  sv.DeleteAt,
 						Usage:     usage.NewCounter(),

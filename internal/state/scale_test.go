@@ -1,0 +1,142 @@
+package state_test
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/state"
+)
+
+var scaleLong = flag.Bool("scale.long", false, "BenchmarkScale runs at a million keys too")
+
+// BenchmarkScale builds an enclave of n keys of one version each, applied
+// as `keep add-key` and MinIO create them, and reports what it costs:
+//
+//   - heap-B/key: the heap in use per key after a GC;
+//   - apply-us/key: the time to apply one create entry, which bounds how
+//     long a node replays its log at restart;
+//   - capture-ms, persist-ms: the time a snapshot blocks Apply (raft's
+//     FSM.Snapshot) and the time it takes beside it (FSMSnapshot.Persist);
+//   - snapshot-MB, restore-s: a snapshot's size and its restore, a restart
+//     from a snapshot;
+//   - page-p99-us (and ns/op, the mean): a list page of 100 keys from a
+//     random key on.
+//
+// It runs at 100,000 keys, and with -scale.long at 1,000,000 too:
+//
+//	go test -run - -bench Scale -benchtime 2000x ./internal/state -scale.long
+func BenchmarkScale(b *testing.B) {
+	sizes := []int{100_000}
+	if *scaleLong {
+		sizes = append(sizes, 1_000_000)
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) { benchmarkScale(b, n) })
+	}
+}
+
+func scaleKeyName(i int) string { return fmt.Sprintf("minio-key-%08d", i) }
+
+// scaleState returns a state that holds n keys of one version each.
+func scaleState(b *testing.B, n int) (*state.State, time.Duration) {
+	s := newState(b)
+	const enc = state.DefaultEnclave
+	// One material for all: what a key costs in the state does not depend
+	// on it, and sealing it again for each name is what add-key does.
+	material, err := crypto.GenerateKey(crypto.AES256, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var applying time.Duration
+	for i := range n {
+		name := scaleKeyName(i)
+		sealed, err := s.SealKey(enc, name, 1, material)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, err := s.EncodeEntry(&state.Entry{Op: state.OpCreateKey, Enclave: enc, Name: name, Time: time.Now().UTC(), By: alice, Key: &state.KeyArgs{Type: crypto.AES256, Version: 1, Sealed: sealed}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if err := s.Apply(data); err != nil {
+			b.Fatal(err)
+		}
+		applying += time.Since(start)
+	}
+	return s, applying
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+func benchmarkScale(b *testing.B, n int) {
+	// Reported after b.Loop, which resets what was reported before it.
+	metrics := map[string]float64{}
+	before := heapInUse()
+	s, applying := scaleState(b, n)
+	metrics["heap-B/key"] = float64(heapInUse()-before) / float64(n)
+	metrics["apply-us/key"] = float64(applying.Microseconds()) / float64(n)
+
+	var snap bytes.Buffer
+	capture, persist := captureAndPersist(b, s, &snap)
+	metrics["capture-ms"] = float64(capture.Microseconds()) / 1000
+	metrics["persist-ms"] = float64(persist.Microseconds()) / 1000
+	metrics["snapshot-MB"] = float64(snap.Len()) / 1e6
+	start := time.Now()
+	if err := s.Restore(bytes.NewReader(snap.Bytes())); err != nil {
+		b.Fatal(err)
+	}
+	metrics["restore-s"] = time.Since(start).Seconds()
+	snap = bytes.Buffer{}
+	runtime.GC()
+
+	r := rand.New(rand.NewPCG(1, 2))
+	var took []time.Duration
+	for b.Loop() {
+		at := scaleKeyName(r.IntN(n))
+		start := time.Now()
+		list, _, err := s.Keys(state.DefaultEnclave, "minio-", at, 100)
+		took = append(took, time.Since(start))
+		if err != nil || len(list) == 0 {
+			b.Fatal(len(list), err)
+		}
+	}
+	slices.Sort(took)
+	metrics["page-p99-us"] = float64(took[len(took)*99/100].Microseconds())
+	for unit, v := range metrics {
+		b.ReportMetric(v, unit)
+	}
+}
+
+// BenchmarkKey is the state's part of the hot path: the lookup of a key's
+// latest version, which every generate and decrypt makes, in an enclave of
+// 100,000 keys.
+func BenchmarkKey(b *testing.B) {
+	const n = 100_000
+	s, _ := scaleState(b, n)
+	r := rand.New(rand.NewPCG(1, 2))
+	names := make([]string, 1024)
+	for i := range names {
+		names[i] = scaleKeyName(r.IntN(n))
+	}
+	runtime.GC()
+	i := 0
+	for b.Loop() {
+		if _, err := s.Key(state.DefaultEnclave, names[i%len(names)], 0); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
