@@ -143,41 +143,78 @@ func (s *State) capture(kind envelopeKind) (*Capture, error) {
 }
 
 // Encode writes c to w: the snapshot, or the backup, of the state when c
-// was captured. It may run while the state changes, but not twice at once.
+// was captured, in the JSON that json.Marshal makes of the whole snapshot.
+// It may run while the state changes. It never holds the whole JSON, which
+// is hundreds of megabytes at a million keys: it writes it twice, one key
+// at a time, once for the MAC and once to w (see writeEnvelope).
 func (c *Capture) Encode(w io.Writer) error {
-	snap := c.snap
-	for _, ce := range c.enclaves {
+	top := c.snap // all but the enclaves, whose JSON is null in top
+	top.Identities = slices.SortedFunc(slices.Values(c.identities), func(a, b Identity) int { return strings.Compare(a.ID, b.ID) })
+	head, err := json.Marshal(&top)
+	if err != nil {
+		return fmt.Errorf("failed to write %s: %w", c.kind.what, err)
+	}
+	return writeEnvelope(w, c.kind, top.SealedRootKey, c.macKey, func(b *bodyWriter) { c.writeBody(b, head) })
+}
+
+// writeBody writes the JSON of the snapshot, with the enclaves and their
+// keys in it, of which head is the JSON without its enclaves.
+func (c *Capture) writeBody(b *bodyWriter, head []byte) {
+	if len(c.enclaves) == 0 {
+		b.write(head)
+		return
+	}
+	before, after := b.splice(head, "enclaves")
+	b.write(before)
+	for i, ce := range c.enclaves {
+		b.write([]byte{"[,"[min(i, 1)]})
 		se := snapshotEnclave{Enclave: ce.Enclave}
-		ce.keys.Scan(func(kn string, k *key) bool {
-			sk := snapshotKey{Name: kn, Next: k.next, RotateEvery: k.rotateEvery, Versions: make([]snapshotVersion, 0, len(k.versions))}
-			for _, v := range k.versions {
-				sk.Versions = append(sk.Versions, snapshotVersion{
-					Version:   v.Version,
-					Type:      v.Key.Type(),
-					Sealed:    v.sealed,
-					Imported:  v.Imported,
-					KES:       v.kes,
-					CreatedAt: v.CreatedAt,
-					CreatedBy: v.CreatedBy,
-					Disabled:  v.Disabled,
-					DeleteAt:  v.DeleteAt,
-				})
-			}
-			se.Keys = append(se.Keys, sk)
-			return true
-		})
 		ce.policies.Scan(func(_ string, p *Policy) bool {
 			se.Policies = append(se.Policies, *p)
 			return true
 		})
-		snap.Enclaves = append(snap.Enclaves, se)
+		enc, err := json.Marshal(&se)
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		if ce.keys.Len() == 0 {
+			b.write(enc)
+			continue
+		}
+		encBefore, encAfter := b.splice(enc, "keys")
+		b.write(encBefore)
+		sep := byte('[')
+		ce.keys.Scan(func(name string, k *key) bool {
+			b.write([]byte{sep})
+			sep = ','
+			b.json(snapshotKeyOf(name, k))
+			return b.err == nil
+		})
+		b.write([]byte{']'})
+		b.write(encAfter)
 	}
-	snap.Identities = slices.SortedFunc(slices.Values(c.identities), func(a, b Identity) int { return strings.Compare(a.ID, b.ID) })
-	body, err := json.Marshal(&snap)
-	if err != nil {
-		return fmt.Errorf("failed to write %s: %w", c.kind.what, err)
+	b.write([]byte{']'})
+	b.write(after)
+}
+
+// snapshotKeyOf returns key k, named name, as a snapshot holds it.
+func snapshotKeyOf(name string, k *key) *snapshotKey {
+	sk := &snapshotKey{Name: name, Next: k.next, RotateEvery: k.rotateEvery, Versions: make([]snapshotVersion, 0, len(k.versions))}
+	for _, v := range k.versions {
+		sk.Versions = append(sk.Versions, snapshotVersion{
+			Version:   v.Version,
+			Type:      v.Key.Type(),
+			Sealed:    v.sealed,
+			Imported:  v.Imported,
+			KES:       v.kes,
+			CreatedAt: v.CreatedAt,
+			CreatedBy: v.CreatedBy,
+			Disabled:  v.Disabled,
+			DeleteAt:  v.DeleteAt,
+		})
 	}
-	return writeEnvelope(w, c.kind, snap.SealedRootKey, c.macKey, body)
+	return sk
 }
 
 // Restore replaces the whole state with a raft snapshot read from r. A
