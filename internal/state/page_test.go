@@ -91,7 +91,7 @@ func TestSortedMapPageRandom(t *testing.T) {
 	if m.len() != m.sorted.Len() {
 		t.Fatalf("map holds %d names, the B-tree %d", m.len(), m.sorted.Len())
 	}
-	for range 2000 {
+	for range 300 {
 		prefix, continueAt, limit := name(), "", 1+r.IntN(20)
 		prefix = prefix[:r.IntN(min(3, len(prefix)+1))]
 		if r.IntN(2) == 0 {
