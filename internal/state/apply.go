@@ -192,7 +192,7 @@ func (s *State) applyCreateKey(e *Entry) error {
 		kes:    e.Key.KES,
 	}
 	// A new key ring, not k changed: a snapshot may hold k (see key).
-	enc.keys.set(e.Name, &key{
+	enc.putKey(e.Name, &key{
 		versions:    append(slices.Clip(k.versions), nv),
 		next:        v + 1,
 		rotateEvery: k.rotateEvery,
@@ -216,7 +216,7 @@ func (s *State) applyDeleteKey(e *Entry) error {
 		if args.Version != 0 {
 			return fmt.Errorf("%w: a version and all versions are mutually exclusive", ErrInvalidArgument)
 		}
-		enc.keys.delete(e.Name)
+		enc.dropKey(e.Name)
 		return nil
 	}
 	v := args.Version

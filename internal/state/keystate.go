@@ -137,7 +137,7 @@ func (s *State) applyScheduleDeletion(e *Entry, enc *enclave, k *key, args *Dele
 	if len(todo) == 0 {
 		return fmt.Errorf("%w: every version of key %q is already pending deletion", ErrInvalidArgument, e.Name)
 	}
-	enc.keys.set(e.Name, k.with(todo, func(v *version) { v.DeleteAt = args.At.UTC() }))
+	enc.putKey(e.Name, k.with(todo, func(v *version) { v.DeleteAt = args.At.UTC() }))
 	return nil
 }
 
@@ -164,7 +164,7 @@ func (s *State) applyCancelDeletion(e *Entry) error {
 	if len(todo) == 0 {
 		return fmt.Errorf("%w: no version of key %q named here is pending deletion", ErrInvalidArgument, e.Name)
 	}
-	enc.keys.set(e.Name, k.with(todo, func(v *version) { v.DeleteAt = time.Time{} }))
+	enc.putKey(e.Name, k.with(todo, func(v *version) { v.DeleteAt = time.Time{} }))
 	return nil
 }
 
@@ -181,7 +181,7 @@ func (s *State) applyKeyState(e *Entry) error {
 	if err != nil {
 		return err
 	}
-	enc.keys.set(e.Name, k.with(vs, func(v *version) { v.Disabled = e.KeyState.Disabled }))
+	enc.putKey(e.Name, k.with(vs, func(v *version) { v.Disabled = e.KeyState.Disabled }))
 	return nil
 }
 
@@ -213,12 +213,12 @@ func (s *State) applyDestroyKey(e *Entry) error {
 // its last version.
 func (s *State) removeVersion(enc *enclave, name string, k *key, n uint32) {
 	if len(k.versions) == 1 {
-		enc.keys.delete(name)
+		enc.dropKey(name)
 		return
 	}
 	c := *k
 	c.versions = slices.DeleteFunc(slices.Clone(k.versions), func(v *version) bool { return v.Version == n })
-	enc.keys.set(name, &c)
+	enc.putKey(name, &c)
 }
 
 // applyRotation sets a key's rotation period.
@@ -232,7 +232,7 @@ func (s *State) applyRotation(e *Entry) error {
 	}
 	c := *k
 	c.rotateEvery = e.Rotation.Every
-	enc.keys.set(e.Name, &c)
+	enc.putKey(e.Name, &c)
 	return nil
 }
 
@@ -293,7 +293,8 @@ func (s *State) Due(now time.Time) (destroy, rotate []Due) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for en, enc := range s.enclaves.byName {
-		for kn, k := range enc.keys.byName {
+		for kn := range enc.due {
+			k, _ := enc.keys.get(kn)
 			for _, v := range k.versions {
 				if !v.DeleteAt.IsZero() && !now.Before(v.DeleteAt) {
 					destroy = append(destroy, Due{Enclave: en, Name: kn, Version: v.Version, DeleteAt: v.DeleteAt})

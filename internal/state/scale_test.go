@@ -26,6 +26,8 @@ var scaleLong = flag.Bool("scale.long", false, "BenchmarkScale runs at a million
 //     FSM.Snapshot) and the time it takes beside it (FSMSnapshot.Persist);
 //   - snapshot-MB, restore-s: a snapshot's size and its restore, a restart
 //     from a snapshot;
+//   - due-ms: the leader's look for rotations and destructions that are
+//     due, every second (State.Due);
 //   - page-p99-us (and ns/op, the mean): a list page of 100 keys from a
 //     random key on.
 //
@@ -89,12 +91,16 @@ func benchmarkScale(b *testing.B, n int) {
 	metrics["heap-B/key"] = float64(heapInUse()-before) / float64(n)
 	metrics["apply-us/key"] = float64(applying.Microseconds()) / float64(n)
 
+	start := time.Now()
+	s.Due(start)
+	metrics["due-ms"] = float64(time.Since(start).Microseconds()) / 1000
+
 	var snap bytes.Buffer
 	capture, persist := captureAndPersist(b, s, &snap)
 	metrics["capture-ms"] = float64(capture.Microseconds()) / 1000
 	metrics["persist-ms"] = float64(persist.Microseconds()) / 1000
 	metrics["snapshot-MB"] = float64(snap.Len()) / 1e6
-	start := time.Now()
+	start = time.Now()
 	if err := s.Restore(bytes.NewReader(snap.Bytes())); err != nil {
 		b.Fatal(err)
 	}

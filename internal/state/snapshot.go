@@ -337,7 +337,7 @@ func (o *opened) build(h Unsealer) (*State, error) {
 				// Sorted by a snapshot that this version wrote; a
 				// backup made elsewhere may list them otherwise.
 				slices.SortFunc(k.versions, func(a, b *version) int { return cmp.Compare(a.Version, b.Version) })
-				enc.keys.set(sk.Name, k)
+				enc.putKey(sk.Name, k)
 			}
 		}
 		for _, p := range se.Policies {

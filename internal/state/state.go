@@ -67,6 +67,29 @@ type enclave struct {
 	// identities are the IDs of the identities that live in the enclave,
 	// in order, for its list pages.
 	identities btree.Set[string]
+	// due names the keys that rotate or have a version pending deletion,
+	// which the leader checks every second (State.Due): the others, nearly
+	// all of a million keys, are not visited.
+	due map[string]struct{}
+}
+
+// putKey puts k in e under name.
+func (e *enclave) putKey(name string, k *key) {
+	e.keys.set(name, k)
+	if k.mayBeDue() {
+		if e.due == nil {
+			e.due = map[string]struct{}{}
+		}
+		e.due[name] = struct{}{}
+	} else {
+		delete(e.due, name)
+	}
+}
+
+// dropKey removes the key name from e.
+func (e *enclave) dropKey(name string) {
+	e.keys.delete(name)
+	delete(e.due, name)
 }
 
 // key is a key ring: its versions and the number the next one gets, so that
@@ -85,6 +108,11 @@ type version struct {
 	KeyVersion
 	sealed []byte   // kept for snapshots, so that they never hold plaintext
 	kes    *KESArgs // kept for snapshots; nil unless imported from KES
+}
+
+// mayBeDue reports whether a rotation or a destruction of k may come due.
+func (k *key) mayBeDue() bool {
+	return k.rotateEvery > 0 || slices.ContainsFunc(k.versions, func(v *version) bool { return !v.DeleteAt.IsZero() })
 }
 
 // latest returns the latest version of k.
