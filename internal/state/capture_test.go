@@ -94,3 +94,41 @@ func TestCaptureIsolation(t *testing.T) {
 		t.Fatalf("a second encoding of the capture differs (%v)", err)
 	}
 }
+
+// TestRestoreManyKeys restores a snapshot whose keys are opened on several
+// cores (enclaves with thousands of keys, an empty one between them): the
+// state is the same, and each key is in its enclave.
+func TestRestoreManyKeys(t *testing.T) {
+	s := newState(t)
+	for _, enc := range []string{"a", "b", "c"} {
+		mustApply(t, s, &state.Entry{Op: state.OpCreateEnclave, Name: enc})
+	}
+	for _, enc := range []string{"a", "c", state.DefaultEnclave} {
+		for i := range 1500 {
+			mustApply(t, s, keyEntry(t, s, enc, fmt.Sprintf("%s-%04d", enc, i), false))
+		}
+	}
+	var want bytes.Buffer
+	if err := s.Snapshot(&want); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(bytes.NewReader(want.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if err := s.Snapshot(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatal("the snapshot of the restored state differs")
+	}
+	for _, enc := range []string{"a", "c", state.DefaultEnclave} {
+		list, next, err := s.Keys(enc, "", "", state.MaxPageSize)
+		if err != nil || len(list) != 1500 || next != "" || list[0].Name != enc+"-0000" || list[1499].Name != enc+"-1499" {
+			t.Fatalf("enclave %s after the restore: %d keys, %q, %v", enc, len(list), next, err)
+		}
+	}
+	if list, _, err := s.Keys("b", "", "", 0); err != nil || len(list) != 0 {
+		t.Fatalf("enclave b after the restore: %d keys, %v", len(list), err)
+	}
+}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tidwall/btree"
@@ -275,6 +277,88 @@ func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
 	return nil
 }
 
+// keyRing is a key of a snapshot and, once opened, the key ring it is.
+type keyRing struct {
+	enclave string
+	snap    *snapshotKey
+	key     *key // nil for a key without versions, which is left out
+}
+
+// openKeys opens the key rings of rs, their material unsealed, on every
+// core. Its error is that of the first key that fails, as if they were
+// opened in order.
+func (s *State) openKeys(rs []keyRing, legacy bool) error {
+	workers := min(runtime.GOMAXPROCS(0), len(rs)/1000+1)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w * len(rs) / workers; i < (w+1)*len(rs)/workers; i++ {
+				r := &rs[i]
+				if r.key, errs[w] = s.openKey(r.enclave, r.snap, legacy); errs[w] != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openKey returns the key ring sk of enclave, its material unsealed, or
+// nil if it has no versions. Key material of a legacy snapshot is sealed
+// again under keyAAD.
+func (s *State) openKey(enclave string, sk *snapshotKey, legacy bool) (*key, error) {
+	if len(sk.Versions) == 0 {
+		return nil, nil
+	}
+	k := &key{next: sk.Next, rotateEvery: sk.RotateEvery}
+	for _, sv := range sk.Versions {
+		var (
+			material crypto.Key
+			sealed   = sv.Sealed
+			err      error
+		)
+		if legacy {
+			material, sealed, err = s.unsealLegacyKey(enclave, sk.Name, sv.Version, sv.Type, sv.Sealed)
+		} else {
+			material, err = s.unsealKey(enclave, sk.Name, sv.Version, sv.Type, sv.Sealed)
+		}
+		if err != nil {
+			return nil, err
+		}
+		kes, err := s.openKES(enclave, sk.Name, sv.Version, material, sv.KES)
+		if err != nil {
+			return nil, err
+		}
+		k.versions = append(k.versions, &version{
+			KeyVersion: KeyVersion{
+				Name:      sk.Name,
+				Version:   sv.Version,
+				Key:       material,
+				Imported:  sv.Imported,
+				KES:       kes,
+				CreatedAt: sv.CreatedAt,
+				CreatedBy: intern(sv.CreatedBy),
+				Disabled:  sv.Disabled,
+				DeleteAt:  sv.DeleteAt,
+				Usage:     usage.NewCounter(),
+			},
+			sealed: sealed,
+			kes:    sv.KES,
+		})
+	}
+	// Sorted by a snapshot that this version wrote; a backup made
+	// elsewhere may list them otherwise.
+	slices.SortFunc(k.versions, func(a, b *version) int { return cmp.Compare(a.Version, b.Version) })
+	return k, nil
+}
+
 // build returns a new state that holds o, its key material unsealed. Key
 // material of a legacy snapshot is sealed again under keyAAD.
 func (o *opened) build(h Unsealer) (*State, error) {
@@ -294,52 +378,25 @@ func (o *opened) build(h Unsealer) (*State, error) {
 		}
 		restored.replacedRootKey, restored.replacedEntryMAC = snap.ReplacedRootKey, replaced.entry
 	}
+	// Unsealing a million keys one by one takes most of a restart: the
+	// keys are opened on every core, then put in their enclaves in order.
+	var rings []keyRing
+	for _, se := range snap.Enclaves {
+		for i := range se.Keys {
+			rings = append(rings, keyRing{enclave: se.Name, snap: &se.Keys[i]})
+		}
+	}
+	if err := restored.openKeys(rings, o.legacy); err != nil {
+		return nil, err
+	}
 	for _, se := range snap.Enclaves {
 		enc := &enclave{Enclave: se.Enclave}
-		for _, sk := range se.Keys {
-			k := &key{next: sk.Next, rotateEvery: sk.RotateEvery}
-			for _, sv := range sk.Versions {
-				var (
-					material crypto.Key
-					sealed   = sv.Sealed
-					err      error
-				)
-				if o.legacy {
-					material, sealed, err = restored.unsealLegacyKey(se.Name, sk.Name, sv.Version, sv.Type, sv.Sealed)
-				} else {
-					material, err = restored.unsealKey(se.Name, sk.Name, sv.Version, sv.Type, sv.Sealed)
-				}
-				if err != nil {
-					return nil, err
-				}
-				kes, err := restored.openKES(se.Name, sk.Name, sv.Version, material, sv.KES)
-				if err != nil {
-					return nil, err
-				}
-				k.versions = append(k.versions, &version{
-					KeyVersion: KeyVersion{
-						Name:      sk.Name,
-						Version:   sv.Version,
-						Key:       material,
-						Imported:  sv.Imported,
-						KES:       kes,
-						CreatedAt: sv.CreatedAt,
-						CreatedBy: intern(sv.CreatedBy),
-						Disabled:  sv.Disabled,
-						DeleteAt:  sv.DeleteAt,
-						Usage:     usage.NewCounter(),
-					},
-					sealed: sealed,
-					kes:    sv.KES,
-				})
-			}
-			if len(k.versions) > 0 {
-				// Sorted by a snapshot that this version wrote; a
-				// backup made elsewhere may list them otherwise.
-				slices.SortFunc(k.versions, func(a, b *version) int { return cmp.Compare(a.Version, b.Version) })
-				enc.putKey(sk.Name, k)
+		for _, r := range rings[:len(se.Keys)] {
+			if r.key != nil {
+				enc.putKey(r.snap.Name, r.key)
 			}
 		}
+		rings = rings[len(se.Keys):]
 		for _, p := range se.Policies {
 			enc.policies.set(p.Name, &p)
 		}
