@@ -21,7 +21,8 @@ import (
 var scaleLong = flag.Bool("scale.long", false, "BenchmarkScale runs at a million keys too")
 
 // BenchmarkScale builds an enclave of n keys of one version each, applied
-// as `keep add-key` and MinIO create them, and reports what it costs:
+// as `keep add-key` and MinIO create them (and 10,000 enclaves of 3 keys
+// each), and reports what it costs:
 //
 //   - heap-B/key: the heap in use per key after a GC;
 //   - apply-us/key: the time to apply one create entry, which bounds how
@@ -42,20 +43,35 @@ var scaleLong = flag.Bool("scale.long", false, "BenchmarkScale runs at a million
 // figures are the CPU time of the process (all its threads, the garbage
 // collector's too) over the same spans, and compare better between runs.
 //
-// It runs at 100,000 keys, and with -scale.long at 1,000,000 too:
+// It runs at 100,000 keys and 10,000 enclaves, and with -scale.long at
+// 1,000,000 keys too:
 //
 //	go test -run - -bench Scale -benchtime 2000x ./internal/state -scale.long
 func BenchmarkScale(b *testing.B) {
-	sizes := []int{100_000}
+	type size struct{ keys, enclaves int }
+	sizes := []size{{100_000, 1}, {30_000, 10_000}}
 	if *scaleLong {
-		sizes = append(sizes, 1_000_000)
+		sizes = append(sizes, size{1_000_000, 1})
 	}
-	for _, n := range sizes {
-		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) { benchmarkScale(b, n) })
+	for _, sz := range sizes {
+		name := fmt.Sprintf("keys=%d", sz.keys)
+		if sz.enclaves > 1 {
+			name += fmt.Sprintf("/enclaves=%d", sz.enclaves)
+		}
+		b.Run(name, func(b *testing.B) { benchmarkScale(b, sz.keys, sz.enclaves) })
 	}
 }
 
 func scaleKeyName(i int) string { return fmt.Sprintf("minio-key-%08d", i) }
+
+// scaleEnclave is the enclave of key i of a state of n enclaves: the
+// default one, or the others in turn.
+func scaleEnclave(i, enclaves int) string {
+	if enclaves == 1 {
+		return state.DefaultEnclave
+	}
+	return fmt.Sprintf("tenant-%05d", i%enclaves)
+}
 
 // cpuTime is the CPU time the process has used so far.
 func cpuTime(b *testing.B) time.Duration {
@@ -85,11 +101,18 @@ func peakRSS(b *testing.B) float64 {
 	return 0
 }
 
-// scaleState returns a state that holds n keys of one version each, and
-// the wall-clock and CPU time its entries took to apply.
-func scaleState(b *testing.B, n int) (s *state.State, wall, cpu time.Duration) {
+// scaleState returns a state that holds n keys of one version each in
+// its enclaves, and the wall-clock and CPU time its key entries took to
+// apply.
+func scaleState(b *testing.B, n, enclaves int) (s *state.State, wall, cpu time.Duration) {
 	s = newState(b)
-	const enc = state.DefaultEnclave
+	for i := range enclaves {
+		if enc := scaleEnclave(i, enclaves); enc != state.DefaultEnclave {
+			if err := apply(s, &state.Entry{Op: state.OpCreateEnclave, Name: enc}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	// One material for all: what a key costs in the state does not depend
 	// on it, and sealing it again for each name is what add-key does.
 	material, err := crypto.GenerateKey(crypto.AES256, nil)
@@ -97,7 +120,7 @@ func scaleState(b *testing.B, n int) (s *state.State, wall, cpu time.Duration) {
 		b.Fatal(err)
 	}
 	for i := range n {
-		name := scaleKeyName(i)
+		name, enc := scaleKeyName(i), scaleEnclave(i, enclaves)
 		sealed, err := s.SealKey(enc, name, 1, material)
 		if err != nil {
 			b.Fatal(err)
@@ -123,11 +146,11 @@ func heapInUse() uint64 {
 	return m.HeapAlloc
 }
 
-func benchmarkScale(b *testing.B, n int) {
+func benchmarkScale(b *testing.B, n, enclaves int) {
 	// Reported after b.Loop, which resets what was reported before it.
 	metrics := map[string]float64{}
 	before := heapInUse()
-	s, applying, applyingCPU := scaleState(b, n)
+	s, applying, applyingCPU := scaleState(b, n, enclaves)
 	metrics["heap-B/key"] = float64(heapInUse()-before) / float64(n)
 	metrics["apply-us/key"] = float64(applying.Microseconds()) / float64(n)
 	metrics["apply-cpu-us/key"] = float64(applyingCPU.Microseconds()) / float64(n)
@@ -155,9 +178,9 @@ func benchmarkScale(b *testing.B, n int) {
 	r := rand.New(rand.NewPCG(1, 2))
 	var took []time.Duration
 	for b.Loop() {
-		at := scaleKeyName(r.IntN(n))
+		i := r.IntN(n)
 		start := time.Now()
-		list, _, err := s.Keys(state.DefaultEnclave, "minio-", at, 100)
+		list, _, err := s.Keys(scaleEnclave(i, enclaves), "minio-", scaleKeyName(i), 100)
 		took = append(took, time.Since(start))
 		if err != nil || len(list) == 0 {
 			b.Fatal(len(list), err)
@@ -176,7 +199,7 @@ func benchmarkScale(b *testing.B, n int) {
 // 100,000 keys.
 func BenchmarkKey(b *testing.B) {
 	const n = 100_000
-	s, _, _ := scaleState(b, n)
+	s, _, _ := scaleState(b, n, 1)
 	r := rand.New(rand.NewPCG(1, 2))
 	names := make([]string, 1024)
 	for i := range names {
@@ -202,7 +225,7 @@ func BenchmarkKey(b *testing.B) {
 // BenchmarkRestore is a restart from a snapshot of 100,000 keys: its
 // restore, in wall-clock and CPU time.
 func BenchmarkRestore(b *testing.B) {
-	s, _, _ := scaleState(b, 100_000)
+	s, _, _ := scaleState(b, 100_000, 1)
 	var snap bytes.Buffer
 	if err := s.Snapshot(&snap); err != nil {
 		b.Fatal(err)
