@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,11 +67,26 @@ func TestCaptureIsolation(t *testing.T) {
 		encoded = make(chan error, 1)
 		wg      sync.WaitGroup
 	)
+	var applied atomic.Bool
 	wg.Go(func() {
 		for _, e := range changes {
 			mustApply(t, s, e)
 		}
+		applied.Store(true)
 	})
+	// Reads, and other captures (a backup is one), go on meanwhile.
+	for range 2 {
+		wg.Go(func() {
+			for !applied.Load() {
+				if _, _, err := s.Keys(enc, "k", "k1", 100); err != nil {
+					t.Error(err)
+				}
+				if _, err := s.Capture(); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
 	go func() { encoded <- c.Encode(&got) }()
 	if err := <-encoded; err != nil {
 		t.Fatal(err)

@@ -40,8 +40,7 @@ func (m *sortedMap[V]) delete(name string) {
 func (m *sortedMap[V]) len() int { return len(m.byName) }
 
 // frozen returns a copy of m's values in order, which no later change to m
-// alters. The caller holds the state's write lock: the copy changes m's
-// B-tree too, which readers walk.
+// alters. The caller holds the state's read lock and State.copying.
 func (m *sortedMap[V]) frozen() *btree.Map[string, V] { return m.sorted.Copy() }
 
 // page returns a page of m's names (see page).

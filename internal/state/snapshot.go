@@ -108,9 +108,13 @@ type capturedEnclave struct {
 func (s *State) Capture() (*Capture, error) { return s.capture(snapshotEnvelope) }
 
 func (s *State) capture(kind envelopeKind) (*Capture, error) {
-	// The write lock, not the read lock: copying a B-tree changes it.
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// Under the read lock, so that reads go on: copying a B-tree writes
+	// only the ID that tells its nodes shared, which no read looks at,
+	// but two copies at once would race on it.
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.copying.Lock()
+	defer s.copying.Unlock()
 	c := &Capture{
 		kind: kind,
 		snap: snapshot{

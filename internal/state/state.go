@@ -37,6 +37,7 @@ type State struct {
 	hsm Unsealer
 
 	mu            sync.RWMutex
+	copying       sync.Mutex // held with mu read-locked to capture the state (see capture)
 	clusterID     string
 	sealedRootKey []byte
 	seals         []hsm.Seal // sealedRootKey, decoded
