@@ -32,8 +32,10 @@ var scaleLong = flag.Bool("scale.long", false, "BenchmarkScale runs at a million
 //     snapshot-cpu-ms the CPU time of both;
 //   - snapshot-MB, restore-s: a snapshot's size and its restore, a restart
 //     from a snapshot;
-//   - peak-rss-MB: the most memory the process held resident (run one
-//     size at a time for it to be that size's);
+//   - built-rss-MB: the most memory the process held resident until the
+//     keys were applied, as a node that applies them (run one size at a
+//     time for it to be that size's); peak-rss-MB until the end, with a
+//     snapshot in a buffer and a restore beside the state it replaces;
 //   - due-ms: the leader's look for rotations and destructions that are
 //     due, every second (State.Due);
 //   - page-p99-us (and ns/op, the mean): a list page of 100 keys from a
@@ -151,6 +153,7 @@ func benchmarkScale(b *testing.B, n, enclaves int) {
 	metrics := map[string]float64{}
 	before := heapInUse()
 	s, applying, applyingCPU := scaleState(b, n, enclaves)
+	metrics["built-rss-MB"] = peakRSS(b)
 	metrics["heap-B/key"] = float64(heapInUse()-before) / float64(n)
 	metrics["apply-us/key"] = float64(applying.Microseconds()) / float64(n)
 	metrics["apply-cpu-us/key"] = float64(applyingCPU.Microseconds()) / float64(n)
