@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -15,7 +16,7 @@ import (
 // connections to close. It covers the slowest request plus the second
 // net/http's HTTP/2 server waits after a graceful GOAWAY before it closes
 // a connection whose streams are done.
-const drainWait = 5 * time.Second
+const drainWait = 10 * time.Second
 
 // clientConns tracks the connections of API clients (not those of peers),
 // so that a stopping node answers every request a client sent before it
@@ -84,7 +85,11 @@ func (c *clientConns) drain(srv *http.Server, serving *atomic.Bool) {
 	serving.Store(false)
 	go shutdown(srv)
 	deadline := time.Now().Add(drainWait)
-	for c.count() > 0 && time.Now().Before(deadline) {
+	for c.count() > 0 {
+		if time.Now().After(deadline) {
+			slog.Warn("stopping with client connections still open: requests on them are cut off", "connections", c.count(), "waited", drainWait)
+			return
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }

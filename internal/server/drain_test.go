@@ -17,7 +17,7 @@ import (
 // even when it takes longer than a moment, and only client connections
 // hold the drain up.
 func TestDrainAnswersSlowRequest(t *testing.T) {
-	const slow = 3 * time.Second // longer than the 2 s the node used to wait; shorter than drainWait minus the GOAWAY second
+	const slow = 3 * time.Second // longer than the 2 s the node used to wait; well within drainWait
 	var clients clientConns
 	started := make(chan struct{}, 2)
 	release := make(chan struct{})
