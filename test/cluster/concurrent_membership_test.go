@@ -79,7 +79,7 @@ type loader struct {
 	mu      sync.Mutex
 	acked   []string
 	ackedAt map[string]time.Time // for the log of a lost write
-	failed  map[string]int // error → how often
+	failed  map[string]int       // error → how often
 }
 
 func startLoader(c *cluster, nodes []int, enclave string, workers int) *loader {
