@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/state"
@@ -26,24 +27,71 @@ var (
 	ErrTampered = errors.New("refusing tampered state")
 )
 
-// wireErrors are the errors that keep their identity when a peer returns
-// them over RPC: a write forwarded to the leader fails on the follower with
-// the same error as on the leader.
-var wireErrors = []error{
-	state.ErrEnclaveExists, state.ErrEnclaveNotFound,
-	state.ErrKeyExists, state.ErrKeyNotFound,
-	state.ErrPolicyNotFound,
-	state.ErrIdentityNotFound, state.ErrIdentityExists,
-	state.ErrInvalidArgument, state.ErrNotInitialized,
-	crypto.ErrDecrypt,
-	ErrNoLeader, ErrLeadershipLost, ErrShuttingDown, ErrRemoved, ErrNodeExists, ErrNodeNotFound, ErrNodeUnavailable, ErrNotFresh,
+// wireError is an error that keeps its identity when a peer returns it over
+// the node transport: a write forwarded to the leader fails on the
+// follower with the same error as on the leader.
+//
+// Nodes of different versions talk to each other during a rolling upgrade,
+// so each error is named by codes that never change: kind, the number every
+// version of Keep has sent (it was once the error's position in a list, and
+// the numbers of that list are kept), and code, a name sent beside it since
+// the numbers were made explicit. Never change or reuse a kind or a code;
+// a new error takes the next kind and a new code, at the end.
+type wireError struct {
+	kind int
+	code string
+	err  error
+}
+
+// wireErrors is the registry of the errors nodes exchange. A reply carries
+// the first entry its error matches (errors.Is), so an error that wraps
+// several, such as ErrNoLeader and ErrNodeUnavailable for a leader that
+// cannot be reached, travels as the one listed first.
+var wireErrors = []wireError{
+	{1, "enclave_exists", state.ErrEnclaveExists},
+	{2, "enclave_not_found", state.ErrEnclaveNotFound},
+	{3, "key_exists", state.ErrKeyExists},
+	{4, "key_not_found", state.ErrKeyNotFound},
+	{5, "policy_not_found", state.ErrPolicyNotFound},
+	{6, "identity_not_found", state.ErrIdentityNotFound},
+	{7, "identity_exists", state.ErrIdentityExists},
+	{8, "invalid_argument", state.ErrInvalidArgument},
+	{9, "not_initialized", state.ErrNotInitialized},
+	{10, "decrypt", crypto.ErrDecrypt},
+	{11, "no_leader", ErrNoLeader},
+	{12, "leadership_lost", ErrLeadershipLost},
+	{13, "shutting_down", ErrShuttingDown},
+	{14, "removed", ErrRemoved},
+	{15, "node_exists", ErrNodeExists},
+	{16, "node_not_found", ErrNodeNotFound},
+	{17, "node_unavailable", ErrNodeUnavailable},
+	{18, "not_fresh", ErrNotFresh},
+}
+
+// wireErrorsByKind and wireErrorsByCode look up what a peer sent.
+var wireErrorsByKind, wireErrorsByCode = indexWireErrors(wireErrors)
+
+func indexWireErrors(list []wireError) (map[int]error, map[string]error) {
+	byKind, byCode := make(map[int]error, len(list)), make(map[string]error, len(list))
+	for _, w := range list {
+		if _, dup := byKind[w.kind]; dup || w.kind <= 0 {
+			panic(fmt.Sprintf("cluster: wire error kind %d is invalid or used twice", w.kind))
+		}
+		if _, dup := byCode[w.code]; dup || w.code == "" {
+			panic(fmt.Sprintf("cluster: wire error code %q is invalid or used twice", w.code))
+		}
+		byKind[w.kind], byCode[w.code] = w.err, w.err
+	}
+	return byKind, byCode
 }
 
 // rpcError is an error as it travels between nodes: its text and, if it is
-// one of wireErrors, which one.
+// one of wireErrors, which one. Nodes before the codes send only Kind, and
+// read only Kind.
 type rpcError struct {
 	Message string `json:"message"`
-	Kind    int    `json:"kind"` // 1 + index in wireErrors; 0 for other errors
+	Kind    int    `json:"kind"`           // wireError.kind; 0 for other errors
+	Code    string `json:"code,omitempty"` // wireError.code
 }
 
 func encodeError(err error) *rpcError {
@@ -51,9 +99,9 @@ func encodeError(err error) *rpcError {
 		return nil
 	}
 	e := &rpcError{Message: err.Error()}
-	for i, w := range wireErrors {
-		if errors.Is(err, w) {
-			e.Kind = i + 1
+	for _, w := range wireErrors {
+		if errors.Is(err, w.err) {
+			e.Kind, e.Code = w.kind, w.code
 			break
 		}
 	}
@@ -69,13 +117,19 @@ type remoteError struct {
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.kind }
 
+// decodeError returns the error a peer sent. Its code names it; a peer
+// that sends none (an older version), or a code this node does not know (a
+// newer version's), is understood by its kind. An error known by neither
+// keeps only its text.
 func decodeError(e *rpcError) error {
 	if e == nil {
 		return nil
 	}
 	r := &remoteError{msg: e.Message}
-	if e.Kind > 0 && e.Kind <= len(wireErrors) {
-		r.kind = wireErrors[e.Kind-1]
+	if known, ok := wireErrorsByCode[e.Code]; ok {
+		r.kind = known
+	} else {
+		r.kind = wireErrorsByKind[e.Kind]
 	}
 	return r
 }

@@ -98,3 +98,13 @@ func TestFrameWriter(t *testing.T) {
 		t.Errorf("write after the connection failed: %v, want %v and %v", err, errNotSent, io.ErrClosedPipe)
 	}
 }
+
+// TestFrameLayoutStable pins a frame's bytes: nodes of two versions
+// exchange them during a rolling upgrade (ID, aux, length, all big-endian,
+// then the payload).
+func TestFrameLayoutStable(t *testing.T) {
+	got := fmt.Sprintf("%x", appendFrame(nil, frame{id: 0x0102030405060708, aux: 250, payload: []byte("entry")}))
+	if want := "0102030405060708" + "000000fa" + "00000005" + "656e747279"; got != want {
+		t.Errorf("frame encodes as %s, want %s", got, want)
+	}
+}

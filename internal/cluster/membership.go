@@ -65,21 +65,18 @@ func (n *Node) forwardToLeader(ctx context.Context, inst *instance, req *members
 	return decodeError(resp.Err)
 }
 
+// addNode adds the node at host as the leader. Membership changes are
+// serialized (memberMu), and the new node's ID is one no node of the
+// cluster ever had (newNodeID), so concurrent adds, on this leader or
+// across a change of leader, never give two nodes one ID: raft would take
+// the second add for a change of the first node's address, and drop it.
 func (n *Node) addNode(ctx context.Context, inst *instance, host string) error {
-	f := inst.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	n.memberMu.Lock()
+	defer n.memberMu.Unlock()
+	id, err := newNodeID(inst, host)
+	if err != nil {
 		return err
 	}
-	next := 0
-	for _, s := range f.Configuration().Servers {
-		if string(s.Address) == host {
-			return fmt.Errorf("%w: %s is node %s", ErrNodeExists, host, s.ID)
-		}
-		if id, err := strconv.Atoi(string(s.ID)); err == nil && id >= next {
-			next = id + 1
-		}
-	}
-	id := strconv.Itoa(next)
 	join := &joinRequest{ClusterID: n.cfg.State.ClusterID(), ID: id, Leader: n.cfg.Host, SealedRootKey: n.cfg.State.SealedRootKey()}
 	proof, err := n.cfg.Keyring.MAC(infoJoinProof, join.SealedRootKey, []byte(join.ID), []byte(n.cfg.Transport.Identity().String()))
 	if err != nil {
@@ -116,6 +113,8 @@ func (n *Node) waitCaughtUp(ctx context.Context, host string, index uint64) erro
 }
 
 func (n *Node) removeNode(ctx context.Context, inst *instance, host string, deleteCluster bool) error {
+	n.memberMu.Lock()
+	defer n.memberMu.Unlock()
 	id, err := idOf(inst, host)
 	if err != nil {
 		return err
@@ -136,6 +135,38 @@ func (n *Node) removeNode(ctx context.Context, inst *instance, host string, dele
 		return fmt.Errorf("%s was removed, but did not delete its cluster state: %w", host, err)
 	}
 	return nil
+}
+
+// newNodeID returns the ID of a node to add at host: the log index of a
+// barrier this leader commits first. A committed index holds one entry for
+// good, so no two adds ever get one ID, on this leader or another, even an
+// add whose node never made it into the configuration (its leader fell).
+// IDs of clusters made before were the next integer after the largest ID,
+// and stay below such an index (the log holds an entry for each node
+// added); the ID is above every current one in any case.
+func newNodeID(inst *instance, host string) (string, error) {
+	barrier := inst.raft.Barrier(membershipTimeout)
+	if err := barrier.Error(); err != nil {
+		return "", fmt.Errorf("cannot add %s: %w", host, err)
+	}
+	indexed, ok := barrier.(raft.IndexFuture)
+	if !ok {
+		return "", fmt.Errorf("cannot add %s: raft does not tell the index of a barrier", host)
+	}
+	f := inst.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return "", err
+	}
+	next := indexed.Index()
+	for _, s := range f.Configuration().Servers {
+		if string(s.Address) == host {
+			return "", fmt.Errorf("%w: %s is node %s", ErrNodeExists, host, s.ID)
+		}
+		if id, err := strconv.ParseUint(string(s.ID), 10, 63); err == nil && id >= next {
+			next = id + 1
+		}
+	}
+	return strconv.FormatUint(next, 10), nil
 }
 
 func idOf(inst *instance, host string) (raft.ServerID, error) {

@@ -94,6 +94,11 @@ type Node struct {
 
 	fwdMu sync.Mutex
 	fwd   *forwardConn // to the leader, for forwarded writes; nil until needed
+
+	// memberMu serializes the membership changes this node makes as
+	// leader: each reads the configuration and changes it, and the next
+	// must see the change (see addNode).
+	memberMu sync.Mutex
 }
 
 // instance is one run of raft; the node replaces it when it joins a
@@ -396,6 +401,9 @@ func neverArrived(err error) bool {
 
 // applyLocal applies data on the leader and returns the entry's index.
 func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uint64, error) {
+	if err := n.checkEntry(inst, data); err != nil {
+		return 0, err
+	}
 	timeout := applyTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
@@ -418,6 +426,27 @@ func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uin
 		return f.Index(), err
 	}
 	return f.Index(), nil
+}
+
+// checkEntry refuses an entry that this leader's state does not hold
+// authentic, before it enters the log, where it would stop every node that
+// applies it. A node makes one when its state changes under a write it is
+// answering: it joins a cluster, or starts over as a fresh one, and a
+// write encoded under the old root key reaches the new cluster (its own
+// log, or the leader it now forwards to). The leader's state may also lag
+// a root key change (a restore) that a follower has applied: it checks
+// again once it has applied what it committed.
+func (n *Node) checkEntry(inst *instance, data []byte) error {
+	err := n.cfg.State.CheckEntry(data)
+	if errors.Is(err, state.ErrNotAuthentic) {
+		if barrier := inst.raft.Barrier(applyTimeout).Error(); barrier == nil {
+			err = n.cfg.State.CheckEntry(data)
+		}
+	}
+	if errors.Is(err, state.ErrNotAuthentic) {
+		return fmt.Errorf("%w: the write was made by a node whose state was not this cluster's (it joined or left a cluster meanwhile): try again: %w", state.ErrNotInitialized, err)
+	}
+	return err
 }
 
 // nudgeFollowers makes followers learn of new commits right away. Raft

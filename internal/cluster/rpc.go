@@ -19,7 +19,9 @@ import (
 )
 
 // The /v1/rpc endpoints nodes call on each other. Only callers presenting
-// the node identity reach them; clients, even SysAdmins, get 403.
+// the node identity reach them; clients, even SysAdmins, get 403. Nodes of
+// other versions call them during a rolling upgrade: never rename one
+// (TestWireNamesStable pins them).
 const (
 	rpcMembership = "/v1/rpc/membership" // a membership change for the leader
 	rpcStatus     = "/v1/rpc/status"     // a node's status, for CLUSTER:STATUS

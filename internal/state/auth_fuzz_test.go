@@ -41,14 +41,20 @@ func fuzzState(t testing.TB) (*State, hsm.HSM) {
 
 // FuzzEntryMAC feeds arbitrary log entries to Apply, which must refuse
 // every entry that does not carry the MAC of its contents, never panic,
-// and leave a state that still snapshots.
+// and leave a state that still snapshots. CheckEntry, the leader's check
+// before the log, must refuse no entry that Apply accepts, and accept none
+// that Apply refuses as not authentic.
 func FuzzEntryMAC(f *testing.F) {
 	s, _ := fuzzState(f)
 	f.Add([]byte(`{"op":"enclave.create","name":"e"}`))
 	f.Add([]byte(`{"op":"enclave.create","name":"e","mac":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`))
 	f.Add([]byte(`,"mac":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checked := s.CheckEntry(data)
 		err := s.Apply(data)
+		if err == nil && checked != nil || errors.Is(err, ErrNotAuthentic) && checked == nil {
+			t.Fatalf("CheckEntry: %v, Apply: %v", checked, err)
+		}
 		if _, _, ok := splitEntryMAC(data); !ok && !errors.Is(err, ErrNotAuthentic) {
 			t.Fatalf("entry without MAC: got %v", err)
 		}

@@ -42,6 +42,7 @@ type clusterOpts struct {
 	hsm     string // HSM key; default a fresh one
 	proxied bool   // put a proxy in front of every node for peer traffic
 	config  string // YAML config for every node, if set
+	binary  string // the keep binary of the first start; default the one under test
 }
 
 // newCluster starts n fresh nodes that share an HSM key, each a one-node
@@ -76,7 +77,13 @@ func newCluster(t *testing.T, n int, opts clusterOpts) *cluster {
 			Config: config,
 		}))
 	}
+	for _, nd := range c.nodes {
+		nd.Binary = opts.binary
+	}
 	c.startAll(allIdx(n)...)
+	for _, nd := range c.nodes {
+		nd.Binary = "" // later starts run the one under test
+	}
 	c.root = c.nodes[0].Root
 	for i, nd := range c.nodes {
 		if nd.APIKey != c.nodes[0].APIKey {

@@ -53,6 +53,7 @@ type Node struct {
 	NoAPIKey  bool
 	ExtraArgs []string
 	ExtraEnv  []string
+	Binary    string // the keep binary to run; "" is the one under test (Binary)
 
 	APIKey string          // root API key from the banner, or derived from HSMKey when the banner has none (restarts), k1:…
 	Root   mtls.PrivateKey // parsed APIKey; nil if NoAPIKey
@@ -188,7 +189,11 @@ func (n *Node) MustStart() {
 // time, Start kills it and returns a *StartError with Timeout set.
 func (n *Node) Start() error {
 	args := n.Args()
-	cmd := exec.Command(binaryOrEmpty(n.t), args...)
+	bin := n.Binary
+	if bin == "" {
+		bin = binaryOrEmpty(n.t)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = n.Env()
 	done, err := n.Process.Start(cmd, false)
 	if err != nil {

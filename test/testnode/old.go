@@ -4,9 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 )
 
 // OldBinary returns a keep binary built from an earlier commit of the
@@ -41,30 +39,14 @@ func OldBinary(t testing.TB, commit string) string {
 	return bin
 }
 
-// StartWith starts the server n with the binary bin instead of the one
-// under test, waits for its banner, and takes the root API key from it.
+// StartWith starts the server n once with the binary bin instead of the
+// one under test (Start with Binary set): its next start runs the one
+// under test again.
 func (n *Node) StartWith(t testing.TB, bin string) {
 	t.Helper()
-	cmd := exec.Command(bin, n.Args()...)
-	cmd.Env = n.Env()
-	done, err := n.Process.Start(cmd, false)
-	if err != nil {
+	n.Binary = bin
+	defer func() { n.Binary = "" }()
+	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(DefaultStartTimeout)
-	for !strings.Contains(n.Stdout(), ReadyLine) {
-		select {
-		case <-done:
-			t.Fatalf("%s exited before it was up:\n%s", bin, n.Stderr())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not come up", bin)
-		}
-	}
-	key, err := BannerAPIKey(n.Stdout())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.APIKey, n.Root = key, ParseAPIKey(t, key)
 }
