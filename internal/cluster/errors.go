@@ -24,6 +24,12 @@ var (
 	// not authentic: it serves nothing rather than a state an attacker
 	// chose.
 	ErrTampered = errors.New("refusing tampered state")
+	// ErrDiskFull and ErrDiskFailed refuse a write on a node that cannot
+	// write its raft log: its disk is full, or the file system failed a
+	// write or fsync. The node serves reads meanwhile and takes writes
+	// again by itself (see faultLog); the error (a *StorageError) names it.
+	ErrDiskFull   = errors.New("disk full: the node cannot write its raft log")
+	ErrDiskFailed = errors.New("disk error: the node cannot write its raft log")
 )
 
 // wireErrors are the errors that keep their identity when a peer returns
@@ -37,6 +43,7 @@ var wireErrors = []error{
 	state.ErrInvalidArgument, state.ErrNotInitialized,
 	crypto.ErrDecrypt,
 	ErrNoLeader, ErrLeadershipLost, ErrShuttingDown, ErrRemoved, ErrNodeExists, ErrNodeNotFound, ErrNodeUnavailable, ErrNotFresh,
+	ErrDiskFull, ErrDiskFailed,
 }
 
 // rpcError is an error as it travels between nodes: its text and, if it is

@@ -195,6 +195,9 @@ func (n *Node) startLocked(st *stores, id raft.ServerID) error {
 	})
 	n.fsm.applied.Store(0)
 	n.fsm.useStores(st)
+	if st.faults != nil {
+		st.faults.setNode(n.cfg.Host, n.cfg.Logger)
+	}
 	r, err := raft.NewRaft(n.raftConfig(id), n.fsm, st.logs, st.stable, st.snaps, net)
 	if err != nil {
 		net.Close()
@@ -210,6 +213,15 @@ func (inst *instance) stop() error {
 	inst.stopped = true
 	err := inst.raft.Shutdown().Error()
 	return errors.Join(err, inst.net.Close(), inst.stores.close())
+}
+
+// diskFault returns the error writes get while this node cannot write
+// its raft log (a full or failing disk), nil otherwise.
+func (inst *instance) diskFault() error {
+	if f := inst.stores.faults; f != nil {
+		return f.Fault()
+	}
+	return nil
 }
 
 // current returns the running raft instance.
@@ -359,6 +371,12 @@ func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 		if err := n.gone(inst); err != nil {
 			return err
 		}
+		if err := inst.diskFault(); err != nil {
+			// Refused here, not by raft: a leader that failed an append
+			// would step down, and the cluster elect again, on every
+			// write while its disk is full.
+			return err
+		}
 		if inst.raft.State() == raft.Leader {
 			_, err := n.applyLocal(ctx, inst, data)
 			return err
@@ -407,6 +425,8 @@ func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uin
 			return 0, ErrNoLeader // the entry never made it into the log
 		case errors.Is(err, raft.ErrLeadershipLost):
 			return 0, ErrLeadershipLost
+		case errors.Is(err, ErrDiskFull), errors.Is(err, ErrDiskFailed):
+			return 0, err // the entry is not in the log (see faultLog)
 		}
 		return 0, fmt.Errorf("failed to replicate write: %w", err)
 	}
@@ -486,6 +506,9 @@ func (n *Node) IsLeader() bool { return n.current().raft.State() == raft.Leader 
 // follows a leader it has heard from recently.
 func (n *Node) Writable() bool {
 	inst := n.current()
+	if inst.diskFault() != nil {
+		return false
+	}
 	switch inst.raft.State() {
 	case raft.Leader:
 		return true

@@ -39,9 +39,10 @@ type cluster struct {
 }
 
 type clusterOpts struct {
-	hsm     string // HSM key; default a fresh one
-	proxied bool   // put a proxy in front of every node for peer traffic
-	config  string // YAML config for every node, if set
+	hsm     string         // HSM key; default a fresh one
+	proxied bool           // put a proxy in front of every node for peer traffic
+	config  string         // YAML config for every node, if set
+	dirs    map[int]string // data directory of a node, if not a new temporary one
 }
 
 // newCluster starts n fresh nodes that share an HSM key, each a one-node
@@ -74,6 +75,7 @@ func newCluster(t *testing.T, n int, opts clusterOpts) *cluster {
 			Host:   host,
 			HSMKey: c.hsm,
 			Config: config,
+			Dir:    opts.dirs[i],
 		}))
 	}
 	c.startAll(allIdx(n)...)

@@ -1,0 +1,415 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/kms-go/kes"
+	"github.com/minio/kms-go/kms"
+	"github.com/minio/kms-go/kms/cmds"
+
+	"github.com/keep-kms/keep/test/testnode"
+)
+
+// The disk tests fill a node's data directory, or fail its fsyncs, and
+// check what a client and an operator see: writes refused with 503 naming
+// the node and the fault, on both APIs; reads served; one log record, not
+// one a second; and writes taken again by the same process once the disk
+// can be written, with every acknowledged write still there, also after a
+// restart.
+
+// faultRecord is the start of the node's log record of a disk fault.
+const faultRecord = "the raft log cannot be written"
+
+// policySize is about the size of one policy the tests write: large, so
+// that the 16 MiB log segment fills in a few dozen writes.
+const policySize = 256 << 10
+
+// tmpfs mounts a tmpfs of size (as mount spells it: 40m) on a new
+// directory and returns it; it is unmounted when the test ends. The test
+// is skipped unless it runs as root (CI does).
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root (CI runs as root): skipped")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs on %s: %v: %s", dir, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fill takes all but about leave bytes of the file system of dir with a
+// file, and returns its path: deleting it frees the space.
+func fill(t *testing.T, dir string, leave int64) string {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * st.Bsize // #nosec G115 -- a tmpfs of a few MiB
+	path := filepath.Join(dir, "ballast")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if free > leave {
+		if err := syscall.Fallocate(int(f.Fd()), 0, 0, free-leave); err != nil { // #nosec G115 -- a file descriptor
+			t.Fatalf("fill %s: %v", dir, err)
+		}
+	}
+	return path
+}
+
+// bigPolicy returns a policy of about policySize bytes.
+func bigPolicy(name string) *kms.CreatePolicyRequest {
+	rules := kms.RuleSet{}
+	for i := range policySize / 64 {
+		rules[fmt.Sprintf("%s-%06d-%s", name, i, strings.Repeat("x", 40))] = kms.Rule{}
+	}
+	return &kms.CreatePolicyRequest{Name: name, Allow: map[cmds.Command]kms.RuleSet{cmds.KeyStatus: rules}}
+}
+
+// writePolicies writes up to count big policies through cl, until one
+// fails, and returns the names of those acknowledged and the error that
+// stopped it.
+func writePolicies(cl *kms.Client, prefix string, count int) ([]string, error) {
+	var acked []string
+	for i := range count {
+		name := fmt.Sprintf("%s-%03d", prefix, i)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := cl.CreatePolicy(ctx, "default", bigPolicy(name))
+		cancel()
+		if err != nil {
+			return acked, err
+		}
+		acked = append(acked, name)
+	}
+	return acked, nil
+}
+
+// wantDiskFault checks the error of a write refused by node host: 503,
+// saying what (disk full or disk error) and which node.
+func wantDiskFault(t *testing.T, what string, err error, fault, host string) {
+	t.Helper()
+	if testnode.StatusOf(err) != 503 || !strings.Contains(err.Error(), fault) || !strings.Contains(err.Error(), "node "+host) {
+		t.Fatalf("%s: %s, want 503 saying %q and naming node %s", what, testnode.DescribeErr(err), fault, host)
+	}
+}
+
+// wantKESDiskFault is wantDiskFault for the KES API.
+func wantKESDiskFault(t *testing.T, what string, err error, fault, host string) {
+	t.Helper()
+	var e kes.Error
+	if !errors.As(err, &e) || e.Status() != 503 || !strings.Contains(e.Error(), fault) || !strings.Contains(e.Error(), "node "+host) {
+		t.Fatalf("%s: %v, want 503 saying %q and naming node %s", what, err, fault, host)
+	}
+}
+
+// wantPolicies checks that node cl serves every policy of names, whole.
+func wantPolicies(t *testing.T, what string, cl *kms.Client, names []string) {
+	t.Helper()
+	for _, name := range names {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ps, err := cl.GetPolicy(ctx, "default", &kms.PolicyRequest{Name: name})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: acknowledged policy %s: %s", what, name, testnode.DescribeErr(err))
+		}
+		if got, want := len(ps[0].Allow[cmds.KeyStatus]), policySize/64; got != want {
+			t.Fatalf("%s: policy %s has %d rules, want %d", what, name, got, want)
+		}
+	}
+}
+
+// awaitWritable waits until a write through cl succeeds, and returns how
+// long that took.
+func awaitWritable(t *testing.T, what string, cl *kms.Client, name string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: name})
+		cancel()
+		if err == nil || errors.Is(err, kms.ErrKeyExists) {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: no write taken within %v: %s", what, timeout, testnode.DescribeErr(err))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// wantOneFaultRecord checks that the node logged the fault once and that
+// raft's own records of each refused append stayed out of the log.
+func wantOneFaultRecord(t *testing.T, n *testnode.Node) {
+	t.Helper()
+	logs := n.Logs()
+	if got := strings.Count(logs, faultRecord); got != 1 {
+		t.Errorf("the node logged %q %d times, want once (at most once a minute)", faultRecord, got)
+	}
+	for _, raft := range []string{"failed to commit logs", "failed to append to logs", "rotate error"} {
+		if got := strings.Count(logs, raft); got > 0 {
+			t.Errorf("the node logged %q %d times, want never", raft, got)
+		}
+	}
+}
+
+// TestDiskFull fills the data directory of a one-node cluster, on a small
+// tmpfs, until a write fails; checks the refusal on both APIs, the reads,
+// and the log; frees the space; and checks that the same process takes
+// writes again and holds every acknowledged write, also after a restart.
+func TestDiskFull(t *testing.T) {
+	dir := tmpfs(t, "40m")
+	n := testnode.Start(t, testnode.Options{Name: "full", Dir: filepath.Join(dir, "data")})
+	cl := n.RootClient(t)
+	kc := n.KESClient(t, n.Root)
+	ctx := ctxT(t, 50*time.Second)
+	noErr(t, cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "k0"}), "create k0")
+	deks, err := cl.GenerateKey(ctx, "default", &kms.GenerateKeyRequest{Name: "k0", Length: 32})
+	noErr(t, err, "generate with k0")
+	dek := deks[0]
+
+	// The log's first segment is allocated: leave less than the next one.
+	ballast := fill(t, dir, 2<<20)
+	acked, err := writePolicies(cl, "p", 200)
+	if err == nil {
+		t.Fatalf("200 policies of %d KiB written, and still no disk fault", policySize>>10)
+	}
+	t.Logf("%d policies of %d KiB acknowledged before the disk was full", len(acked), policySize>>10)
+	wantDiskFault(t, "the write that filled the disk", err, "disk full", n.Host)
+	pid := n.PID()
+
+	// Refused on both APIs, at once and again after a while (no restart,
+	// no election in between makes it another error); reads served.
+	for round := range 3 {
+		wantDiskFault(t, "create key k1", cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "k1"}), "disk full", n.Host)
+		wantKESDiskFault(t, "KES create key k1", kc.CreateKey(ctx, "k1"), "disk full", n.Host)
+		pt, err := cl.Decrypt(ctx, "default", &kms.DecryptRequest{Name: "k0", Ciphertext: dek.Ciphertext})
+		noErr(t, err, "decrypt with k0 while the disk is full")
+		if string(pt[0].Plaintext) != string(dek.Plaintext) {
+			t.Fatal("decrypt with k0 while the disk is full: wrong plaintext")
+		}
+		if _, err := kc.DescribeKey(ctx, "k0"); err != nil {
+			t.Fatalf("KES describe k0 while the disk is full: %v", err)
+		}
+		if round < 2 {
+			time.Sleep(1500 * time.Millisecond)
+		}
+	}
+	wantPolicies(t, "while the disk is full", cl, acked[len(acked)-3:])
+	wantOneFaultRecord(t, n)
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	took := awaitWritable(t, "after the space was freed", cl, "k1", 10*time.Second)
+	t.Logf("writes taken again %v after the space was freed", took.Round(time.Millisecond))
+	if n.PID() != pid || !n.Running() {
+		t.Fatalf("the node restarted (pid %d, then %d) instead of recovering in place", pid, n.PID())
+	}
+	more, err := writePolicies(cl, "q", 5)
+	noErr(t, err, "write after recovery")
+	acked = append(acked, more...)
+	noErr(t, kc.CreateKey(ctx, "k2"), "KES create key k2 after recovery")
+	wantPolicies(t, "after recovery", cl, acked)
+
+	n.Restart()
+	cl = n.RootClient(t)
+	wantPolicies(t, "after a restart", cl, acked)
+	for _, k := range []string{"k0", "k1", "k2"} {
+		if _, err := cl.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: k}); err != nil {
+			t.Fatalf("key %s after a restart: %s", k, testnode.DescribeErr(err))
+		}
+	}
+}
+
+// TestDiskFullFollower fills the disk of one follower of a three-node
+// cluster: the cluster goes on writing at full speed, the full follower
+// refuses writes (naming itself) and serves reads, and once space is
+// freed it takes writes again and catches up, in the same process.
+func TestDiskFullFollower(t *testing.T) {
+	dir := tmpfs(t, "40m")
+	c := newCluster(t, 3, clusterOpts{dirs: map[int]string{2: filepath.Join(dir, "data")}})
+	c.form()
+	if l := c.lead(); l == 2 {
+		t.Fatal("the node on the tmpfs leads: this test needs it to follow")
+	}
+	full := c.nodes[2]
+	pid := full.PID()
+	all, via2 := c.client(0, 1), c.client(2)
+	ctx := ctxT(t, 50*time.Second)
+	noErr(t, all.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "k0"}), "create k0")
+	deks, err := all.GenerateKey(ctx, "default", &kms.GenerateKeyRequest{Name: "k0", Length: 32})
+	noErr(t, err, "generate with k0")
+	dek := deks[0]
+
+	ballast := fill(t, dir, 2<<20)
+	// Write through the healthy nodes until the full one refuses: every
+	// write must be acknowledged meanwhile.
+	var acked []string
+	for {
+		if len(acked) >= 200 {
+			t.Fatalf("200 policies of %d KiB written, and the follower still takes writes", policySize>>10)
+		}
+		more, err := writePolicies(all, fmt.Sprintf("p%d", len(acked)), 4)
+		acked = append(acked, more...)
+		noErr(t, err, "write through the healthy nodes")
+		err = via2.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "refused"})
+		if err != nil {
+			wantDiskFault(t, "write through the full follower", err, "disk full", full.Host)
+			break
+		}
+		noErr(t, via2.DeleteKey(ctx, "default", &kms.DeleteKeyRequest{Name: "refused"}), "delete key refused")
+	}
+	t.Logf("%d policies acknowledged before the follower's disk was full", len(acked))
+
+	// The cluster does not wait for the full follower: once the leader
+	// stops counting it (2 s without reports), a write takes what it
+	// takes on a healthy cluster, not the 500 ms the leader waits for a
+	// follower that reports but does not apply.
+	time.Sleep(2500 * time.Millisecond)
+	var slow []time.Duration
+	for i := range 10 {
+		start := time.Now()
+		noErr(t, all.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: fmt.Sprintf("fast-%d", i)}), "write while a follower is full")
+		if d := time.Since(start); d > 300*time.Millisecond {
+			slow = append(slow, d)
+		}
+	}
+	if len(slow) > 2 {
+		t.Errorf("%d of 10 writes took over 300 ms while a follower was full: %v", len(slow), slow)
+	}
+	pt, err := via2.Decrypt(ctx, "default", &kms.DecryptRequest{Name: "k0", Ciphertext: dek.Ciphertext})
+	noErr(t, err, "decrypt on the full follower")
+	if string(pt[0].Plaintext) != string(dek.Plaintext) {
+		t.Fatal("decrypt on the full follower: wrong plaintext")
+	}
+	wantDiskFault(t, "write through the full follower", via2.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "refused"}), "disk full", full.Host)
+	wantOneFaultRecord(t, full)
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	took := awaitWritable(t, "the follower, after the space was freed", via2, "k1", 20*time.Second)
+	t.Logf("the follower took writes again %v after the space was freed", took.Round(time.Millisecond))
+	c.waitHealthy([]int{0, 1, 2}, 20*time.Second)
+	if full.PID() != pid || !full.Running() {
+		t.Fatalf("the follower restarted (pid %d, then %d) instead of recovering in place", pid, full.PID())
+	}
+	wantPolicies(t, "on the follower after it caught up", via2, acked)
+	for i := range 10 {
+		if _, err := via2.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: fmt.Sprintf("fast-%d", i)}); err != nil {
+			t.Fatalf("key fast-%d on the follower after it caught up: %s", i, testnode.DescribeErr(err))
+		}
+	}
+}
+
+// faultBinary builds keep with the keepfault tag: its raft log's fsyncs
+// fail with EIO while the data directory holds keepfault-fsync.
+func faultBinary(t *testing.T) string {
+	t.Helper()
+	root, err := testnode.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "keep")
+	args := []string{"build", "-tags", "keepfault", "-o", bin}
+	if testnode.RaceEnabled() {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/keep")...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags keepfault: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestFsyncFails makes every fsync of a node's raft log fail with EIO (a
+// keepfault build), and checks that writes are refused with 503 naming the
+// node and the disk error, reads served, one log record, and writes taken
+// again by the same process once fsync works, without losing one.
+func TestFsyncFails(t *testing.T) {
+	bin := faultBinary(t)
+	n := testnode.New(t, testnode.Options{Name: "fsync"})
+	n.StartWith(t, bin)
+	cl := n.RootClient(t)
+	kc := n.KESClient(t, n.Root)
+	ctx := ctxT(t, 50*time.Second)
+	var acked []string
+	for i := range 20 {
+		name := fmt.Sprintf("before-%d", i)
+		noErr(t, cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: name}), "create %s", name)
+		acked = append(acked, name)
+	}
+	trigger := filepath.Join(n.Dir, "keepfault-fsync")
+	if err := os.WriteFile(trigger, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pid := n.PID()
+	for round := range 3 {
+		wantDiskFault(t, "create a key while fsync fails", cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "during"}), "disk error", n.Host)
+		if err := cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "during"}); !strings.Contains(fmt.Sprint(err), "input/output error") {
+			t.Fatalf("create a key while fsync fails: %s, want it to say input/output error", testnode.DescribeErr(err))
+		}
+		wantKESDiskFault(t, "KES create a key while fsync fails", kc.CreateKey(ctx, "during"), "disk error", n.Host)
+		for _, name := range acked {
+			if _, err := cl.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: name}); err != nil {
+				t.Fatalf("key %s while fsync fails: %s", name, testnode.DescribeErr(err))
+			}
+		}
+		if round < 2 {
+			time.Sleep(1500 * time.Millisecond)
+		}
+	}
+	wantOneFaultRecord(t, n)
+
+	if err := os.Remove(trigger); err != nil {
+		t.Fatal(err)
+	}
+	took := awaitWritable(t, "after fsync works again", cl, "after-0", 10*time.Second)
+	t.Logf("writes taken again %v after fsync worked again", took.Round(time.Millisecond))
+	if n.PID() != pid || !n.Running() {
+		t.Fatalf("the node restarted (pid %d, then %d) instead of recovering in place", pid, n.PID())
+	}
+	acked = append(acked, "after-0")
+	for i := 1; i < 20; i++ {
+		name := fmt.Sprintf("after-%d", i)
+		noErr(t, cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: name}), "create %s", name)
+		acked = append(acked, name)
+	}
+	// A write refused while fsync failed was not taken: it is not there.
+	if _, err := cl.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: "during"}); !errors.Is(err, kms.ErrKeyNotFound) {
+		t.Fatalf("key during, refused while fsync failed: %s, want it not to exist", testnode.DescribeErr(err))
+	}
+
+	// The production build reads what the keepfault build wrote.
+	n.Stop()
+	n.MustStart()
+	cl = n.RootClient(t)
+	for _, name := range acked {
+		if _, err := cl.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: name}); err != nil {
+			t.Fatalf("key %s after a restart: %s", name, testnode.DescribeErr(err))
+		}
+	}
+	if _, err := cl.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: "during"}); !errors.Is(err, kms.ErrKeyNotFound) {
+		t.Fatalf("key during after a restart: %s, want it not to exist", testnode.DescribeErr(err))
+	}
+}
