@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 )
 
@@ -154,7 +155,7 @@ func openFaultLog(dir string, vfs types.VFS) (*faultLog, error) {
 func (l *faultLog) open() (*segmentLog, error) {
 	meta := &metadb.BoltMetaDB{}
 	w, err := wal.Open(l.dir, wal.WithMetaStore(meta), wal.WithSegmentSize(walSegmentSize),
-		wal.WithSegmentFiler(segmentFiler(l.dir, l.fs)), wal.WithLogger(l.walLogger()))
+		wal.WithSegmentFiler(segment.NewFiler(l.dir, l.fs)), wal.WithLogger(l.walLogger()))
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("failed to open raft log in %s: %w", l.dir, err)

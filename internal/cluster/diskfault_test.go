@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/types"
 )
 
 // payload is the data of entry i of the fault tests: its number, padded
@@ -193,4 +194,63 @@ func TestStorageError(t *testing.T) {
 			}
 		}
 	}
+}
+
+// File system operations a failingVFS can fail.
+const (
+	opCreate = "create" // a new segment (or probe) file, with its preallocation
+	opWrite  = "write"
+	opSync   = "sync"
+)
+
+// failingVFS is a file system that fails the operations fail returns an
+// error for: a full or failing disk under the raft log, for every
+// operation raft-wal does.
+type failingVFS struct {
+	types.VFS
+	fail func(op string) error
+}
+
+// Create implements types.VFS.
+func (v failingVFS) Create(dir, name string, size uint64) (types.WritableFile, error) {
+	if err := v.fail(opCreate); err != nil {
+		return nil, err
+	}
+	f, err := v.VFS.Create(dir, name, size)
+	if err != nil {
+		return nil, err
+	}
+	return failingFile{f, v.fail}, nil
+}
+
+// OpenWriter implements types.VFS.
+func (v failingVFS) OpenWriter(dir, name string) (types.WritableFile, error) {
+	f, err := v.VFS.OpenWriter(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	return failingFile{f, v.fail}, nil
+}
+
+type failingFile struct {
+	types.WritableFile
+	fail func(op string) error
+}
+
+// WriteAt implements types.WritableFile.
+func (f failingFile) WriteAt(p []byte, off int64) (int, error) {
+	if err := f.fail(opWrite); err != nil {
+		return 0, err
+	}
+	return f.WritableFile.WriteAt(p, off)
+}
+
+// Sync implements types.WritableFile. A failed sync has written what the
+// file was given, as Linux does: the data is in the page cache and may
+// or may not be on disk.
+func (f failingFile) Sync() error {
+	if err := f.fail(opSync); err != nil {
+		return err
+	}
+	return f.WritableFile.Sync()
 }

@@ -3,73 +3,8 @@ package cluster
 import (
 	"sync"
 
-	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 )
-
-// segmentFiler is raft-wal's segment files in dir, on vfs.
-func segmentFiler(dir string, vfs types.VFS) *segment.Filer {
-	return segment.NewFiler(dir, vfs)
-}
-
-// File system operations a failingVFS can fail.
-const (
-	opCreate = "create" // a new segment (or probe) file, with its preallocation
-	opWrite  = "write"
-	opSync   = "sync"
-)
-
-// failingVFS is a file system that fails the operations fail returns an
-// error for: how tests (and a keepfault build, see vfs_keepfault.go) put a
-// full or failing disk under the raft log where no real one can be had.
-type failingVFS struct {
-	types.VFS
-	fail func(op string) error
-}
-
-// Create implements types.VFS.
-func (v failingVFS) Create(dir, name string, size uint64) (types.WritableFile, error) {
-	if err := v.fail(opCreate); err != nil {
-		return nil, err
-	}
-	f, err := v.VFS.Create(dir, name, size)
-	if err != nil {
-		return nil, err
-	}
-	return failingFile{f, v.fail}, nil
-}
-
-// OpenWriter implements types.VFS.
-func (v failingVFS) OpenWriter(dir, name string) (types.WritableFile, error) {
-	f, err := v.VFS.OpenWriter(dir, name)
-	if err != nil {
-		return nil, err
-	}
-	return failingFile{f, v.fail}, nil
-}
-
-type failingFile struct {
-	types.WritableFile
-	fail func(op string) error
-}
-
-// WriteAt implements types.WritableFile.
-func (f failingFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := f.fail(opWrite); err != nil {
-		return 0, err
-	}
-	return f.WritableFile.WriteAt(p, off)
-}
-
-// Sync implements types.WritableFile. A failed sync has written what the
-// file was given, as Linux does: the data is in the page cache and may
-// or may not be on disk.
-func (f failingFile) Sync() error {
-	if err := f.fail(opSync); err != nil {
-		return err
-	}
-	return f.WritableFile.Sync()
-}
 
 // logFS is the file system of the raft log, which remembers, for each
 // file, the bytes written since its last successful fsync: the append that

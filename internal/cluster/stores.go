@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/migrate"
 	"go.etcd.io/bbolt"
 
@@ -243,7 +244,7 @@ func openWAL(ctx context.Context, dir string, db *raftboltdb.BoltStore) (*faultL
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create raft log directory: %w", err)
 	}
-	log, err := openFaultLog(logDir, logVFS(dir))
+	log, err := openFaultLog(logDir, fs.New())
 	if err != nil {
 		return nil, err
 	}

@@ -271,12 +271,11 @@ func TestDiskFullFollower(t *testing.T) {
 		more, err := writePolicies(all, fmt.Sprintf("p%d", len(acked)), 4)
 		acked = append(acked, more...)
 		noErr(t, err, "write through the healthy nodes")
-		err = via2.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "refused"})
+		err = via2.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: fmt.Sprintf("probe-%d", len(acked))})
 		if err != nil {
 			wantDiskFault(t, "write through the full follower", err, "disk full", full.Host)
 			break
 		}
-		noErr(t, via2.DeleteKey(ctx, "default", &kms.DeleteKeyRequest{Name: "refused"}), "delete key refused")
 	}
 	t.Logf("%d policies acknowledged before the follower's disk was full", len(acked))
 
@@ -321,35 +320,49 @@ func TestDiskFullFollower(t *testing.T) {
 	}
 }
 
-// faultBinary builds keep with the keepfault tag: its raft log's fsyncs
-// fail with EIO while the data directory holds keepfault-fsync.
-func faultBinary(t *testing.T) string {
+// failFsync makes every fsync(2) of process pid fail with EIO, with
+// strace's fault injection (the test is skipped without strace; CI installs
+// it), until the returned function is called. strace attaches in the
+// background: fsyncs may succeed for a moment after it returns.
+func failFsync(t *testing.T, pid int) (stop func()) {
 	t.Helper()
-	root, err := testnode.RepoRoot()
+	bin, err := exec.LookPath("strace")
 	if err != nil {
+		t.Skip("strace not found: it injects the fsync errors of this test (CI installs it)")
+	}
+	cmd := exec.Command(bin, "-f", "-qq", "-e", "trace=fsync", "-e", "inject=fsync:error=EIO", "-o", os.DevNull, "-p", fmt.Sprint(pid))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "keep")
-	args := []string{"build", "-tags", "keepfault", "-o", bin}
-	if testnode.RaceEnabled() {
-		args = append(args, "-race")
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cmd.Process.Signal(os.Interrupt) // strace detaches, and fsync works again
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("strace did not detach from %d within 10s: %s", pid, out.String())
+		}
 	}
-	cmd := exec.Command("go", append(args, "./cmd/keep")...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags keepfault: %v\n%s", err, out)
-	}
-	return bin
+	t.Cleanup(stop)
+	return stop
 }
 
-// TestFsyncFails makes every fsync of a node's raft log fail with EIO (a
-// keepfault build), and checks that writes are refused with 503 naming the
-// node and the disk error, reads served, one log record, and writes taken
-// again by the same process once fsync works, without losing one.
+// TestFsyncFails makes every fsync of a node fail with EIO (strace's fault
+// injection on the running process), and checks that writes are refused
+// with 503 naming the node and the disk error, on both APIs, reads
+// served, one log record, and writes taken again by the same process once
+// fsync works, with every acknowledged write there and the refused one
+// not, also after a restart.
 func TestFsyncFails(t *testing.T) {
-	bin := faultBinary(t)
-	n := testnode.New(t, testnode.Options{Name: "fsync"})
-	n.StartWith(t, bin)
+	n := testnode.Start(t, testnode.Options{Name: "fsync"})
 	cl := n.RootClient(t)
 	kc := n.KESClient(t, n.Root)
 	ctx := ctxT(t, 50*time.Second)
@@ -359,14 +372,26 @@ func TestFsyncFails(t *testing.T) {
 		noErr(t, cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: name}), "create %s", name)
 		acked = append(acked, name)
 	}
-	trigger := filepath.Join(n.Dir, "keepfault-fsync")
-	if err := os.WriteFile(trigger, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	pid := n.PID()
+	stop := failFsync(t, pid)
+	// strace attaches in the background: writes succeed until it has.
+	var err error
+	for i := 0; ; i++ {
+		name := fmt.Sprintf("attaching-%d", i)
+		if err = cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: name}); err != nil {
+			break
+		}
+		acked = append(acked, name)
+		if i == 100 {
+			t.Fatal("100 writes taken after strace was told to fail every fsync")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wantDiskFault(t, "the write whose fsync failed", err, "disk error", n.Host)
 	for round := range 3 {
-		wantDiskFault(t, "create a key while fsync fails", cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "during"}), "disk error", n.Host)
-		if err := cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "during"}); !strings.Contains(fmt.Sprint(err), "input/output error") {
+		err := cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "during"})
+		wantDiskFault(t, "create a key while fsync fails", err, "disk error", n.Host)
+		if !strings.Contains(err.Error(), "input/output error") {
 			t.Fatalf("create a key while fsync fails: %s, want it to say input/output error", testnode.DescribeErr(err))
 		}
 		wantKESDiskFault(t, "KES create a key while fsync fails", kc.CreateKey(ctx, "during"), "disk error", n.Host)
@@ -381,9 +406,7 @@ func TestFsyncFails(t *testing.T) {
 	}
 	wantOneFaultRecord(t, n)
 
-	if err := os.Remove(trigger); err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	took := awaitWritable(t, "after fsync works again", cl, "after-0", 10*time.Second)
 	t.Logf("writes taken again %v after fsync worked again", took.Round(time.Millisecond))
 	if n.PID() != pid || !n.Running() {
@@ -395,21 +418,20 @@ func TestFsyncFails(t *testing.T) {
 		noErr(t, cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: name}), "create %s", name)
 		acked = append(acked, name)
 	}
-	// A write refused while fsync failed was not taken: it is not there.
-	if _, err := cl.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: "during"}); !errors.Is(err, kms.ErrKeyNotFound) {
-		t.Fatalf("key during, refused while fsync failed: %s, want it not to exist", testnode.DescribeErr(err))
-	}
-
-	// The production build reads what the keepfault build wrote.
-	n.Stop()
-	n.MustStart()
-	cl = n.RootClient(t)
-	for _, name := range acked {
-		if _, err := cl.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: name}); err != nil {
-			t.Fatalf("key %s after a restart: %s", name, testnode.DescribeErr(err))
+	wantKeys := func(what string) {
+		t.Helper()
+		for _, name := range acked {
+			if _, err := cl.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: name}); err != nil {
+				t.Fatalf("%s: key %s: %s", what, name, testnode.DescribeErr(err))
+			}
+		}
+		// Refused while fsync failed, so not taken.
+		if _, err := cl.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: "during"}); !errors.Is(err, kms.ErrKeyNotFound) {
+			t.Fatalf("%s: key during, refused while fsync failed: %s, want it not to exist", what, testnode.DescribeErr(err))
 		}
 	}
-	if _, err := cl.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: "during"}); !errors.Is(err, kms.ErrKeyNotFound) {
-		t.Fatalf("key during after a restart: %s, want it not to exist", testnode.DescribeErr(err))
-	}
+	wantKeys("after recovery")
+	n.Restart()
+	cl = n.RootClient(t)
+	wantKeys("after a restart")
 }
