@@ -171,6 +171,26 @@ func wantOneFaultRecord(t *testing.T, n *testnode.Node) {
 	}
 }
 
+// newDEK creates key k0 in the default enclave and returns a data key it
+// generated.
+func newDEK(t *testing.T, ctx context.Context, cl *kms.Client) *kms.GenerateKeyResponse {
+	t.Helper()
+	noErr(t, cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "k0"}), "create k0")
+	deks, err := cl.GenerateKey(ctx, "default", &kms.GenerateKeyRequest{Name: "k0", Length: 32})
+	noErr(t, err, "generate with k0")
+	return deks[0]
+}
+
+// wantDecrypt checks that cl decrypts dek, a data key of k0.
+func wantDecrypt(t *testing.T, ctx context.Context, what string, cl *kms.Client, dek *kms.GenerateKeyResponse) {
+	t.Helper()
+	pt, err := cl.Decrypt(ctx, "default", &kms.DecryptRequest{Name: "k0", Ciphertext: dek.Ciphertext})
+	noErr(t, err, "%s", what)
+	if string(pt[0].Plaintext) != string(dek.Plaintext) {
+		t.Fatalf("%s: wrong plaintext", what)
+	}
+}
+
 // TestDiskFull fills the data directory of a one-node cluster, on a small
 // tmpfs, until a write fails; checks the refusal on both APIs, the reads,
 // and the log; frees the space; and checks that the same process takes
@@ -181,10 +201,7 @@ func TestDiskFull(t *testing.T) {
 	cl := n.RootClient(t)
 	kc := n.KESClient(t, n.Root)
 	ctx := ctxT(t, 50*time.Second)
-	noErr(t, cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "k0"}), "create k0")
-	deks, err := cl.GenerateKey(ctx, "default", &kms.GenerateKeyRequest{Name: "k0", Length: 32})
-	noErr(t, err, "generate with k0")
-	dek := deks[0]
+	dek := newDEK(t, ctx, cl)
 
 	// The log's first segment is allocated: leave less than the next one.
 	ballast := fill(t, dir, 2<<20)
@@ -201,11 +218,7 @@ func TestDiskFull(t *testing.T) {
 	for round := range 3 {
 		wantDiskFault(t, "create key k1", cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "k1"}), "disk full", n.Host)
 		wantKESDiskFault(t, "KES create key k1", kc.CreateKey(ctx, "k1"), "disk full", n.Host)
-		pt, err := cl.Decrypt(ctx, "default", &kms.DecryptRequest{Name: "k0", Ciphertext: dek.Ciphertext})
-		noErr(t, err, "decrypt with k0 while the disk is full")
-		if string(pt[0].Plaintext) != string(dek.Plaintext) {
-			t.Fatal("decrypt with k0 while the disk is full: wrong plaintext")
-		}
+		wantDecrypt(t, ctx, "decrypt while the disk is full", cl, dek)
 		if _, err := kc.DescribeKey(ctx, "k0"); err != nil {
 			t.Fatalf("KES describe k0 while the disk is full: %v", err)
 		}
@@ -255,10 +268,7 @@ func TestDiskFullFollower(t *testing.T) {
 	pid := full.PID()
 	all, via2 := c.client(0, 1), c.client(2)
 	ctx := ctxT(t, 50*time.Second)
-	noErr(t, all.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "k0"}), "create k0")
-	deks, err := all.GenerateKey(ctx, "default", &kms.GenerateKeyRequest{Name: "k0", Length: 32})
-	noErr(t, err, "generate with k0")
-	dek := deks[0]
+	dek := newDEK(t, ctx, all)
 
 	ballast := fill(t, dir, 2<<20)
 	// Write through the healthy nodes until the full one refuses: every
@@ -295,11 +305,7 @@ func TestDiskFullFollower(t *testing.T) {
 	if len(slow) > 2 {
 		t.Errorf("%d of 10 writes took over 300 ms while a follower was full: %v", len(slow), slow)
 	}
-	pt, err := via2.Decrypt(ctx, "default", &kms.DecryptRequest{Name: "k0", Ciphertext: dek.Ciphertext})
-	noErr(t, err, "decrypt on the full follower")
-	if string(pt[0].Plaintext) != string(dek.Plaintext) {
-		t.Fatal("decrypt on the full follower: wrong plaintext")
-	}
+	wantDecrypt(t, ctx, "decrypt on the full follower", via2, dek)
 	wantDiskFault(t, "write through the full follower", via2.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "refused"}), "disk full", full.Host)
 	wantOneFaultRecord(t, full)
 
