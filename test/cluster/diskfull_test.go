@@ -30,8 +30,8 @@ import (
 const faultRecord = "the raft log cannot be written"
 
 // policySize is about the size of one policy the tests write: large, so
-// that the 16 MiB log segment fills in a few dozen writes.
-const policySize = 256 << 10
+// that the 16 MiB log segment fills in about sixteen writes.
+const policySize = 1 << 20
 
 // tmpfs mounts a tmpfs of size (as mount spells it: 40m) on a new
 // directory and returns it; it is unmounted when the test ends. The test
@@ -76,11 +76,15 @@ func fill(t *testing.T, dir string, leave int64) string {
 	return path
 }
 
+// policyRules is how many rules a big policy has: few and long, which
+// Keep applies ten times faster than many short ones of the same size.
+const policyRules = 64
+
 // bigPolicy returns a policy of about policySize bytes.
 func bigPolicy(name string) *kms.CreatePolicyRequest {
 	rules := kms.RuleSet{}
-	for i := range policySize / 64 {
-		rules[fmt.Sprintf("%s-%06d-%s", name, i, strings.Repeat("x", 40))] = kms.Rule{}
+	for i := range policyRules {
+		rules[fmt.Sprintf("%s-%03d-%s", name, i, strings.Repeat("x", policySize/policyRules-16))] = kms.Rule{}
 	}
 	return &kms.CreatePolicyRequest{Name: name, Allow: map[cmds.Command]kms.RuleSet{cmds.KeyStatus: rules}}
 }
@@ -131,7 +135,7 @@ func wantPolicies(t *testing.T, what string, cl *kms.Client, names []string) {
 		if err != nil {
 			t.Fatalf("%s: acknowledged policy %s: %s", what, name, testnode.DescribeErr(err))
 		}
-		if got, want := len(ps[0].Allow[cmds.KeyStatus]), policySize/64; got != want {
+		if got, want := len(ps[0].Allow[cmds.KeyStatus]), policyRules; got != want {
 			t.Fatalf("%s: policy %s has %d rules, want %d", what, name, got, want)
 		}
 	}
