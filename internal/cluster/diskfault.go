@@ -223,7 +223,7 @@ func (l *faultLog) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Lo
 // was told is stored, so logs[0].Index-1 is that entry.
 func (l *faultLog) StoreLogs(logs []*raft.Log) error {
 	if f := l.fault.Load(); f != nil {
-		l.refused(f)
+		l.refused()
 		return f
 	}
 	if len(logs) == 0 {
@@ -241,7 +241,7 @@ func (l *faultLog) StoreLogs(logs []*raft.Log) error {
 // was.
 func (l *faultLog) DeleteRange(lo, hi uint64) error {
 	if f := l.fault.Load(); f != nil {
-		l.refused(f)
+		l.refused()
 		return f
 	}
 	var last uint64
@@ -306,9 +306,7 @@ func (l *faultLog) failed(err error, good uint64) error {
 	l.failures++
 	l.fmu.Unlock()
 	if !start {
-		f = l.fault.Load()
-		l.refused(f)
-		return f
+		return l.fault.Load()
 	}
 	l.report(f, err)
 	go l.recover()
@@ -345,7 +343,7 @@ func (l *faultLog) keepRawErr(err error) {
 }
 
 // refused counts a write refused while the log is faulted.
-func (l *faultLog) refused(f *StorageError) {
+func (l *faultLog) refused() {
 	l.fmu.Lock()
 	l.failures++
 	l.fmu.Unlock()
@@ -397,11 +395,13 @@ func (l *faultLog) recover() {
 			l.report(f, err)
 			continue
 		}
+		// l.logged stays: a disk that fails again within the minute is
+		// not logged again before the minute is up.
 		l.fmu.Lock()
 		kind := faultKind(l.fault.Load())
-		l.logged, l.failures = time.Time{}, 0
 		l.fault.Store(nil)
-		l.logger.Info("the raft log can be written again: this node takes writes again", "fault", kind, "dir", l.dir)
+		l.logger.Info("the raft log can be written again: this node takes writes again", "fault", kind, "dir", l.dir, "refused_writes", l.failures)
+		l.failures = 0
 		l.fmu.Unlock()
 		return
 	}

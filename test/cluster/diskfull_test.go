@@ -257,76 +257,107 @@ func TestDiskFull(t *testing.T) {
 	}
 }
 
-// TestDiskFullFollower fills the disk of one follower of a three-node
-// cluster: the cluster goes on writing at full speed, the full follower
-// refuses writes (naming itself) and serves reads, and once space is
-// freed it takes writes again and catches up, in the same process.
-func TestDiskFullFollower(t *testing.T) {
-	dir := tmpfs(t, "40m")
-	c := newCluster(t, 3, clusterOpts{dirs: map[int]string{2: filepath.Join(dir, "data")}})
-	c.form()
-	if l := c.lead(); l == 2 {
-		t.Fatal("the node on the tmpfs leads: this test needs it to follow")
-	}
-	full := c.nodes[2]
-	pid := full.PID()
-	all, via2 := c.client(0, 1), c.client(2)
-	ctx := ctxT(t, 50*time.Second)
-	dek := newDEK(t, ctx, all)
-
-	ballast := fill(t, dir, 2<<20)
-	// Write through the healthy nodes until the full one refuses: every
-	// write must be acknowledged meanwhile.
-	var acked []string
+// writeThrough writes a big policy through cl and returns its name,
+// trying again for up to 10 s while the cluster elects a leader (503): a
+// node whose disk is full steps down when it led. It fails the test on any
+// other error.
+func writeThrough(t *testing.T, cl *kms.Client, prefix string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if len(acked) >= 200 {
-			t.Fatalf("200 policies of %d KiB written, and the follower still takes writes", policySize>>10)
+		acked, err := writePolicies(cl, prefix, 1)
+		if err == nil {
+			return acked[0]
 		}
-		more, err := writePolicies(all, fmt.Sprintf("p%d", len(acked)), 4)
-		acked = append(acked, more...)
-		noErr(t, err, "write through the healthy nodes")
-		err = via2.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: fmt.Sprintf("probe-%d", len(acked))})
-		if err != nil {
-			wantDiskFault(t, "write through the full follower", err, "disk full", full.Host)
-			break
+		if testnode.StatusOf(err) != 503 || time.Now().After(deadline) {
+			t.Fatalf("write %s through the healthy nodes: %s", prefix, testnode.DescribeErr(err))
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("%d policies acknowledged before the follower's disk was full", len(acked))
+}
 
-	// The cluster does not wait for the full follower: once the leader
-	// stops counting it (2 s without reports), a write takes what it
-	// takes on a healthy cluster, not the 500 ms the leader waits for a
-	// follower that reports but does not apply.
-	time.Sleep(2500 * time.Millisecond)
-	var slow []time.Duration
-	for i := range 10 {
-		start := time.Now()
-		noErr(t, all.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: fmt.Sprintf("fast-%d", i)}), "write while a follower is full")
-		if d := time.Since(start); d > 300*time.Millisecond {
-			slow = append(slow, d)
-		}
-	}
-	if len(slow) > 2 {
-		t.Errorf("%d of 10 writes took over 300 ms while a follower was full: %v", len(slow), slow)
-	}
-	wantDecrypt(t, ctx, "decrypt on the full follower", via2, dek)
-	wantDiskFault(t, "write through the full follower", via2.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "refused"}), "disk full", full.Host)
-	wantOneFaultRecord(t, full)
+// TestDiskFullInCluster fills the disk of one node of a three-node
+// cluster, a follower or the leader: the cluster goes on writing at full
+// speed (after an election, if the full node led), the full node refuses
+// writes (naming itself) and serves reads, and once space is freed it
+// takes writes again and catches up, in the same process.
+func TestDiskFullInCluster(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		full int // the node on the tmpfs; node 0 leads once the cluster is formed
+	}{
+		{"follower", 2},
+		{"leader", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := tmpfs(t, "40m")
+			c := newCluster(t, 3, clusterOpts{dirs: map[int]string{tt.full: filepath.Join(dir, "data")}})
+			c.form()
+			if l := c.lead(); (l == tt.full) != (tt.name == "leader") {
+				t.Fatalf("node %d leads, and the node on the tmpfs is %d: this test needs it to be the %s", l, tt.full, tt.name)
+			}
+			full := c.nodes[tt.full]
+			pid := full.PID()
+			all, viaFull := c.client(c.others(tt.full)...), c.client(tt.full)
+			ctx := ctxT(t, 50*time.Second)
+			dek := newDEK(t, ctx, all)
 
-	if err := os.Remove(ballast); err != nil {
-		t.Fatal(err)
-	}
-	took := awaitWritable(t, "the follower, after the space was freed", via2, "k1", 20*time.Second)
-	t.Logf("the follower took writes again %v after the space was freed", took.Round(time.Millisecond))
-	c.waitHealthy([]int{0, 1, 2}, 20*time.Second)
-	if full.PID() != pid || !full.Running() {
-		t.Fatalf("the follower restarted (pid %d, then %d) instead of recovering in place", pid, full.PID())
-	}
-	wantPolicies(t, "on the follower after it caught up", via2, acked)
-	for i := range 10 {
-		if _, err := via2.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: fmt.Sprintf("fast-%d", i)}); err != nil {
-			t.Fatalf("key fast-%d on the follower after it caught up: %s", i, testnode.DescribeErr(err))
-		}
+			ballast := fill(t, dir, 2<<20)
+			// Write through the healthy nodes until the full one refuses:
+			// every write must be acknowledged meanwhile.
+			var acked []string
+			for {
+				if len(acked) >= 200 {
+					t.Fatalf("200 policies of %d KiB written, and the full node still takes writes", policySize>>10)
+				}
+				acked = append(acked, writeThrough(t, all, fmt.Sprintf("p%d", len(acked))))
+				err := viaFull.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: fmt.Sprintf("probe-%d", len(acked))})
+				if err != nil {
+					wantDiskFault(t, "write through the full node", err, "disk full", full.Host)
+					break
+				}
+			}
+			t.Logf("%d policies acknowledged before the disk was full", len(acked))
+
+			// The cluster does not wait for the full node: once the leader
+			// stops counting it (2 s without reports), a write takes what
+			// it takes on a healthy cluster, not the 500 ms the leader
+			// waits for a follower that reports but does not apply.
+			time.Sleep(2500 * time.Millisecond)
+			if l := c.lead(); l == tt.full {
+				t.Fatalf("the full node %d leads", l)
+			}
+			var slow []time.Duration
+			for i := range 10 {
+				start := time.Now()
+				noErr(t, all.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: fmt.Sprintf("fast-%d", i)}), "write while a node is full")
+				if d := time.Since(start); d > 300*time.Millisecond {
+					slow = append(slow, d)
+				}
+			}
+			if len(slow) > 2 {
+				t.Errorf("%d of 10 writes took over 300 ms while a node was full: %v", len(slow), slow)
+			}
+			wantDecrypt(t, ctx, "decrypt on the full node", viaFull, dek)
+			wantDiskFault(t, "write through the full node", viaFull.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "refused"}), "disk full", full.Host)
+			wantOneFaultRecord(t, full)
+
+			if err := os.Remove(ballast); err != nil {
+				t.Fatal(err)
+			}
+			took := awaitWritable(t, "the full node, after the space was freed", viaFull, "k1", 20*time.Second)
+			t.Logf("the full node took writes again %v after the space was freed", took.Round(time.Millisecond))
+			c.waitHealthy([]int{0, 1, 2}, 20*time.Second)
+			if full.PID() != pid || !full.Running() {
+				t.Fatalf("the full node restarted (pid %d, then %d) instead of recovering in place", pid, full.PID())
+			}
+			wantPolicies(t, "on the full node after it caught up", viaFull, acked)
+			for i := range 10 {
+				if _, err := viaFull.KeyStatus(ctx, "default", &kms.KeyStatusRequest{Name: fmt.Sprintf("fast-%d", i)}); err != nil {
+					t.Fatalf("key fast-%d on the full node after it caught up: %s", i, testnode.DescribeErr(err))
+				}
+			}
+		})
 	}
 }
 
