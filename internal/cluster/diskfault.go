@@ -144,6 +144,7 @@ type faultLog struct {
 // openFaultLog opens the raft log in dir on vfs.
 func openFaultLog(dir string, vfs types.VFS) (*faultLog, error) {
 	l := &faultLog{dir: dir, fs: newLogFS(vfs), logger: slog.Default(), done: make(chan struct{})}
+	vfs.Delete(dir, probeFile) // a segment's size, if a crash left it
 	seg, err := l.open()
 	if err != nil {
 		return nil, err
