@@ -69,6 +69,8 @@ const probeFile = "write-probe"
 type StorageError struct {
 	Host string // the node, as its peers know it
 	Err  error  // what the file system said
+
+	since time.Time // when the log became unwritable
 }
 
 func (e *StorageError) full() bool {
@@ -299,7 +301,7 @@ func (l *faultLog) failed(err error, good uint64) error {
 		}
 	}
 	l.fmu.Lock()
-	f := &StorageError{Host: l.host, Err: err}
+	f := &StorageError{Host: l.host, Err: err, since: time.Now()}
 	start := l.fault.CompareAndSwap(nil, f)
 	if start {
 		l.good = good
@@ -390,7 +392,7 @@ func (l *faultLog) recover() {
 			var errno syscall.Errno
 			if errors.As(err, &errno) {
 				// The disk may have gone from full to failing, or back.
-				f = &StorageError{Host: f.Host, Err: err}
+				f = &StorageError{Host: f.Host, Err: err, since: f.since}
 				l.fault.Store(f)
 			}
 			l.report(f, err)

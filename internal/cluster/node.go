@@ -224,6 +224,16 @@ func (inst *instance) diskFault() error {
 	return nil
 }
 
+// faultSince returns when this node's raft log last became unwritable,
+// and whether it is now.
+func (inst *instance) faultSince() (time.Time, bool) {
+	var f *StorageError
+	if errors.As(inst.diskFault(), &f) {
+		return f.since, true
+	}
+	return time.Time{}, false
+}
+
 // current returns the running raft instance.
 func (n *Node) current() *instance {
 	n.mu.RLock()
@@ -534,10 +544,22 @@ func (n *Node) AwaitReads() error {
 	if inst.raft.State() == raft.Leader {
 		return nil
 	}
+	var bound time.Duration
 	if n.cfg.MaxStaleness != nil {
-		if bound := n.cfg.MaxStaleness(); bound > 0 && time.Since(inst.raft.LastContact()) > bound {
+		bound = n.cfg.MaxStaleness()
+	}
+	if bound > 0 && time.Since(inst.raft.LastContact()) > bound {
+		return ErrStale
+	}
+	if since, ok := inst.faultSince(); ok {
+		// A follower that cannot write its log takes no new entries,
+		// and gets no lease (it stopped reporting): it serves its state
+		// as it is, at once, for as long as the staleness bound allows,
+		// counted from the fault (the leader's heartbeats still arrive).
+		if bound > 0 && time.Since(since) > bound {
 			return ErrStale
 		}
+		return nil
 	}
 	if leader, _ := inst.raft.LeaderWithID(); leader != "" {
 		n.awaitReads(context.Background(), inst, string(leader), leaseWait)

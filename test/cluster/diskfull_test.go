@@ -338,7 +338,12 @@ func TestDiskFullInCluster(t *testing.T) {
 			if len(slow) > 2 {
 				t.Errorf("%d of 10 writes took over 300 ms while a node was full: %v", len(slow), slow)
 			}
+			// Served at once: it waits for no lease, which would not come.
+			start := time.Now()
 			wantDecrypt(t, ctx, "decrypt on the full node", viaFull, dek)
+			if d := time.Since(start); d > 150*time.Millisecond {
+				t.Errorf("a read on the full node took %v", d)
+			}
 			wantDiskFault(t, "write through the full node", viaFull.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: "refused"}), "disk full", full.Host)
 			wantOneFaultRecord(t, full)
 
