@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -127,9 +126,11 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return err
 }
 
-// Snapshot encodes the state right away: raft calls it on the FSM's
-// goroutine, and the encoding is a consistent copy that Persist may then
-// write at leisure.
+// Snapshot captures the state and leaves its encoding to Persist, as
+// raft's FSM contract asks: raft calls Snapshot on the goroutine that
+// applies entries, and calls Persist on another, while entries are applied.
+// The capture is cheap (see state.Capture) and what Persist writes is the
+// state at the capture.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err := f.failure(); err != nil {
 		return nil, err
@@ -137,11 +138,11 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.upgrading.Load() && !f.finishing.Load() {
 		return nil, errUpgrading
 	}
-	var buf bytes.Buffer
-	if err := f.state.Snapshot(&buf); err != nil {
+	c, err := f.state.Capture()
+	if err != nil {
 		return nil, err
 	}
-	return &fsmSnapshot{data: buf.Bytes()}, nil
+	return &fsmSnapshot{capture: c}, nil
 }
 
 // Restore restores a snapshot that raft read from disk or that the leader
@@ -157,10 +158,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return f.refuse(err, "raft snapshot")
 }
 
-type fsmSnapshot struct{ data []byte }
+type fsmSnapshot struct{ capture *state.Capture }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.data); err != nil {
+	if err := s.capture.Encode(sink); err != nil {
 		sink.Cancel()
 		return err
 	}

@@ -220,3 +220,81 @@ func TestDeletedMarkStaysUpgraded(t *testing.T) {
 		t.Fatalf("mark %q, %v", format, err)
 	}
 }
+
+// bufferSink is a raft.SnapshotSink that keeps what is written in memory.
+type bufferSink struct {
+	bytes.Buffer
+	closed, cancelled bool
+}
+
+func (s *bufferSink) ID() string    { return "test" }
+func (s *bufferSink) Close() error  { s.closed = true; return nil }
+func (s *bufferSink) Cancel() error { s.cancelled = true; return nil }
+
+// TestFSMPersistAfterApply takes a snapshot, applies entries before it is
+// persisted, as raft may, and restores it on another node: it holds the
+// state at the snapshot, not what was applied after it. (Persist running
+// during Apply is state's TestCaptureIsolation.)
+func TestFSMPersistAfterApply(t *testing.T) {
+	s, h, _ := leaderState(t)
+	f := newFSM(s, &stores{})
+	keyEntry := func(name string, add bool) *state.Entry {
+		k, err := crypto.GenerateKey(crypto.AES256, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := s.NextVersion("a", name)
+		sealed, err := s.SealKey("a", name, v, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &state.Entry{Op: state.OpCreateKey, Enclave: "a", Name: name, Key: &state.KeyArgs{Type: crypto.AES256, Version: v, AddVersion: add, Sealed: sealed}}
+	}
+	apply := func(index uint64, e *state.Entry) {
+		data, err := s.EncodeEntry(e)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if resp := f.Apply(command(index, data)); resp != nil {
+			t.Errorf("apply %s %s: %v", e.Op, e.Name, resp)
+		}
+	}
+	apply(10, keyEntry("k1", false))
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// After the snapshot: a new version of k1, then k1 disabled, a new
+	// key, a new enclave.
+	later := []*state.Entry{
+		keyEntry("k1", true),
+		{Op: state.OpKeyState, Enclave: "a", Name: "k1", KeyState: &state.KeyStateArgs{All: true, Disabled: true}},
+		keyEntry("k2", false),
+		{Op: state.OpCreateEnclave, Name: "d"},
+	}
+	for i, e := range later {
+		apply(uint64(11+i), e)
+	}
+	var sink bufferSink
+	if err := snap.Persist(&sink); err != nil || !sink.closed || sink.cancelled {
+		t.Fatalf("persist: %v (closed %v, cancelled %v)", err, sink.closed, sink.cancelled)
+	}
+	if kv, err := s.Key("a", "k1", 0); err != nil || kv.Version != 2 || !kv.Disabled {
+		t.Fatalf("k1 on the leader: %+v, %v", kv, err)
+	}
+
+	g := newFSM(state.New(h), &stores{})
+	if err := g.Restore(io.NopCloser(&sink.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if vs, err := g.state.KeyVersions("a", "k1"); err != nil || len(vs) != 1 || vs[0].Disabled {
+		t.Errorf("k1 in the snapshot: %+v, %v; want version 1 alone, enabled", vs, err)
+	}
+	if _, err := g.state.Key("a", "k2", 0); !errors.Is(err, state.ErrKeyNotFound) {
+		t.Errorf("k2, created after the snapshot, is in it: %v", err)
+	}
+	if _, err := g.state.Enclave("d"); !errors.Is(err, state.ErrEnclaveNotFound) {
+		t.Errorf("enclave d, created after the snapshot, is in it: %v", err)
+	}
+}

@@ -93,43 +93,39 @@ func (s *State) applyInit(e *Entry) error {
 	if err := s.adoptSealedRootKey(e.Init.SealedRootKey); err != nil {
 		return err
 	}
-	s.enclaves[DefaultEnclave] = newEnclave(DefaultEnclave, e)
+	s.enclaves.set(DefaultEnclave, newEnclave(DefaultEnclave, e))
 	return nil
 }
 
 func newEnclave(name string, e *Entry) *enclave {
-	return &enclave{
-		Enclave:  Enclave{Name: name, CreatedAt: e.Time, CreatedBy: e.By},
-		keys:     map[string]*key{},
-		policies: map[string]*Policy{},
-	}
+	return &enclave{Enclave: Enclave{Name: name, CreatedAt: e.Time, CreatedBy: e.By}}
 }
 
 func (s *State) applyCreateEnclave(e *Entry) error {
 	if err := ValidEnclaveName(e.Name); err != nil {
 		return err
 	}
-	if _, ok := s.enclaves[e.Name]; ok {
+	if _, ok := s.enclaves.get(e.Name); ok {
 		return ErrEnclaveExists
 	}
-	s.enclaves[e.Name] = newEnclave(e.Name, e)
+	s.enclaves.set(e.Name, newEnclave(e.Name, e))
 	return nil
 }
 
 func (s *State) applyDeleteEnclave(e *Entry) error {
-	if _, ok := s.enclaves[e.Name]; !ok {
+	if _, ok := s.enclaves.get(e.Name); !ok {
 		return ErrEnclaveNotFound
 	}
 	if err := s.protectAdmin("deleting enclave "+e.Name, func(a *Identity) bool { return a.Enclave == e.Name }); err != nil {
 		return err
 	}
-	delete(s.enclaves, e.Name)
+	s.enclaves.delete(e.Name)
 	maps.DeleteFunc(s.identities, func(_ string, i *Identity) bool { return i.Enclave == e.Name })
 	return nil
 }
 
 func (s *State) enclave(name string) (*enclave, error) {
-	enc, ok := s.enclaves[name]
+	enc, ok := s.enclaves.get(name)
 	if !ok {
 		return nil, ErrEnclaveNotFound
 	}
@@ -150,7 +146,7 @@ func (s *State) applyCreateKey(e *Entry) error {
 	if err = checkKESArgs(e.Key); err != nil {
 		return err
 	}
-	k, exists := enc.keys[e.Name]
+	k, exists := enc.keys.get(e.Name)
 	switch {
 	case exists && !e.Key.AddVersion:
 		return ErrKeyExists
@@ -160,7 +156,7 @@ func (s *State) applyCreateKey(e *Entry) error {
 		if e.Key.RotateEvery < 0 {
 			return fmt.Errorf("%w: negative rotation period", ErrInvalidArgument)
 		}
-		k = &key{versions: map[uint32]*version{}, next: 1, rotateEvery: e.Key.RotateEvery}
+		k = &key{next: 1, rotateEvery: e.Key.RotateEvery}
 	}
 	v := k.next
 	sealed := e.Key.Sealed
@@ -181,7 +177,7 @@ func (s *State) applyCreateKey(e *Entry) error {
 		return err
 	}
 	createdAt, createdBy := e.Key.KES.created(e.Time, e.By)
-	k.versions[v] = &version{
+	nv := &version{
 		KeyVersion: KeyVersion{
 			Name:      e.Name,
 			Version:   v,
@@ -189,14 +185,18 @@ func (s *State) applyCreateKey(e *Entry) error {
 			Imported:  e.Key.Imported,
 			KES:       kes,
 			CreatedAt: createdAt,
-			CreatedBy: createdBy,
+			CreatedBy: intern(createdBy),
 			Usage:     usage.NewCounter(),
 		},
 		sealed: sealed,
 		kes:    e.Key.KES,
 	}
-	k.latest, k.next = v, v+1
-	enc.keys[e.Name] = k
+	// A new key ring, not k changed: a snapshot may hold k (see key).
+	enc.putKey(e.Name, &key{
+		versions:    append(slices.Clip(k.versions), nv),
+		next:        v + 1,
+		rotateEvery: k.rotateEvery,
+	})
 	return nil
 }
 
@@ -216,14 +216,14 @@ func (s *State) applyDeleteKey(e *Entry) error {
 		if args.Version != 0 {
 			return fmt.Errorf("%w: a version and all versions are mutually exclusive", ErrInvalidArgument)
 		}
-		delete(enc.keys, e.Name)
+		enc.dropKey(e.Name)
 		return nil
 	}
 	v := args.Version
 	if v == 0 {
-		v = k.latest
+		v = k.latest().Version
 	}
-	if _, ok := k.versions[v]; !ok {
+	if _, ok := k.version(v); !ok {
 		return ErrKeyNotFound
 	}
 	s.removeVersion(enc, e.Name, k, v)
@@ -241,13 +241,13 @@ func (s *State) applyCreatePolicy(e *Entry) error {
 	if e.Policy == nil {
 		return fmt.Errorf("%w: policy entry without rules", ErrInvalidArgument)
 	}
-	enc.policies[e.Name] = &Policy{
+	enc.policies.set(e.Name, &Policy{
 		Name:      e.Name,
 		Allow:     e.Policy.Allow,
 		Deny:      e.Policy.Deny,
 		CreatedAt: e.Time,
 		CreatedBy: e.By,
-	}
+	})
 	return nil
 }
 
@@ -256,10 +256,10 @@ func (s *State) applyDeletePolicy(e *Entry) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := enc.policies[e.Name]; !ok {
+	if _, ok := enc.policies.get(e.Name); !ok {
 		return ErrPolicyNotFound
 	}
-	delete(enc.policies, e.Name)
+	enc.policies.delete(e.Name)
 	for _, i := range s.identities {
 		if i.Enclave == e.Enclave && i.Policy == e.Name {
 			i.Policy = ""
@@ -273,7 +273,7 @@ func (s *State) applyAssignPolicy(e *Entry) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := enc.policies[e.Assign]; !ok {
+	if _, ok := enc.policies.get(e.Assign); !ok {
 		return ErrPolicyNotFound
 	}
 	i, ok := s.identities[e.Name]
@@ -361,7 +361,7 @@ func (s *State) applyCreateIdentity(e *Entry) error {
 	if parent != nil && !slices.Contains(parent.ServiceAccounts, e.Name) {
 		parent.ServiceAccounts = append(parent.ServiceAccounts, e.Name)
 	}
-	s.identities[e.Name] = i
+	s.putIdentity(i)
 	return nil
 }
 

@@ -35,7 +35,7 @@ func fuzzState(t testing.TB) (*State, hsm.HSM) {
 		t.Fatal(err)
 	}
 	s.clusterID, s.sealedRootKey, s.rootKey, s.macs = "fuzz", sealed, root, macs
-	s.enclaves[DefaultEnclave] = newEnclave(DefaultEnclave, &Entry{})
+	s.enclaves.set(DefaultEnclave, newEnclave(DefaultEnclave, &Entry{}))
 	return s, h
 }
 

@@ -289,7 +289,7 @@ func TestKeyAAD(t *testing.T) {
 		}
 		b, _ := json.Marshal(&body)
 		var buf bytes.Buffer
-		if err := writeEnvelope(&buf, snapshotEnvelope, env.sealedRootKey, s.macs.snapshot, b); err != nil {
+		if err := writeEnvelope(&buf, snapshotEnvelope, env.sealedRootKey, s.macs.snapshot, rawBody(b)); err != nil {
 			t.Fatal(err)
 		}
 		return buf.Bytes()
@@ -468,3 +468,6 @@ func TestWriteBeforeRestore(t *testing.T) {
 		}
 	}
 }
+
+// rawBody is the body of an envelope that writes p.
+func rawBody(p []byte) func(*bodyWriter) { return func(b *bodyWriter) { b.write(p) } }

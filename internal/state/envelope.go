@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -82,10 +83,12 @@ func parseEnvelope(data []byte, kind envelopeKind) (env envelope, ok bool, err e
 	}, true, nil
 }
 
-// writeEnvelope writes body in an envelope of kind, authenticated under
-// macKey; sealed and macKey are empty for a state that was never
-// initialized.
-func writeEnvelope(w io.Writer, kind envelopeKind, sealed, macKey, body []byte) error {
+// writeEnvelope writes the JSON that body writes in an envelope of kind,
+// authenticated under macKey; sealed and macKey are empty for a state that
+// was never initialized. The MAC comes before the JSON, and the JSON of a
+// large state is not held in memory: body is called twice, for the MAC and
+// for w, and must write the same bytes both times.
+func writeEnvelope(w io.Writer, kind envelopeKind, sealed, macKey []byte, body func(*bodyWriter)) error {
 	if len(sealed) > 0xffff {
 		return fmt.Errorf("failed to write %s: sealed root key of %d bytes", kind.what, len(sealed))
 	}
@@ -96,14 +99,78 @@ func writeEnvelope(w io.Writer, kind envelopeKind, sealed, macKey, body []byte) 
 	header = append(header, sealed...)
 	mac := make([]byte, macSize)
 	if len(sealed) > 0 {
-		mac = envelopeMAC(macKey, header, body)
+		h := hmac.New(sha256.New, macKey)
+		h.Write(header)
+		if err := writeBody(h, body); err != nil {
+			return fmt.Errorf("failed to write %s: %w", kind.what, err)
+		}
+		mac = h.Sum(nil)
 	}
-	for _, b := range [][]byte{header, mac, body} {
+	for _, b := range [][]byte{header, mac} {
 		if _, err := w.Write(b); err != nil {
 			return fmt.Errorf("failed to write %s: %w", kind.what, err)
 		}
 	}
+	if err := writeBody(w, body); err != nil {
+		return fmt.Errorf("failed to write %s: %w", kind.what, err)
+	}
 	return nil
+}
+
+// bodyWriter writes the JSON of a snapshot in pieces, and keeps the first
+// error, after which it writes nothing.
+type bodyWriter struct {
+	w   *bufio.Writer
+	err error
+}
+
+func writeBody(w io.Writer, body func(*bodyWriter)) error {
+	b := &bodyWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	body(b)
+	if b.err != nil {
+		return b.err
+	}
+	return b.w.Flush()
+}
+
+func (b *bodyWriter) fail(err error) {
+	if b.err == nil {
+		b.err = err
+	}
+}
+
+func (b *bodyWriter) write(p []byte) {
+	if b.err == nil {
+		_, b.err = b.w.Write(p)
+	}
+}
+
+// json writes the JSON of v.
+func (b *bodyWriter) json(v any) {
+	if b.err != nil {
+		return
+	}
+	p, err := json.Marshal(v)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	b.write(p)
+}
+
+// splice returns the JSON object p up to the value of its field, which is
+// null, and from after that value on, for the caller to write the value in
+// between. The field must come before any nested object in p, whose keys
+// could be named alike; no string of p can hold the quote that starts the
+// mark, since JSON escapes a quote inside a string.
+func (b *bodyWriter) splice(p []byte, field string) (before, after []byte) {
+	mark := []byte(`"` + field + `":`)
+	i := bytes.Index(p, append(mark, "null"...))
+	if i < 0 {
+		b.fail(fmt.Errorf("no field %s to fill in the JSON of the snapshot", field))
+		return nil, nil
+	}
+	return p[:i+len(mark)], p[i+len(mark)+len("null"):]
 }
 
 func envelopeMAC(key, signed, body []byte) []byte {

@@ -110,7 +110,7 @@ func (s *State) deleteTreeLocked(id string) {
 		if !ok {
 			continue // already deleted: a cycle, or listed twice
 		}
-		delete(s.identities, id)
+		s.dropIdentity(id)
 		work = append(work, i.ServiceAccounts...)
 	}
 }

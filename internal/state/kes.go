@@ -165,8 +165,8 @@ func (v KeyVersion) MatchesKES(t crypto.KeyType, material, hmacKey []byte) bool 
 func (s *State) KESVersion(enclave, name string) (KeyVersion, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if e, ok := s.enclaves[enclave]; ok {
-		if k, ok := e.keys[name]; ok {
+	if e, ok := s.enclaves.get(enclave); ok {
+		if k, ok := e.keys.get(name); ok {
 			for _, v := range k.versions {
 				if v.KES != nil {
 					return v.KeyVersion, true

@@ -3,7 +3,6 @@ package state
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -91,16 +90,12 @@ func (k *key) targets(v uint32, all bool) ([]*version, error) {
 		if v != 0 {
 			return nil, fmt.Errorf("%w: a version and all versions are mutually exclusive", ErrInvalidArgument)
 		}
-		out := make([]*version, 0, len(k.versions))
-		for _, n := range slices.Sorted(maps.Keys(k.versions)) {
-			out = append(out, k.versions[n])
-		}
-		return out, nil
+		return k.versions, nil
 	}
 	if v == 0 {
-		v = k.latest
+		return []*version{k.latest()}, nil
 	}
-	ver, ok := k.versions[v]
+	ver, ok := k.version(v)
 	if !ok {
 		return nil, ErrKeyNotFound
 	}
@@ -113,7 +108,7 @@ func (s *State) keyOf(e *Entry) (*enclave, *key, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	k, ok := enc.keys[e.Name]
+	k, ok := enc.keys.get(e.Name)
 	if !ok {
 		return nil, nil, ErrKeyNotFound
 	}
@@ -142,15 +137,13 @@ func (s *State) applyScheduleDeletion(e *Entry, enc *enclave, k *key, args *Dele
 	if len(todo) == 0 {
 		return fmt.Errorf("%w: every version of key %q is already pending deletion", ErrInvalidArgument, e.Name)
 	}
-	for _, v := range todo {
-		v.DeleteAt = args.At.UTC()
-	}
+	enc.putKey(e.Name, k.with(todo, func(v *version) { v.DeleteAt = args.At.UTC() }))
 	return nil
 }
 
 // applyCancelDeletion returns versions pending deletion to what they were.
 func (s *State) applyCancelDeletion(e *Entry) error {
-	_, k, err := s.keyOf(e)
+	enc, k, err := s.keyOf(e)
 	if err != nil {
 		return err
 	}
@@ -171,15 +164,13 @@ func (s *State) applyCancelDeletion(e *Entry) error {
 	if len(todo) == 0 {
 		return fmt.Errorf("%w: no version of key %q named here is pending deletion", ErrInvalidArgument, e.Name)
 	}
-	for _, v := range todo {
-		v.DeleteAt = time.Time{}
-	}
+	enc.putKey(e.Name, k.with(todo, func(v *version) { v.DeleteAt = time.Time{} }))
 	return nil
 }
 
 // applyKeyState disables or enables versions.
 func (s *State) applyKeyState(e *Entry) error {
-	_, k, err := s.keyOf(e)
+	enc, k, err := s.keyOf(e)
 	if err != nil {
 		return err
 	}
@@ -190,9 +181,7 @@ func (s *State) applyKeyState(e *Entry) error {
 	if err != nil {
 		return err
 	}
-	for _, v := range vs {
-		v.Disabled = e.KeyState.Disabled
-	}
+	enc.putKey(e.Name, k.with(vs, func(v *version) { v.Disabled = e.KeyState.Disabled }))
 	return nil
 }
 
@@ -209,7 +198,7 @@ func (s *State) applyDestroyKey(e *Entry) error {
 	if args == nil {
 		return fmt.Errorf("%w: destroy entry without arguments", ErrInvalidArgument)
 	}
-	v, ok := k.versions[args.Version]
+	v, ok := k.version(args.Version)
 	if !ok || v.DeleteAt.IsZero() || !v.DeleteAt.Equal(args.DeleteAt) {
 		return fmt.Errorf("%w: version %d of key %q is not pending deletion at %s", ErrKeyNotFound, args.Version, e.Name, args.DeleteAt.UTC().Format(time.RFC3339))
 	}
@@ -223,26 +212,27 @@ func (s *State) applyDestroyKey(e *Entry) error {
 // removeVersion deletes version n of key k (name) of enc, and the key with
 // its last version.
 func (s *State) removeVersion(enc *enclave, name string, k *key, n uint32) {
-	delete(k.versions, n)
-	if len(k.versions) == 0 {
-		delete(enc.keys, name)
+	if len(k.versions) == 1 {
+		enc.dropKey(name)
 		return
 	}
-	if n == k.latest {
-		k.latest = slices.Max(slices.Collect(maps.Keys(k.versions)))
-	}
+	c := *k
+	c.versions = slices.DeleteFunc(slices.Clone(k.versions), func(v *version) bool { return v.Version == n })
+	enc.putKey(name, &c)
 }
 
 // applyRotation sets a key's rotation period.
 func (s *State) applyRotation(e *Entry) error {
-	_, k, err := s.keyOf(e)
+	enc, k, err := s.keyOf(e)
 	if err != nil {
 		return err
 	}
 	if e.Rotation == nil || e.Rotation.Every < 0 {
 		return fmt.Errorf("%w: rotation entry without a period of 0 or more", ErrInvalidArgument)
 	}
-	k.rotateEvery = e.Rotation.Every
+	c := *k
+	c.rotateEvery = e.Rotation.Every
+	enc.putKey(e.Name, &c)
 	return nil
 }
 
@@ -272,19 +262,19 @@ func (i *KeyInfo) NextRotation() time.Time {
 func (s *State) KeyInfo(enclave, name string) (KeyInfo, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e, ok := s.enclaves[enclave]
+	e, ok := s.enclaves.get(enclave)
 	if !ok {
 		return KeyInfo{}, ErrEnclaveNotFound
 	}
-	k, ok := e.keys[name]
+	k, ok := e.keys.get(name)
 	if !ok {
 		return KeyInfo{}, ErrKeyNotFound
 	}
 	info := KeyInfo{Name: name, RotateEvery: k.rotateEvery}
 	now := time.Now()
-	for _, n := range slices.Sorted(maps.Keys(k.versions)) {
-		info.Versions = append(info.Versions, k.versions[n].KeyVersion)
-		info.Usage = append(info.Usage, s.usage.Usage(usage.ID{Enclave: enclave, Name: name, Version: n}, now))
+	for _, v := range k.versions {
+		info.Versions = append(info.Versions, v.KeyVersion)
+		info.Usage = append(info.Usage, s.usage.Usage(usage.ID{Enclave: enclave, Name: name, Version: v.Version}, now))
 	}
 	return info, nil
 }
@@ -302,17 +292,18 @@ type Due struct {
 func (s *State) Due(now time.Time) (destroy, rotate []Due) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for en, enc := range s.enclaves {
-		for kn, k := range enc.keys {
-			for n, v := range k.versions {
+	for en, enc := range s.enclaves.byName {
+		for kn := range enc.due {
+			k, _ := enc.keys.get(kn)
+			for _, v := range k.versions {
 				if !v.DeleteAt.IsZero() && !now.Before(v.DeleteAt) {
-					destroy = append(destroy, Due{Enclave: en, Name: kn, Version: n, DeleteAt: v.DeleteAt})
+					destroy = append(destroy, Due{Enclave: en, Name: kn, Version: v.Version, DeleteAt: v.DeleteAt})
 				}
 			}
 			if k.rotateEvery > 0 {
-				latest := k.versions[k.latest]
+				latest := k.latest()
 				if latest.State() == StateActive && !now.Before(latest.CreatedAt.Add(k.rotateEvery)) {
-					rotate = append(rotate, Due{Enclave: en, Name: kn, Version: k.latest})
+					rotate = append(rotate, Due{Enclave: en, Name: kn, Version: latest.Version})
 				}
 			}
 		}

@@ -125,4 +125,23 @@ func TestDue(t *testing.T) {
 	if destroy, rotate := s.Due(t0); len(destroy)+len(rotate) != 0 {
 		t.Errorf("due at once: %+v %+v", destroy, rotate)
 	}
+
+	// Due visits only the keys that rotate or have a version pending
+	// deletion: a state restored from a snapshot knows them too, and a
+	// key that stops rotating or whose deletion is cancelled leaves them.
+	var snap bytes.Buffer
+	if err := s.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if destroy, rotate := s.Due(t0.Add(2 * time.Hour)); len(destroy) != 1 || len(rotate) != 1 {
+		t.Errorf("after a restore: destroy %+v, rotate %+v", destroy, rotate)
+	}
+	mustApply(t, s, &state.Entry{Op: state.OpKeyRotation, Time: t0, Enclave: state.DefaultEnclave, Name: "due", Rotation: &state.RotationArgs{}})
+	mustApply(t, s, &state.Entry{Op: state.OpCancelDeleteKey, Time: t0, Enclave: state.DefaultEnclave, Name: "young", DeleteKey: &state.DeleteKeyArgs{Version: 1}})
+	if destroy, rotate := s.Due(t0.Add(4 * time.Hour)); len(destroy) != 0 || len(rotate) != 1 || rotate[0].Name != "young" {
+		t.Errorf("after rotation off and a cancel: destroy %+v, rotate %+v", destroy, rotate)
+	}
 }

@@ -19,7 +19,7 @@ func (s *State) Reset() {
 	s.clusterID, s.sealedRootKey, s.seals, s.rootKey, s.macs = "", nil, nil, crypto.Key{}, macKeys{}
 	s.storeHSMRoots()
 	s.replacedRootKey, s.replacedEntryMAC = nil, nil
-	s.enclaves, s.identities = map[string]*enclave{}, map[string]*Identity{}
+	s.enclaves, s.identities = sortedMap[*enclave]{}, map[string]*Identity{}
 	s.settings, s.usage = map[string]string{}, usage.NewTable()
 	s.settingsChanged(nil, "")
 }
@@ -101,11 +101,11 @@ func (s *State) restoreUnsealer() Unsealer {
 }
 
 func (s *State) freshLocked() bool {
-	if len(s.identities) > 0 || len(s.enclaves) > 1 {
+	if len(s.identities) > 0 || s.enclaves.len() > 1 {
 		return false
 	}
-	for _, e := range s.enclaves {
-		if e.Name != DefaultEnclave || len(e.keys) > 0 || len(e.policies) > 0 {
+	for _, e := range s.enclaves.byName {
+		if e.Name != DefaultEnclave || e.keys.len() > 0 || e.policies.len() > 0 {
 			return false
 		}
 	}

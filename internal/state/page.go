@@ -1,9 +1,6 @@
 package state
 
-import (
-	"slices"
-	"strings"
-)
+import "strings"
 
 // Page sizes of list replies. MinIO reads only the first page of a key
 // list, so the default is generous.
@@ -12,23 +9,32 @@ const (
 	MaxPageSize     = 10000
 )
 
-// page returns the sorted names of m that start with prefix, from continueAt
+// page returns the names that start with prefix, in order, from continueAt
 // (inclusive) on, at most limit of them, and the name that starts the next
-// page, or "" when there is none.
-func page[V any](m map[string]V, prefix, continueAt string, limit int) ([]string, string) {
+// page, or "" when there is none. ascend calls f with the names from pivot
+// on, in order, until f returns false: a page seeks once and walks no
+// further than the name after it.
+func page(ascend func(pivot string, f func(string) bool), prefix, continueAt string, limit int) ([]string, string) {
 	if limit <= 0 {
 		limit = DefaultPageSize
 	}
 	limit = min(limit, MaxPageSize)
-	names := make([]string, 0, len(m))
-	for n := range m {
-		if strings.HasPrefix(n, prefix) && n >= continueAt {
-			names = append(names, n)
+	var (
+		names []string
+		next  string
+	)
+	// The names with the prefix are one run of the order, from the prefix
+	// itself on.
+	ascend(max(prefix, continueAt), func(n string) bool {
+		if !strings.HasPrefix(n, prefix) {
+			return false
 		}
-	}
-	slices.Sort(names)
-	if len(names) > limit {
-		return names[:limit], names[limit]
-	}
-	return names, ""
+		if len(names) == limit {
+			next = n
+			return false
+		}
+		names = append(names, n)
+		return true
+	})
+	return names, next
 }

@@ -50,8 +50,8 @@ func (s *State) root() (crypto.Key, error) {
 func (s *State) NextVersion(enclave, name string) uint32 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if e, ok := s.enclaves[enclave]; ok {
-		if k, ok := e.keys[name]; ok {
+	if e, ok := s.enclaves.get(enclave); ok {
+		if k, ok := e.keys.get(name); ok {
 			return k.next
 		}
 	}
@@ -85,5 +85,6 @@ func (s *State) unseal(enclave, name string, v uint32, t crypto.KeyType, sealed,
 		return crypto.Key{}, fmt.Errorf("failed to unseal version %d of key %q of enclave %q: %w", v, name, enclave, err)
 	}
 	defer clear(material)
-	return crypto.NewKey(t, material)
+	// Every key holds its type: one copy of each name, not one a key.
+	return crypto.NewKey(intern(t), material)
 }

@@ -1,12 +1,18 @@
 package state
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
+	"runtime"
 	"slices"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/tidwall/btree"
 
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/hsm"
@@ -69,61 +75,152 @@ func (s *State) Snapshot(w io.Writer) error { return s.write(w, snapshotEnvelope
 func (s *State) Backup(w io.Writer) error { return s.write(w, backupEnvelope) }
 
 func (s *State) write(w io.Writer, kind envelopeKind) error {
+	c, err := s.capture(kind)
+	if err != nil {
+		return err
+	}
+	return c.Encode(w)
+}
+
+// Capture is the state at one point in time, taken for a raft snapshot:
+// Encode writes what Snapshot would have written at that point, however
+// the state changed since.
+type Capture struct {
+	kind       envelopeKind
+	snap       snapshot // all but the enclaves and identities
+	enclaves   []capturedEnclave
+	identities []Identity // copies
+	macKey     []byte
+}
+
+type capturedEnclave struct {
+	Enclave
+	keys     *btree.Map[string, *key]
+	policies *btree.Map[string, *Policy]
+}
+
+// Capture takes the state as it is now for a raft snapshot. It is cheap,
+// so that raft may call it on the goroutine that applies entries: it copies
+// the B-trees of keys and policies in O(1) each (key rings and policies are
+// never changed in place, see key), and copies only the enclaves, the
+// identities, the settings and the usage table; the keys are encoded later,
+// by Encode, while entries are applied.
+func (s *State) Capture() (*Capture, error) { return s.capture(snapshotEnvelope) }
+
+func (s *State) capture(kind envelopeKind) (*Capture, error) {
+	// Under the read lock, so that reads go on: copying a B-tree writes
+	// only the ID that tells its nodes shared, which no read looks at,
+	// but two copies at once would race on it.
 	s.mu.RLock()
-	snap := snapshot{
-		Format:        snapshotFormat,
-		ClusterID:     s.clusterID,
-		SealedRootKey: s.sealedRootKey,
-		Settings:      maps.Clone(s.settings),
+	defer s.mu.RUnlock()
+	s.copying.Lock()
+	defer s.copying.Unlock()
+	c := &Capture{
+		kind: kind,
+		snap: snapshot{
+			Format:        snapshotFormat,
+			ClusterID:     s.clusterID,
+			SealedRootKey: s.sealedRootKey,
+			Settings:      maps.Clone(s.settings),
+		},
+		enclaves:   make([]capturedEnclave, 0, s.enclaves.len()),
+		identities: make([]Identity, 0, len(s.identities)),
+		macKey:     s.macs.of(kind),
 	}
-	for _, name := range slices.Sorted(maps.Keys(s.enclaves)) {
-		enc := s.enclaves[name]
-		se := snapshotEnclave{Enclave: enc.Enclave}
-		for _, kn := range slices.Sorted(maps.Keys(enc.keys)) {
-			k := enc.keys[kn]
-			sk := snapshotKey{Name: kn, Next: k.next, RotateEvery: k.rotateEvery}
-			for _, vn := range slices.Sorted(maps.Keys(k.versions)) {
-				v := k.versions[vn]
-				sk.Versions = append(sk.Versions, snapshotVersion{
-					Version:   vn,
-					Type:      v.Key.Type(),
-					Sealed:    v.sealed,
-					Imported:  v.Imported,
-					KES:       v.kes,
-					CreatedAt: v.CreatedAt,
-					CreatedBy: v.CreatedBy,
-					Disabled:  v.Disabled,
-					DeleteAt:  v.DeleteAt,
-				})
-			}
-			se.Keys = append(se.Keys, sk)
-		}
-		for _, pn := range slices.Sorted(maps.Keys(enc.policies)) {
-			se.Policies = append(se.Policies, *enc.policies[pn])
-		}
-		snap.Enclaves = append(snap.Enclaves, se)
-	}
-	for _, id := range slices.Sorted(maps.Keys(s.identities)) {
-		snap.Identities = append(snap.Identities, s.identities[id].clone())
+	s.enclaves.sorted.Scan(func(_ string, enc *enclave) bool {
+		c.enclaves = append(c.enclaves, capturedEnclave{Enclave: enc.Enclave, keys: enc.keys.frozen(), policies: enc.policies.frozen()})
+		return true
+	})
+	// Identities change in place (their policy and service accounts), and
+	// there are few of them next to keys: they are copied.
+	for _, i := range s.identities {
+		c.identities = append(c.identities, i.clone())
 	}
 	if kind == snapshotEnvelope {
-		snap.ReplacedRootKey = s.replacedRootKey
+		c.snap.ReplacedRootKey = s.replacedRootKey
 	}
-	var err error
 	if !s.usage.Empty() {
-		snap.Usage, err = json.Marshal(s.usage) // under the lock: Apply changes the table
+		var err error
+		if c.snap.Usage, err = json.Marshal(s.usage); err != nil {
+			return nil, fmt.Errorf("failed to write %s: %w", kind.what, err)
+		}
 	}
-	macKey := s.macs.of(kind)
-	s.mu.RUnlock()
-	if err != nil {
-		return fmt.Errorf("failed to write %s: %w", kind.what, err)
-	}
+	return c, nil
+}
 
-	body, err := json.Marshal(&snap)
+// Encode writes c to w: the snapshot, or the backup, of the state when c
+// was captured, in the JSON that json.Marshal makes of the whole snapshot.
+// It may run while the state changes. It never holds the whole JSON, which
+// is hundreds of megabytes at a million keys: it writes it twice, one key
+// at a time, once for the MAC and once to w (see writeEnvelope).
+func (c *Capture) Encode(w io.Writer) error {
+	top := c.snap // all but the enclaves, whose JSON is null in top
+	top.Identities = slices.SortedFunc(slices.Values(c.identities), func(a, b Identity) int { return strings.Compare(a.ID, b.ID) })
+	head, err := json.Marshal(&top)
 	if err != nil {
-		return fmt.Errorf("failed to write %s: %w", kind.what, err)
+		return fmt.Errorf("failed to write %s: %w", c.kind.what, err)
 	}
-	return writeEnvelope(w, kind, snap.SealedRootKey, macKey, body)
+	return writeEnvelope(w, c.kind, top.SealedRootKey, c.macKey, func(b *bodyWriter) { c.writeBody(b, head) })
+}
+
+// writeBody writes the JSON of the snapshot, with the enclaves and their
+// keys in it, of which head is the JSON without its enclaves.
+func (c *Capture) writeBody(b *bodyWriter, head []byte) {
+	if len(c.enclaves) == 0 {
+		b.write(head)
+		return
+	}
+	before, after := b.splice(head, "enclaves")
+	b.write(before)
+	for i, ce := range c.enclaves {
+		b.write([]byte{"[,"[min(i, 1)]})
+		se := snapshotEnclave{Enclave: ce.Enclave}
+		ce.policies.Scan(func(_ string, p *Policy) bool {
+			se.Policies = append(se.Policies, *p)
+			return true
+		})
+		enc, err := json.Marshal(&se)
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		if ce.keys.Len() == 0 {
+			b.write(enc)
+			continue
+		}
+		encBefore, encAfter := b.splice(enc, "keys")
+		b.write(encBefore)
+		sep := byte('[')
+		ce.keys.Scan(func(name string, k *key) bool {
+			b.write([]byte{sep})
+			sep = ','
+			b.json(snapshotKeyOf(name, k))
+			return b.err == nil
+		})
+		b.write([]byte{']'})
+		b.write(encAfter)
+	}
+	b.write([]byte{']'})
+	b.write(after)
+}
+
+// snapshotKeyOf returns key k, named name, as a snapshot holds it.
+func snapshotKeyOf(name string, k *key) *snapshotKey {
+	sk := &snapshotKey{Name: name, Next: k.next, RotateEvery: k.rotateEvery, Versions: make([]snapshotVersion, 0, len(k.versions))}
+	for _, v := range k.versions {
+		sk.Versions = append(sk.Versions, snapshotVersion{
+			Version:   v.Version,
+			Type:      v.Key.Type(),
+			Sealed:    v.sealed,
+			Imported:  v.Imported,
+			KES:       v.kes,
+			CreatedAt: v.CreatedAt,
+			CreatedBy: v.CreatedBy,
+			Disabled:  v.Disabled,
+			DeleteAt:  v.DeleteAt,
+		})
+	}
+	return sk
 }
 
 // Restore replaces the whole state with a raft snapshot read from r. A
@@ -184,6 +281,88 @@ func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
 	return nil
 }
 
+// keyRing is a key of a snapshot and, once opened, the key ring it is.
+type keyRing struct {
+	enclave string
+	snap    *snapshotKey
+	key     *key // nil for a key without versions, which is left out
+}
+
+// openKeys opens the key rings of rs, their material unsealed, on every
+// core. Its error is that of the first key that fails, as if they were
+// opened in order.
+func (s *State) openKeys(rs []keyRing, legacy bool) error {
+	workers := min(runtime.GOMAXPROCS(0), len(rs)/1000+1)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w * len(rs) / workers; i < (w+1)*len(rs)/workers; i++ {
+				r := &rs[i]
+				if r.key, errs[w] = s.openKey(r.enclave, r.snap, legacy); errs[w] != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openKey returns the key ring sk of enclave, its material unsealed, or
+// nil if it has no versions. Key material of a legacy snapshot is sealed
+// again under keyAAD.
+func (s *State) openKey(enclave string, sk *snapshotKey, legacy bool) (*key, error) {
+	if len(sk.Versions) == 0 {
+		return nil, nil
+	}
+	k := &key{next: sk.Next, rotateEvery: sk.RotateEvery}
+	for _, sv := range sk.Versions {
+		var (
+			material crypto.Key
+			sealed   = sv.Sealed
+			err      error
+		)
+		if legacy {
+			material, sealed, err = s.unsealLegacyKey(enclave, sk.Name, sv.Version, sv.Type, sv.Sealed)
+		} else {
+			material, err = s.unsealKey(enclave, sk.Name, sv.Version, sv.Type, sv.Sealed)
+		}
+		if err != nil {
+			return nil, err
+		}
+		kes, err := s.openKES(enclave, sk.Name, sv.Version, material, sv.KES)
+		if err != nil {
+			return nil, err
+		}
+		k.versions = append(k.versions, &version{
+			KeyVersion: KeyVersion{
+				Name:      sk.Name,
+				Version:   sv.Version,
+				Key:       material,
+				Imported:  sv.Imported,
+				KES:       kes,
+				CreatedAt: sv.CreatedAt,
+				CreatedBy: intern(sv.CreatedBy),
+				Disabled:  sv.Disabled,
+				DeleteAt:  sv.DeleteAt,
+				Usage:     usage.NewCounter(),
+			},
+			sealed: sealed,
+			kes:    sv.KES,
+		})
+	}
+	// Sorted by a snapshot that this version wrote; a backup made
+	// elsewhere may list them otherwise.
+	slices.SortFunc(k.versions, func(a, b *version) int { return cmp.Compare(a.Version, b.Version) })
+	return k, nil
+}
+
 // build returns a new state that holds o, its key material unsealed. Key
 // material of a legacy snapshot is sealed again under keyAAD.
 func (o *opened) build(h Unsealer) (*State, error) {
@@ -203,57 +382,32 @@ func (o *opened) build(h Unsealer) (*State, error) {
 		}
 		restored.replacedRootKey, restored.replacedEntryMAC = snap.ReplacedRootKey, replaced.entry
 	}
+	// Unsealing a million keys one by one takes most of a restart: the
+	// keys are opened on every core, then put in their enclaves in order.
+	var rings []keyRing
 	for _, se := range snap.Enclaves {
-		enc := &enclave{Enclave: se.Enclave, keys: map[string]*key{}, policies: map[string]*Policy{}}
-		for _, sk := range se.Keys {
-			k := &key{versions: map[uint32]*version{}, next: sk.Next, rotateEvery: sk.RotateEvery}
-			for _, sv := range sk.Versions {
-				var (
-					material crypto.Key
-					sealed   = sv.Sealed
-					err      error
-				)
-				if o.legacy {
-					material, sealed, err = restored.unsealLegacyKey(se.Name, sk.Name, sv.Version, sv.Type, sv.Sealed)
-				} else {
-					material, err = restored.unsealKey(se.Name, sk.Name, sv.Version, sv.Type, sv.Sealed)
-				}
-				if err != nil {
-					return nil, err
-				}
-				kes, err := restored.openKES(se.Name, sk.Name, sv.Version, material, sv.KES)
-				if err != nil {
-					return nil, err
-				}
-				k.versions[sv.Version] = &version{
-					KeyVersion: KeyVersion{
-						Name:      sk.Name,
-						Version:   sv.Version,
-						Key:       material,
-						Imported:  sv.Imported,
-						KES:       kes,
-						CreatedAt: sv.CreatedAt,
-						CreatedBy: sv.CreatedBy,
-						Disabled:  sv.Disabled,
-						DeleteAt:  sv.DeleteAt,
-						Usage:     usage.NewCounter(),
-					},
-					sealed: sealed,
-					kes:    sv.KES,
-				}
-				k.latest = max(k.latest, sv.Version)
-			}
-			if len(k.versions) > 0 {
-				enc.keys[sk.Name] = k
+		for i := range se.Keys {
+			rings = append(rings, keyRing{enclave: se.Name, snap: &se.Keys[i]})
+		}
+	}
+	if err := restored.openKeys(rings, o.legacy); err != nil {
+		return nil, err
+	}
+	for _, se := range snap.Enclaves {
+		enc := &enclave{Enclave: se.Enclave}
+		for _, r := range rings[:len(se.Keys)] {
+			if r.key != nil {
+				enc.putKey(r.snap.Name, r.key)
 			}
 		}
+		rings = rings[len(se.Keys):]
 		for _, p := range se.Policies {
-			enc.policies[p.Name] = &p
+			enc.policies.set(p.Name, &p)
 		}
-		restored.enclaves[se.Name] = enc
+		restored.enclaves.set(se.Name, enc)
 	}
 	for _, i := range snap.Identities {
-		restored.identities[i.ID] = &i
+		restored.putIdentity(&i)
 	}
 	if snap.Settings != nil {
 		restored.settings = snap.Settings

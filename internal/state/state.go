@@ -8,14 +8,15 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tidwall/btree"
 
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/hsm"
@@ -36,6 +37,7 @@ type State struct {
 	hsm Unsealer
 
 	mu            sync.RWMutex
+	copying       sync.Mutex // held with mu read-locked to capture the state (see capture)
 	clusterID     string
 	sealedRootKey []byte
 	seals         []hsm.Seal // sealedRootKey, decoded
@@ -49,7 +51,7 @@ type State struct {
 	// the entry as every other node did.
 	replacedRootKey  []byte
 	replacedEntryMAC []byte
-	enclaves         map[string]*enclave
+	enclaves         sortedMap[*enclave]
 	identities       map[string]*Identity // by ID; an identity lives in one enclave
 	settings         map[string]string    // cluster-wide settings, validated by the service
 	usage            *usage.Table         // the use of key versions, as the nodes report it
@@ -61,15 +63,44 @@ type State struct {
 
 type enclave struct {
 	Enclave
-	keys     map[string]*key
-	policies map[string]*Policy
+	keys     sortedMap[*key]
+	policies sortedMap[*Policy] // never changed in place: replaced
+	// identities are the IDs of the identities that live in the enclave,
+	// in order, for its list pages.
+	identities btree.Set[string]
+	// due names the keys that rotate or have a version pending deletion,
+	// which the leader checks every second (State.Due): the others, nearly
+	// all of a million keys, are not visited.
+	due map[string]struct{}
+}
+
+// putKey puts k in e under name.
+func (e *enclave) putKey(name string, k *key) {
+	e.keys.set(name, k)
+	if k.mayBeDue() {
+		if e.due == nil {
+			e.due = map[string]struct{}{}
+		}
+		e.due[name] = struct{}{}
+	} else {
+		delete(e.due, name)
+	}
+}
+
+// dropKey removes the key name from e.
+func (e *enclave) dropKey(name string) {
+	e.keys.delete(name)
+	delete(e.due, name)
 }
 
 // key is a key ring: its versions and the number the next one gets, so that
 // a deleted version number is never given out again.
+//
+// A key in the state, and each of its versions, is never changed in place:
+// a change makes a changed copy and puts it in the enclave (see key.with),
+// so that a snapshot captured before holds what was.
 type key struct {
-	versions    map[uint32]*version
-	latest      uint32
+	versions    []*version // oldest first; never empty
 	next        uint32
 	rotateEvery time.Duration // 0: not rotated automatically
 }
@@ -80,11 +111,42 @@ type version struct {
 	kes    *KESArgs // kept for snapshots; nil unless imported from KES
 }
 
+// mayBeDue reports whether a rotation or a destruction of k may come due.
+func (k *key) mayBeDue() bool {
+	return k.rotateEvery > 0 || slices.ContainsFunc(k.versions, func(v *version) bool { return !v.DeleteAt.IsZero() })
+}
+
+// latest returns the latest version of k.
+func (k *key) latest() *version { return k.versions[len(k.versions)-1] }
+
+// version returns version n of k.
+func (k *key) version(n uint32) (*version, bool) {
+	i, ok := slices.BinarySearchFunc(k.versions, n, func(v *version, n uint32) int { return cmp.Compare(v.Version, n) })
+	if !ok {
+		return nil, false
+	}
+	return k.versions[i], true
+}
+
+// with returns a copy of k in which change has been made to a copy of each
+// version of vs; k and its versions stay as they are.
+func (k *key) with(vs []*version, change func(*version)) *key {
+	c := *k
+	c.versions = slices.Clone(k.versions)
+	for i, v := range c.versions {
+		if slices.Contains(vs, v) {
+			cv := *v
+			change(&cv)
+			c.versions[i] = &cv
+		}
+	}
+	return &c
+}
+
 // New returns an empty, uninitialized state that unseals its root key with h.
 func New(h Unsealer) *State {
 	return &State{
 		hsm:        h,
-		enclaves:   map[string]*enclave{},
 		identities: map[string]*Identity{},
 		settings:   map[string]string{},
 		usage:      usage.NewTable(),
@@ -147,7 +209,7 @@ func (s *State) ClusterID() string {
 func (s *State) Enclave(name string) (Enclave, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e, ok := s.enclaves[name]
+	e, ok := s.enclaves.get(name)
 	if !ok {
 		return Enclave{}, ErrEnclaveNotFound
 	}
@@ -159,10 +221,11 @@ func (s *State) Enclave(name string) (Enclave, error) {
 func (s *State) Enclaves(prefix, continueAt string, limit int) ([]Enclave, string) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	names, next := page(s.enclaves, prefix, continueAt, limit)
+	names, next := s.enclaves.page(prefix, continueAt, limit)
 	list := make([]Enclave, 0, len(names))
 	for _, n := range names {
-		list = append(list, s.enclaves[n].Enclave)
+		e, _ := s.enclaves.get(n)
+		list = append(list, e.Enclave)
 	}
 	return list, next
 }
@@ -171,18 +234,18 @@ func (s *State) Enclaves(prefix, continueAt string, limit int) ([]Enclave, strin
 func (s *State) Key(enclave, name string, v uint32) (KeyVersion, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e, ok := s.enclaves[enclave]
+	e, ok := s.enclaves.get(enclave)
 	if !ok {
 		return KeyVersion{}, ErrEnclaveNotFound
 	}
-	k, ok := e.keys[name]
+	k, ok := e.keys.get(name)
 	if !ok {
 		return KeyVersion{}, ErrKeyNotFound
 	}
 	if v == 0 {
-		v = k.latest
+		return k.latest().KeyVersion, nil
 	}
-	kv, ok := k.versions[v]
+	kv, ok := k.version(v)
 	if !ok {
 		return KeyVersion{}, ErrKeyNotFound
 	}
@@ -193,15 +256,15 @@ func (s *State) Key(enclave, name string, v uint32) (KeyVersion, error) {
 func (s *State) Keys(enclave, prefix, continueAt string, limit int) ([]KeyVersion, string, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e, ok := s.enclaves[enclave]
+	e, ok := s.enclaves.get(enclave)
 	if !ok {
 		return nil, "", ErrEnclaveNotFound
 	}
-	names, next := page(e.keys, prefix, continueAt, limit)
+	names, next := e.keys.page(prefix, continueAt, limit)
 	list := make([]KeyVersion, 0, len(names))
 	for _, n := range names {
-		k := e.keys[n]
-		list = append(list, k.versions[k.latest].KeyVersion)
+		k, _ := e.keys.get(n)
+		list = append(list, k.latest().KeyVersion)
 	}
 	return list, next, nil
 }
@@ -210,11 +273,11 @@ func (s *State) Keys(enclave, prefix, continueAt string, limit int) ([]KeyVersio
 func (s *State) KeyVersions(enclave, name string) ([]KeyVersion, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e, ok := s.enclaves[enclave]
+	e, ok := s.enclaves.get(enclave)
 	if !ok {
 		return nil, ErrEnclaveNotFound
 	}
-	k, ok := e.keys[name]
+	k, ok := e.keys.get(name)
 	if !ok {
 		return nil, ErrKeyNotFound
 	}
@@ -222,7 +285,6 @@ func (s *State) KeyVersions(enclave, name string) ([]KeyVersion, error) {
 	for _, v := range k.versions {
 		list = append(list, v.KeyVersion)
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].Version < list[j].Version })
 	return list, nil
 }
 
@@ -230,11 +292,11 @@ func (s *State) KeyVersions(enclave, name string) ([]KeyVersion, error) {
 func (s *State) Policy(enclave, name string) (Policy, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e, ok := s.enclaves[enclave]
+	e, ok := s.enclaves.get(enclave)
 	if !ok {
 		return Policy{}, ErrEnclaveNotFound
 	}
-	p, ok := e.policies[name]
+	p, ok := e.policies.get(name)
 	if !ok {
 		return Policy{}, ErrPolicyNotFound
 	}
@@ -245,14 +307,15 @@ func (s *State) Policy(enclave, name string) (Policy, error) {
 func (s *State) Policies(enclave, prefix, continueAt string, limit int) ([]Policy, string, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e, ok := s.enclaves[enclave]
+	e, ok := s.enclaves.get(enclave)
 	if !ok {
 		return nil, "", ErrEnclaveNotFound
 	}
-	names, next := page(e.policies, prefix, continueAt, limit)
+	names, next := e.policies.page(prefix, continueAt, limit)
 	list := make([]Policy, 0, len(names))
 	for _, n := range names {
-		list = append(list, *e.policies[n])
+		p, _ := e.policies.get(n)
+		list = append(list, *p)
 	}
 	return list, next, nil
 }
@@ -272,21 +335,36 @@ func (s *State) Identity(id string) (Identity, error) {
 func (s *State) Identities(enclave, prefix, continueAt string, limit int) ([]Identity, string, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if _, ok := s.enclaves[enclave]; !ok {
+	e, ok := s.enclaves.get(enclave)
+	if !ok {
 		return nil, "", ErrEnclaveNotFound
 	}
-	inEnclave := make(map[string]*Identity)
-	for id, i := range s.identities {
-		if i.Enclave == enclave && strings.HasPrefix(id, prefix) {
-			inEnclave[id] = i
-		}
-	}
-	ids, next := page(inEnclave, prefix, continueAt, limit)
+	ids, next := page(e.identities.Ascend, prefix, continueAt, limit)
 	list := make([]Identity, 0, len(ids))
 	for _, id := range ids {
-		list = append(list, inEnclave[id].clone())
+		list = append(list, s.identities[id].clone())
 	}
 	return list, next, nil
+}
+
+// putIdentity registers i, in s.identities and in its enclave's list, which
+// must exist; the caller holds s.mu.
+func (s *State) putIdentity(i *Identity) {
+	s.identities[i.ID] = i
+	e, _ := s.enclaves.get(i.Enclave)
+	e.identities.Insert(i.ID)
+}
+
+// dropIdentity removes the identity id; the caller holds s.mu.
+func (s *State) dropIdentity(id string) {
+	i, ok := s.identities[id]
+	if !ok {
+		return
+	}
+	delete(s.identities, id)
+	if e, ok := s.enclaves.get(i.Enclave); ok {
+		e.identities.Delete(id)
+	}
 }
 
 // clone copies i so that readers never share a slice that Apply changes in

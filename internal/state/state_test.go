@@ -68,7 +68,7 @@ func mustApply(t testing.TB, s *state.State, e *state.Entry) {
 }
 
 // keyEntry seals fresh material for a key entry, as the service does.
-func keyEntry(t *testing.T, s *state.State, enclave, name string, addVersion bool) *state.Entry {
+func keyEntry(t testing.TB, s *state.State, enclave, name string, addVersion bool) *state.Entry {
 	t.Helper()
 	k, err := crypto.GenerateKey(crypto.AES256, nil)
 	if err != nil {

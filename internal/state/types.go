@@ -40,21 +40,24 @@ type Enclave struct {
 }
 
 // KeyVersion is one version of a key, its material unsealed.
+//
+// The fields are in the order that packs them tightest: the state holds a
+// KeyVersion for each of up to millions of key versions.
 type KeyVersion struct {
 	Name     string
 	Version  uint32
-	Key      crypto.Key
 	Imported bool
+	// Disabled and DeleteAt are the version's state (see State): a
+	// disabled version, or one pending deletion until DeleteAt, serves
+	// nothing.
+	Disabled bool
+	Key      crypto.Key
 	// KES reads what KES wrote with this version; nil unless the version
 	// was imported from a KES keystore.
 	KES       *KESKey
 	CreatedAt time.Time
 	CreatedBy string
-	// Disabled and DeleteAt are the version's state (see State): a
-	// disabled version, or one pending deletion until DeleteAt, serves
-	// nothing.
-	Disabled bool
-	DeleteAt time.Time
+	DeleteAt  time.Time
 	// Usage counts this version's use on this node. Every copy of the
 	// version shares it; the state gives each version its own, when the
 	// version is created or restored.

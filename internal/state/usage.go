@@ -36,15 +36,15 @@ func (s *State) applyUsageReport(e *Entry) error {
 // hasVersion reports whether the key version id exists; the caller holds
 // s.mu.
 func (s *State) hasVersion(id usage.ID) bool {
-	enc, ok := s.enclaves[id.Enclave]
+	enc, ok := s.enclaves.get(id.Enclave)
 	if !ok {
 		return false
 	}
-	k, ok := enc.keys[id.Name]
+	k, ok := enc.keys.get(id.Name)
 	if !ok {
 		return false
 	}
-	_, ok = k.versions[id.Version]
+	_, ok = k.version(id.Version)
 	return ok
 }
 
@@ -61,18 +61,18 @@ func (s *State) dropUsage(err error) error {
 // old, so that what they counted since their last report is not lost
 // when a snapshot replaces the state; the caller holds old.mu.
 func (s *State) keepCounters(old *State) {
-	for en, enc := range s.enclaves {
-		oldEnc, ok := old.enclaves[en]
+	for en, enc := range s.enclaves.byName {
+		oldEnc, ok := old.enclaves.get(en)
 		if !ok {
 			continue
 		}
-		for kn, k := range enc.keys {
-			oldKey, ok := oldEnc.keys[kn]
+		for kn, k := range enc.keys.byName {
+			oldKey, ok := oldEnc.keys.get(kn)
 			if !ok {
 				continue
 			}
-			for vn, v := range k.versions {
-				if ov, ok := oldKey.versions[vn]; ok && ov.Usage != nil {
+			for _, v := range k.versions {
+				if ov, ok := oldKey.version(v.Version); ok && ov.Usage != nil {
 					v.Usage = ov.Usage
 				}
 			}
@@ -94,10 +94,10 @@ func (s *State) UsageCounters() []usage.Counted {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var list []usage.Counted
-	for en, enc := range s.enclaves {
-		for kn, k := range enc.keys {
-			for vn, v := range k.versions {
-				list = append(list, usage.Counted{ID: usage.ID{Enclave: en, Name: kn, Version: vn}, Counter: v.Usage})
+	for en, enc := range s.enclaves.byName {
+		for kn, k := range enc.keys.byName {
+			for _, v := range k.versions {
+				list = append(list, usage.Counted{ID: usage.ID{Enclave: en, Name: kn, Version: v.Version}, Counter: v.Usage})
 			}
 		}
 	}

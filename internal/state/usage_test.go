@@ -140,7 +140,7 @@ func TestSnapshotWithoutUsage(t *testing.T) {
 		delete(body, "usage")
 		old, _ := json.Marshal(body)
 		var buf bytes.Buffer
-		if err := writeEnvelope(&buf, kind, env.sealedRootKey, s.macs.of(kind), old); err != nil {
+		if err := writeEnvelope(&buf, kind, env.sealedRootKey, s.macs.of(kind), rawBody(old)); err != nil {
 			t.Fatal(err)
 		}
 		restored := New(h)
