@@ -25,6 +25,12 @@ var (
 	// not authentic: it serves nothing rather than a state an attacker
 	// chose.
 	ErrTampered = errors.New("refusing tampered state")
+	// ErrDiskFull and ErrDiskFailed refuse a write on a node that cannot
+	// write its raft log: its disk is full, or the file system failed a
+	// write or fsync. The node serves reads meanwhile and takes writes
+	// again by itself (see faultLog); the error (a *StorageError) names it.
+	ErrDiskFull   = errors.New("disk full: the node cannot write its raft log")
+	ErrDiskFailed = errors.New("disk error: the node cannot write its raft log")
 )
 
 // wireError is an error that keeps its identity when a peer returns it over
@@ -66,6 +72,8 @@ var wireErrors = []wireError{
 	{16, "node_not_found", ErrNodeNotFound},
 	{17, "node_unavailable", ErrNodeUnavailable},
 	{18, "not_fresh", ErrNotFresh},
+	{19, "disk_full", ErrDiskFull},
+	{20, "disk_failed", ErrDiskFailed},
 }
 
 // wireErrorsByKind and wireErrorsByCode look up what a peer sent.

@@ -38,6 +38,8 @@ var goldenWireErrors = []struct {
 	{16, "node_not_found", ErrNodeNotFound},
 	{17, "node_unavailable", ErrNodeUnavailable},
 	{18, "not_fresh", ErrNotFresh},
+	{19, "disk_full", ErrDiskFull},
+	{20, "disk_failed", ErrDiskFailed},
 }
 
 // TestWireErrorCodesStable fails if an error's kind or code changes meaning,
@@ -91,7 +93,7 @@ func TestWireErrorJSON(t *testing.T) {
 	if err := decodeError(old.Err); !errors.Is(err, state.ErrKeyExists) {
 		t.Errorf("an older node's reply decodes to %v, want key exists", err)
 	}
-	for _, sent := range []rpcError{{Message: "x"}, {Message: "x", Kind: -1}, {Message: "x", Kind: 19, Code: "unknown"}} {
+	for _, sent := range []rpcError{{Message: "x"}, {Message: "x", Kind: -1}, {Message: "x", Kind: 999, Code: "unknown"}} {
 		got := decodeError(&sent)
 		for _, g := range goldenWireErrors {
 			if errors.Is(got, g.err) {

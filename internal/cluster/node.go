@@ -200,6 +200,9 @@ func (n *Node) startLocked(st *stores, id raft.ServerID) error {
 	})
 	n.fsm.applied.Store(0)
 	n.fsm.useStores(st)
+	if st.faults != nil {
+		st.faults.setNode(n.cfg.Host, n.cfg.Logger)
+	}
 	r, err := raft.NewRaft(n.raftConfig(id), n.fsm, st.logs, st.stable, st.snaps, net)
 	if err != nil {
 		net.Close()
@@ -215,6 +218,25 @@ func (inst *instance) stop() error {
 	inst.stopped = true
 	err := inst.raft.Shutdown().Error()
 	return errors.Join(err, inst.net.Close(), inst.stores.close())
+}
+
+// diskFault returns the error writes get while this node cannot write
+// its raft log (a full or failing disk), nil otherwise.
+func (inst *instance) diskFault() error {
+	if f := inst.stores.faults; f != nil {
+		return f.Fault()
+	}
+	return nil
+}
+
+// faultSince returns when this node's raft log last became unwritable,
+// and whether it is now.
+func (inst *instance) faultSince() (time.Time, bool) {
+	var f *StorageError
+	if errors.As(inst.diskFault(), &f) {
+		return f.since, true
+	}
+	return time.Time{}, false
 }
 
 // current returns the running raft instance.
@@ -364,6 +386,12 @@ func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 		if err := n.gone(inst); err != nil {
 			return err
 		}
+		if err := inst.diskFault(); err != nil {
+			// Refused here, not by raft: a leader that failed an append
+			// would step down, and the cluster elect again, on every
+			// write while its disk is full.
+			return err
+		}
 		if inst.raft.State() == raft.Leader {
 			_, err := n.applyLocal(ctx, inst, data)
 			return err
@@ -415,6 +443,8 @@ func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uin
 			return 0, ErrNoLeader // the entry never made it into the log
 		case errors.Is(err, raft.ErrLeadershipLost):
 			return 0, ErrLeadershipLost
+		case errors.Is(err, ErrDiskFull), errors.Is(err, ErrDiskFailed):
+			return 0, err // the entry is not in the log (see faultLog)
 		}
 		return 0, fmt.Errorf("failed to replicate write: %w", err)
 	}
@@ -515,6 +545,9 @@ func (n *Node) IsLeader() bool { return n.current().raft.State() == raft.Leader 
 // follows a leader it has heard from recently.
 func (n *Node) Writable() bool {
 	inst := n.current()
+	if inst.diskFault() != nil {
+		return false
+	}
 	switch inst.raft.State() {
 	case raft.Leader:
 		return true
@@ -540,10 +573,22 @@ func (n *Node) AwaitReads() error {
 	if inst.raft.State() == raft.Leader {
 		return nil
 	}
+	var bound time.Duration
 	if n.cfg.MaxStaleness != nil {
-		if bound := n.cfg.MaxStaleness(); bound > 0 && time.Since(inst.raft.LastContact()) > bound {
+		bound = n.cfg.MaxStaleness()
+	}
+	if bound > 0 && time.Since(inst.raft.LastContact()) > bound {
+		return ErrStale
+	}
+	if since, ok := inst.faultSince(); ok {
+		// A follower that cannot write its log takes no new entries,
+		// and gets no lease (it stopped reporting): it serves its state
+		// as it is, at once, for as long as the staleness bound allows,
+		// counted from the fault (the leader's heartbeats still arrive).
+		if bound > 0 && time.Since(since) > bound {
 			return ErrStale
 		}
+		return nil
 	}
 	if leader, _ := inst.raft.LeaderWithID(); leader != "" {
 		n.awaitReads(context.Background(), inst, string(leader), leaseWait, applyWait)

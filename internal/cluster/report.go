@@ -45,7 +45,10 @@ func (n *Node) reportApplied() {
 			continue
 		}
 		leader, _ := inst.raft.LeaderWithID()
-		if inst.raft.State() != raft.Follower || leader == "" {
+		// A follower that cannot write its log applies nothing new: it
+		// stops reporting, so that the leader stops waiting for it
+		// (after reportTTL) and its lease lapses.
+		if inst.raft.State() != raft.Follower || leader == "" || inst.diskFault() != nil {
 			s.close()
 			s = nil
 			continue

@@ -13,8 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/migrate"
 	"go.etcd.io/bbolt"
 
@@ -62,6 +61,9 @@ type stores struct {
 	stable  raft.StableStore
 	snaps   raft.SnapshotStore
 	closers []io.Closer
+	// faults is the raft log of a data directory, which tells of a full
+	// or failing disk; nil in dev mode.
+	faults *faultLog
 
 	// logName and snapDir name the log and the snapshots in errors.
 	logName, snapDir string
@@ -116,14 +118,15 @@ func openStores(ctx context.Context, dir string, k *hsm.Keyring) (*stores, error
 	if err != nil {
 		return nil, openError(path, err)
 	}
-	log, meta, err := openWAL(ctx, filepath.Join(dir, walDir), db)
+	log, err := openWAL(ctx, dir, db)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
 	st := &stores{
 		stable:  db,
-		closers: []io.Closer{log, meta, db},
+		faults:  log,
+		closers: []io.Closer{log, db},
 		logName: "the raft log in " + filepath.Join(dir, walDir),
 		snapDir: filepath.Join(dir, snapshotDir),
 	}
@@ -135,12 +138,7 @@ func openStores(ctx context.Context, dir string, k *hsm.Keyring) (*stores, error
 		st.close()
 		return nil, err
 	}
-	// The cache serves the entries the leader replicates right after
-	// writing them, instead of reading them back from disk.
-	if st.logs, err = raft.NewLogCache(logCacheSize, compactedLog{log}); err != nil {
-		st.close()
-		return nil, err
-	}
+	st.logs = log
 	return st, nil
 }
 
@@ -239,26 +237,22 @@ func (st *stores) checkSnapshots(h state.Unsealer) error {
 	return nil
 }
 
-// openWAL opens the raft log in dir. A log that an earlier version of Keep
-// kept in kms.db is moved into it first. The caller closes the log, then its
-// meta store: WAL.Close leaves the meta store open, and its file lock would
-// block the next open of dir in this process (a node reset or edit).
-func openWAL(ctx context.Context, dir string, db *raftboltdb.BoltStore) (*wal.WAL, *metadb.BoltMetaDB, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("failed to create raft log directory: %w", err)
+// openWAL opens the raft log of the data directory dir. A log that an
+// earlier version of Keep kept in kms.db is moved into it first.
+func openWAL(ctx context.Context, dir string, db *raftboltdb.BoltStore) (*faultLog, error) {
+	logDir := filepath.Join(dir, walDir)
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create raft log directory: %w", err)
 	}
-	meta := &metadb.BoltMetaDB{}
-	log, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(walSegmentSize), wal.WithLogger(raftLogger()))
+	log, err := openFaultLog(logDir, fs.New())
 	if err != nil {
-		meta.Close()
-		return nil, nil, fmt.Errorf("failed to open raft log in %s: %w", dir, err)
+		return nil, err
 	}
 	if err := moveLogs(ctx, log, db); err != nil {
 		log.Close()
-		meta.Close()
-		return nil, nil, fmt.Errorf("failed to move the raft log from %s to %s: %w", DBFile, dir, err)
+		return nil, fmt.Errorf("failed to move the raft log from %s to %s: %w", DBFile, logDir, err)
 	}
-	return log, meta, nil
+	return log, nil
 }
 
 // moveLogs moves the entries of src into dst. A move interrupted after the
@@ -370,5 +364,19 @@ func openKeyring(ctx context.Context, path string, k *hsm.Keyring) (hsm.HSM, err
 }
 
 func raftLogger() hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Error, Output: os.Stderr})
+	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Error, Output: os.Stderr, Exclude: diskFaultRecord})
+}
+
+// diskFaultRecord leaves out raft's records of a write its log refused
+// for a full or failing disk: raft logs one per attempt (every election,
+// every append a leader retries), and faultLog logs the fault once a
+// minute instead.
+func diskFaultRecord(_ hclog.Level, _ string, args ...any) bool {
+	for _, a := range args {
+		var f *StorageError
+		if err, ok := a.(error); ok && errors.As(err, &f) {
+			return true
+		}
+	}
+	return false
 }

@@ -39,10 +39,11 @@ type cluster struct {
 }
 
 type clusterOpts struct {
-	hsm     string // HSM key; default a fresh one
-	proxied bool   // put a proxy in front of every node for peer traffic
-	config  string // YAML config for every node, if set
-	binary  string // the keep binary of the first start; default the one under test
+	hsm     string         // HSM key; default a fresh one
+	proxied bool           // put a proxy in front of every node for peer traffic
+	config  string         // YAML config for every node, if set
+	binary  string         // the keep binary of the first start; default the one under test
+	dirs    map[int]string // data directory of a node, if not a new temporary one
 }
 
 // newCluster starts n fresh nodes that share an HSM key, each a one-node
@@ -75,6 +76,7 @@ func newCluster(t *testing.T, n int, opts clusterOpts) *cluster {
 			Host:   host,
 			HSMKey: c.hsm,
 			Config: config,
+			Dir:    opts.dirs[i],
 		}))
 	}
 	for _, nd := range c.nodes {

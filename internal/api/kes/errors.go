@@ -99,6 +99,8 @@ var errorTable = []struct {
 	{cluster.ErrNoLeader, http.StatusServiceUnavailable, ""},
 	{cluster.ErrStale, http.StatusServiceUnavailable, ""},
 	{cluster.ErrLeadershipLost, http.StatusServiceUnavailable, ""},
+	{cluster.ErrDiskFull, http.StatusServiceUnavailable, ""},
+	{cluster.ErrDiskFailed, http.StatusServiceUnavailable, ""},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "request timed out"},
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"syscall"
 	"testing"
 
 	"github.com/keep-kms/keep/internal/audit"
@@ -17,6 +18,8 @@ import (
 
 func TestStatusOf(t *testing.T) {
 	generate := findRoute(t, "/v1/key/generate/")
+	full := &cluster.StorageError{Host: "10.0.0.1:7373", Err: syscall.ENOSPC}
+	failed := &cluster.StorageError{Host: "10.0.0.2:7373", Err: fmt.Errorf("fsync: %w", syscall.EIO)}
 	tests := []struct {
 		err    error
 		status int
@@ -39,6 +42,8 @@ func TestStatusOf(t *testing.T) {
 		// Explained errors carry their own text.
 		{fmt.Errorf("%w: key type %q", state.ErrInvalidArgument, "x"), 400, `invalid argument: key type "x"`},
 		{cluster.ErrNoLeader, 503, cluster.ErrNoLeader.Error()},
+		{full, 503, full.Error()},
+		{failed, 503, failed.Error()},
 		// Request errors.
 		{errMethod("GET", "PUT"), 405, "received method 'GET' expected 'PUT'"},
 		{errKeyName("a.b"), 400, "key name 'a.b' is empty, too long or contains invalid characters"},

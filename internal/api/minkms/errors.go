@@ -70,6 +70,8 @@ var explained = []struct {
 	{cluster.ErrNoLeader, http.StatusServiceUnavailable},
 	{cluster.ErrStale, http.StatusServiceUnavailable},
 	{cluster.ErrLeadershipLost, http.StatusServiceUnavailable},
+	{cluster.ErrDiskFull, http.StatusServiceUnavailable},
+	{cluster.ErrDiskFailed, http.StatusServiceUnavailable},
 	{cluster.ErrRemoved, http.StatusServiceUnavailable},
 	{cluster.ErrShuttingDown, http.StatusServiceUnavailable},
 	{cluster.ErrNodeExists, http.StatusConflict},
