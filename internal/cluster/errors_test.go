@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"syscall"
 	"testing"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/state"
@@ -160,6 +163,29 @@ func TestWireNamesStable(t *testing.T) {
 	} {
 		if tc.got != tc.want {
 			t.Errorf("on the wire as %q, want %q: a node of another version would not understand it", tc.got, tc.want)
+		}
+	}
+}
+
+// TestRaftError: what raft says of a write or a membership change that
+// failed reaches the client as an error the APIs answer with 503, not as
+// an internal error (a leader that lost its leadership during `keep add`
+// answered 500).
+func TestRaftError(t *testing.T) {
+	disk := &StorageError{Host: "n1", Err: syscall.ENOSPC}
+	for _, tc := range []struct {
+		err, want error
+	}{
+		{raft.ErrNotLeader, ErrNoLeader},
+		{fmt.Errorf("add voter: %w", raft.ErrNotLeader), ErrNoLeader},
+		{raft.ErrEnqueueTimeout, ErrNoLeader},
+		{raft.ErrLeadershipLost, ErrLeadershipLost},
+		{disk, ErrDiskFull},
+		{errors.New("other"), nil},
+	} {
+		got := raftError(tc.err)
+		if (tc.want == nil) != (got == nil) || (tc.want != nil && !errors.Is(got, tc.want)) {
+			t.Errorf("raftError(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }

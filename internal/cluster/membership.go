@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"encoding/json"
@@ -87,7 +88,7 @@ func (n *Node) addNode(ctx context.Context, inst *instance, host string) error {
 		return fmt.Errorf("cannot add %s: %w", host, err)
 	}
 	if err := inst.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(host), 0, membershipTimeout).Error(); err != nil {
-		return fmt.Errorf("cannot add %s: %w", host, err)
+		return fmt.Errorf("cannot add %s: %w", host, cmp.Or(raftError(err), err))
 	}
 	n.cfg.Logger.Info("node added to the cluster", "node", id, "host", host)
 	return n.waitCaughtUp(ctx, host, inst.raft.AppliedIndex())
@@ -120,7 +121,7 @@ func (n *Node) removeNode(ctx context.Context, inst *instance, host string, dele
 		return err
 	}
 	if err := inst.raft.RemoveServer(id, 0, membershipTimeout).Error(); err != nil {
-		return fmt.Errorf("cannot remove %s: %w", host, err)
+		return fmt.Errorf("cannot remove %s: %w", host, cmp.Or(raftError(err), err))
 	}
 	n.cfg.Logger.Info("node removed from the cluster", "node", id, "host", host)
 	if !deleteCluster {
@@ -147,7 +148,7 @@ func (n *Node) removeNode(ctx context.Context, inst *instance, host string, dele
 func newNodeID(inst *instance, host string) (string, error) {
 	barrier := inst.raft.Barrier(membershipTimeout)
 	if err := barrier.Error(); err != nil {
-		return "", fmt.Errorf("cannot add %s: %w", host, err)
+		return "", fmt.Errorf("cannot add %s: %w", host, cmp.Or(raftError(err), err))
 	}
 	indexed, ok := barrier.(raft.IndexFuture)
 	if !ok {

@@ -427,6 +427,21 @@ func neverArrived(err error) bool {
 	return errors.Is(err, errNotSent)
 }
 
+// raftError returns the error a client is told for an error of raft's
+// Apply or of a membership change, or nil if it is not one of those that
+// say what became of the change.
+func raftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+		return ErrNoLeader // the change never made it into the log
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return ErrLeadershipLost
+	case errors.Is(err, ErrDiskFull), errors.Is(err, ErrDiskFailed):
+		return err // the change is not in the log (see faultLog)
+	}
+	return nil
+}
+
 // applyLocal applies data on the leader and returns the entry's index.
 func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uint64, error) {
 	if err := n.checkEntry(inst, data); err != nil {
@@ -438,13 +453,8 @@ func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uin
 	}
 	f := inst.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
-			return 0, ErrNoLeader // the entry never made it into the log
-		case errors.Is(err, raft.ErrLeadershipLost):
-			return 0, ErrLeadershipLost
-		case errors.Is(err, ErrDiskFull), errors.Is(err, ErrDiskFailed):
-			return 0, err // the entry is not in the log (see faultLog)
+		if known := raftError(err); known != nil {
+			return 0, known
 		}
 		return 0, fmt.Errorf("failed to replicate write: %w", err)
 	}
