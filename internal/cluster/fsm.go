@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/keep-kms/keep/internal/failpoint"
 	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -104,6 +105,7 @@ func (f *fsm) refuse(err error, format string, args ...any) error {
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
+	failpoint.Hit(failpoint.BeforeApply)
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -147,6 +149,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // Restore restores a snapshot that raft read from disk or that the leader
 // sent; one that is not authentic is refused and stops f.
 func (f *fsm) Restore(rc io.ReadCloser) error {
+	failpoint.Hit(failpoint.SnapshotRestore)
 	defer rc.Close()
 	var err error
 	if f.upgrading.Load() {
@@ -160,6 +163,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 type fsmSnapshot struct{ data []byte }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	failpoint.Hit(failpoint.SnapshotPersist)
 	if _, err := sink.Write(s.data); err != nil {
 		sink.Cancel()
 		return err

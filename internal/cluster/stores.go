@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft-wal/migrate"
 	"go.etcd.io/bbolt"
 
+	"github.com/keep-kms/keep/internal/failpoint"
 	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -281,6 +282,7 @@ func moveLogs(ctx context.Context, dst, src raft.LogStore) error {
 			return err
 		}
 	}
+	failpoint.Hit(failpoint.LogMove)
 	return src.DeleteRange(first, last)
 }
 
