@@ -36,12 +36,18 @@ type cluster struct {
 	nodes []*testnode.Node
 	net   *network // nil unless proxied
 	root  mtls.PrivateKey
+	// failHTTP is each node's gofail endpoint (GOFAIL_HTTP) if the nodes
+	// run keep built with failpoints.
+	failHTTP []string
 }
 
 type clusterOpts struct {
 	hsm     string // HSM key; default a fresh one
 	proxied bool   // put a proxy in front of every node for peer traffic
 	config  string // YAML config for every node, if set
+	// failpoints runs keep built with failpoints, each node with a gofail
+	// endpoint to arm them (see failpoint_test.go).
+	failpoints bool
 }
 
 // newCluster starts n fresh nodes that share an HSM key, each a one-node
@@ -68,13 +74,20 @@ func newCluster(t *testing.T, n int, opts clusterOpts) *cluster {
 		if c.net != nil {
 			host = c.net.addProxy(t, i, addr)
 		}
-		c.nodes = append(c.nodes, testnode.New(t, testnode.Options{
+		o := testnode.Options{
 			Name:   fmt.Sprintf("n%d", i),
 			Addr:   addr,
 			Host:   host,
 			HSMKey: c.hsm,
 			Config: config,
-		}))
+		}
+		if opts.failpoints {
+			fp := testnode.AllocAddr(t)
+			c.failHTTP = append(c.failHTTP, fp)
+			o.Binary = testnode.FailpointBinary(t)
+			o.ExtraEnv = []string{"GOFAIL_HTTP=" + fp}
+		}
+		c.nodes = append(c.nodes, testnode.New(t, o))
 	}
 	c.startAll(allIdx(n)...)
 	c.root = c.nodes[0].Root
