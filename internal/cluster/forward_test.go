@@ -168,3 +168,15 @@ func TestForwardSilentLeader(t *testing.T) {
 		t.Errorf("write after the silent leader: index %d, %v, same connection %v; want 7 on a new connection", i, err, n.fwd == first)
 	}
 }
+
+// TestServeForwardWhileStarting checks that a node whose raft does not run
+// yet (Open registers the forward service first) refuses a forwarded
+// write as one without a leader instead of crashing: a follower forwards
+// to a restarted node that led before it was killed.
+func TestServeForwardWhileStarting(t *testing.T) {
+	n := testForwarder(t)
+	resp := n.serveForward(context.Background(), []byte("entry"))
+	if err := decodeError(resp.Err); !errors.Is(err, ErrNoLeader) {
+		t.Errorf("forward to a starting node: %v, want %v", err, ErrNoLeader)
+	}
+}
