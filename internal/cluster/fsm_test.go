@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -21,7 +22,7 @@ import (
 
 // leaderState returns an initialized state, as on a leader, its HSM, and
 // the entries that made it; the first is the init entry.
-func leaderState(t *testing.T) (*state.State, *hsm.Keyring, [][]byte) {
+func leaderState(t testing.TB) (*state.State, *hsm.Keyring, [][]byte) {
 	t.Helper()
 	h := testHSM(t)
 	root, err := crypto.GenerateKey(crypto.AES256, nil)
@@ -218,5 +219,29 @@ func TestDeletedMarkStaysUpgraded(t *testing.T) {
 	}
 	if format, err := st.stable.Get(formatKey); err != nil || string(format) != formatAuthenticated {
 		t.Fatalf("mark %q, %v", format, err)
+	}
+}
+
+// BenchmarkFSMApply measures the apply path, as a follower runs it, with
+// its failpoint: in a build without -tags failpoints it must cost nothing
+// (compare with the same benchmark on a commit without failpoints).
+func BenchmarkFSMApply(b *testing.B) {
+	s, h, entries := leaderState(b)
+	data := make([][]byte, b.N)
+	for i := range data {
+		var err error
+		if data[i], err = s.EncodeEntry(&state.Entry{Op: state.OpCreateEnclave, Name: fmt.Sprintf("e%d", i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f := newFSM(state.New(h), &stores{})
+	for i, e := range entries {
+		f.Apply(command(uint64(i+1), e))
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if err, _ := f.Apply(command(uint64(len(entries)+i+1), data[i])).(error); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
