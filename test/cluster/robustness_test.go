@@ -68,6 +68,9 @@ var faults = []fault{
 // linearizable, that no acknowledged write is lost and that every data
 // key decrypts on every node. -long runs more rounds.
 func TestRobustness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills, corrupts and partitions nodes for a minute or more")
+	}
 	rounds := 1
 	if *long {
 		rounds = longRounds
