@@ -166,23 +166,56 @@ func TestStoresFormat(t *testing.T) {
 }
 
 // TestCheckSnapshotsUnreadableMeta refuses a snapshot whose metadata raft
-// cannot read, which raft itself would skip for an older state.
+// cannot read, which raft itself would skip for an older state, unless an
+// authentic snapshot is newer: then it is what raft's reaping of old
+// snapshots leaves behind when the node is killed meanwhile (before the
+// fix, TestRobustness saw a leader killed then refuse to start).
 func TestCheckSnapshotsUnreadableMeta(t *testing.T) {
-	dir := t.TempDir()
-	st, err := openStores(context.Background(), dir, testHSM(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.close()
-	snapDir := filepath.Join(dir, snapshotDir, "2-10-123")
-	if err := os.MkdirAll(snapDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(snapDir, "meta.json"), []byte("{broken"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.checkSnapshots(testHSM(t)); !errors.Is(err, ErrTampered) {
-		t.Fatalf("got %v", err)
+	leader, h, _ := leaderState(t)
+	for _, tc := range []struct {
+		name     string
+		readable uint64 // index of an authentic snapshot in term 2; 0: none
+		broken   string // the directory without readable metadata
+		refused  bool
+	}{
+		{"no other snapshot", 0, "2-10-123", true},
+		{"older than the authentic one", 20, "2-10-123", false},
+		{"older term", 20, "1-30-123", false},
+		{"newer than the authentic one", 20, "2-30-123", true},
+		{"newer term", 20, "3-10-123", true},
+		{"not raft's name", 20, "2-10-123-x", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			st, err := openStores(context.Background(), dir, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.close()
+			if tc.readable > 0 {
+				sink, err := st.snaps.Create(raft.SnapshotVersionMax, tc.readable, 2, raft.Configuration{}, 1, offlineTransport())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := leader.Snapshot(sink); err != nil {
+					t.Fatal(err)
+				}
+				if err := sink.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			snapDir := filepath.Join(dir, snapshotDir, tc.broken)
+			if err := os.MkdirAll(snapDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(snapDir, "state.bin"), []byte("left over"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err = st.checkSnapshots(h)
+			if got := errors.Is(err, ErrTampered); got != tc.refused {
+				t.Fatalf("refused = %v (%v), want %v", got, err, tc.refused)
+			}
+		})
 	}
 }
 

@@ -221,7 +221,7 @@ func (st *stores) checkSnapshots(h state.Unsealer) error {
 		if !d.IsDir() || filepath.Ext(d.Name()) == ".tmp" {
 			continue
 		}
-		if !slices.ContainsFunc(list, func(m *raft.SnapshotMeta) bool { return m.ID == d.Name() }) {
+		if !slices.ContainsFunc(list, func(m *raft.SnapshotMeta) bool { return m.ID == d.Name() }) && !reaped(d.Name(), list) {
 			return fmt.Errorf("%w: snapshot %s: its metadata cannot be read", ErrTampered, filepath.Join(st.snapDir, d.Name(), "meta.json"))
 		}
 	}
