@@ -37,6 +37,10 @@ var wireErrors = []error{
 	state.ErrInvalidArgument, state.ErrNotInitialized,
 	crypto.ErrDecrypt,
 	ErrNoLeader, ErrLeadershipLost, ErrShuttingDown, ErrRemoved, ErrNodeExists, ErrNodeNotFound, ErrNodeUnavailable, ErrNotFresh,
+	// A version conflict is an ErrKeyExists that the proposer retries;
+	// sent as ErrKeyExists, a follower answered a create with 409 for a
+	// key that did not exist whenever its copy of the key was behind.
+	state.ErrVersionConflict,
 }
 
 // rpcError is an error as it travels between nodes: its text and, if it is
@@ -51,8 +55,10 @@ func encodeError(err error) *rpcError {
 		return nil
 	}
 	e := &rpcError{Message: err.Error()}
-	for i, w := range wireErrors {
-		if errors.Is(err, w) {
+	// From the end: an error added later may be a case of an earlier one
+	// (ErrVersionConflict of ErrKeyExists), and is the more precise.
+	for i := len(wireErrors) - 1; i >= 0; i-- {
+		if errors.Is(err, wireErrors[i]) {
 			e.Kind = i + 1
 			break
 		}
