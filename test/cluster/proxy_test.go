@@ -199,8 +199,8 @@ func (n *network) pipe(c *pconn, dst, src net.Conn) {
 	go func() {
 		defer close(line)
 		var last time.Time // chunks keep their order, as a stream does
+		buf := make([]byte, 32<<10)
 		for {
-			buf := make([]byte, 32<<10)
 			k, err := src.Read(buf)
 			if k > 0 {
 				n.mu.Lock()
@@ -216,7 +216,7 @@ func (n *network) pipe(c *pconn, dst, src net.Conn) {
 						due = last
 					}
 					last = due
-					line <- chunk{buf[:k], due}
+					line <- chunk{append([]byte(nil), buf[:k]...), due}
 				}
 			}
 			if err != nil {
