@@ -41,6 +41,16 @@ const leaseWait = 200 * time.Millisecond
 // own log, does not tell it.
 const startLeaseWait = 5 * time.Second
 
+// applyWait bounds how long a read or a forwarded write waits for this
+// node to apply what it must; after it, it is served from the state as it
+// is. startApplyWait is the same for a starting node, which serves nothing
+// before its state holds what the cluster acknowledged: the settings that
+// decide who the admin is among it.
+const (
+	applyWait      = time.Second
+	startApplyWait = 20 * time.Second
+)
+
 // lease is what a follower knows of the leader counting it.
 type lease struct {
 	mu      sync.Mutex
@@ -86,16 +96,16 @@ func (l *lease) fenceFor(leader string) (fence uint64, ok bool, changed <-chan s
 
 // awaitReads returns once a read on this follower sees every write the
 // leader has acknowledged: it holds a lease and has applied its fence. It
-// gives up after wait without a lease, and after a second of applying
+// gives up after wait without a lease, and after applyFor of applying
 // towards the fence, and then the read is served from the state as it is.
-func (n *Node) awaitReads(ctx context.Context, inst *instance, leader string, wait time.Duration) {
+func (n *Node) awaitReads(ctx context.Context, inst *instance, leader string, wait, applyFor time.Duration) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		fence, ok, changed := n.lease.fenceFor(leader)
 		if ok {
 			if n.appliedIndex(inst) < fence {
-				n.waitApplied(ctx, fence)
+				n.waitApplied(ctx, fence, applyFor)
 			}
 			return
 		}

@@ -323,7 +323,7 @@ func (n *Node) CatchUp(ctx context.Context) error {
 			// for the leader to count it, and for the writes it
 			// acknowledged meanwhile (the lease's fence).
 			if leader, _ := inst.raft.LeaderWithID(); leader != "" {
-				n.awaitReads(ctx, inst, string(leader), startLeaseWait)
+				n.awaitReads(ctx, inst, string(leader), startLeaseWait, startApplyWait)
 			}
 			if err := n.fsm.failure(); err != nil {
 				return err
@@ -368,7 +368,7 @@ func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 			var index uint64
 			index, err = n.forward(ctx, string(leader), data)
 			if index > 0 {
-				n.waitApplied(ctx, index)
+				n.waitApplied(ctx, index, applyWait)
 			}
 			if !neverArrived(err) {
 				return err
@@ -462,12 +462,12 @@ func (n *Node) followers(inst *instance) []raft.ServerID {
 	return ids
 }
 
-// waitApplied waits, within a bound, until this node has applied index.
-func (n *Node) waitApplied(ctx context.Context, index uint64) {
+// waitApplied waits, at most bound, until this node has applied index.
+func (n *Node) waitApplied(ctx context.Context, index uint64, bound time.Duration) {
 	if n.appliedIndex(n.current()) >= index {
 		return // the common case: no timer to set up
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	for n.appliedIndex(n.current()) < index {
 		select {
@@ -517,7 +517,7 @@ func (n *Node) AwaitReads() error {
 		}
 	}
 	if leader, _ := inst.raft.LeaderWithID(); leader != "" {
-		n.awaitReads(context.Background(), inst, string(leader), leaseWait)
+		n.awaitReads(context.Background(), inst, string(leader), leaseWait, applyWait)
 	}
 	return nil
 }
