@@ -193,16 +193,7 @@ func TestCheckSnapshotsUnreadableMeta(t *testing.T) {
 			}
 			defer st.close()
 			if tc.readable > 0 {
-				sink, err := st.snaps.Create(raft.SnapshotVersionMax, tc.readable, 2, raft.Configuration{}, 1, offlineTransport())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := leader.Snapshot(sink); err != nil {
-					t.Fatal(err)
-				}
-				if err := sink.Close(); err != nil {
-					t.Fatal(err)
-				}
+				storeSnapshot(t, st, leader, tc.readable, 2)
 			}
 			snapDir := filepath.Join(dir, snapshotDir, tc.broken)
 			if err := os.MkdirAll(snapDir, 0o700); err != nil {
@@ -219,6 +210,21 @@ func TestCheckSnapshotsUnreadableMeta(t *testing.T) {
 	}
 }
 
+// storeSnapshot stores a raft snapshot of s at index and term in st.
+func storeSnapshot(t *testing.T, st *stores, s *state.State, index, term uint64) {
+	t.Helper()
+	sink, err := st.snaps.Create(raft.SnapshotVersionMax, index, term, raft.Configuration{}, 1, offlineTransport())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Snapshot(sink); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestDeletedMarkStaysUpgraded deletes the mark of an upgraded data
 // directory: its authenticated snapshot still says it was upgraded, so no
 // window for unauthenticated entries opens again.
@@ -230,16 +236,7 @@ func TestDeletedMarkStaysUpgraded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink, err := st.snaps.Create(raft.SnapshotVersionMax, 300, 7, raft.Configuration{}, 1, offlineTransport())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := leader.Snapshot(sink); err != nil {
-		t.Fatal(err)
-	}
-	if err := sink.Close(); err != nil {
-		t.Fatal(err)
-	}
+	storeSnapshot(t, st, leader, 300, 7)
 	st.close() // not marked: as if the mark had been deleted
 
 	st, err = openStores(context.Background(), dir, h)
