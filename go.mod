@@ -21,6 +21,7 @@ require (
 	github.com/tidwall/btree v1.8.2
 	github.com/tinylib/msgp v1.4.0
 	go.etcd.io/bbolt v1.3.6
+	go.etcd.io/gofail v0.2.0
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/crypto v0.58.0
 	golang.org/x/sys v0.49.0

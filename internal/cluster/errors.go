@@ -52,10 +52,17 @@ type wireError struct {
 // wireErrors is the registry of the errors nodes exchange. A reply carries
 // the first entry its error matches (errors.Is), so an error that wraps
 // several, such as ErrNoLeader and ErrNodeUnavailable for a leader that
-// cannot be reached, travels as the one listed first.
+// cannot be reached, travels as the one listed first, and an error that
+// is a case of another (ErrVersionConflict of ErrKeyExists) is listed
+// before it. The order is that of matching; the kinds say what is sent.
 var wireErrors = []wireError{
 	{1, "enclave_exists", state.ErrEnclaveExists},
 	{2, "enclave_not_found", state.ErrEnclaveNotFound},
+	// A version conflict is an ErrKeyExists that the proposer retries;
+	// sent as ErrKeyExists (as nodes before kind 21 do), a follower
+	// answered a create with 409 for a key that did not exist whenever
+	// its copy of the key was behind.
+	{21, "version_conflict", state.ErrVersionConflict},
 	{3, "key_exists", state.ErrKeyExists},
 	{4, "key_not_found", state.ErrKeyNotFound},
 	{5, "policy_not_found", state.ErrPolicyNotFound},

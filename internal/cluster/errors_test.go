@@ -43,6 +43,7 @@ var goldenWireErrors = []struct {
 	{18, "not_fresh", ErrNotFresh},
 	{19, "disk_full", ErrDiskFull},
 	{20, "disk_failed", ErrDiskFailed},
+	{21, "version_conflict", state.ErrVersionConflict},
 }
 
 // TestWireErrorCodesStable fails if an error's kind or code changes meaning,

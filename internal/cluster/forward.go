@@ -253,10 +253,12 @@ func (n *Node) serveForwards(conn net.Conn) {
 	wg.Wait()
 }
 
-// serveForward applies a forwarded log entry, if this node leads.
+// serveForward applies a forwarded log entry, if this node leads. A node
+// that is starting serves forwards before its raft runs (Open): a follower
+// still forwards to it if it led before a crash.
 func (n *Node) serveForward(ctx context.Context, entry []byte) forwardResponse {
 	inst := n.current()
-	if inst.raft.State() != raft.Leader {
+	if inst == nil || inst.raft.State() != raft.Leader {
 		return forwardResponse{Err: encodeError(ErrNoLeader)}
 	}
 	index, err := n.applyLocal(ctx, inst, entry)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"aead.dev/mtls"
+
+	"github.com/keep-kms/keep/internal/state"
 )
 
 func testForwarder(t *testing.T) *Node {
@@ -166,5 +169,35 @@ func TestForwardSilentLeader(t *testing.T) {
 	}
 	if i, err := write("answer", 5*time.Second); err != nil || i != 7 || n.fwd == first {
 		t.Errorf("write after the silent leader: index %d, %v, same connection %v; want 7 on a new connection", i, err, n.fwd == first)
+	}
+}
+
+// TestServeForwardWhileStarting checks that a node whose raft does not run
+// yet (Open registers the forward service first) refuses a forwarded
+// write as one without a leader instead of crashing: a follower forwards
+// to a restarted node that led before it was killed.
+func TestServeForwardWhileStarting(t *testing.T) {
+	n := testForwarder(t)
+	resp := n.serveForward(context.Background(), []byte("entry"))
+	if err := decodeError(resp.Err); !errors.Is(err, ErrNoLeader) {
+		t.Errorf("forward to a starting node: %v, want %v", err, ErrNoLeader)
+	}
+}
+
+// TestWireErrors sends every wire error, wrapped, across the node
+// transport's encoding: it arrives as itself. A version conflict must
+// arrive as one, and still as ErrKeyExists: sent as ErrKeyExists alone, the
+// follower did not seal again and answered a create with 409 for a key
+// that did not exist.
+func TestWireErrors(t *testing.T) {
+	for _, w := range wireErrors {
+		got := decodeError(encodeError(fmt.Errorf("context: %w", w.err)))
+		if !errors.Is(got, w.err) {
+			t.Errorf("%v arrives as %v (%T)", w.err, got, errors.Unwrap(got))
+		}
+	}
+	got := decodeError(encodeError(fmt.Errorf("%w: version 2 of key %q was sealed, but the next version is 1", state.ErrVersionConflict, "k")))
+	if !errors.Is(got, state.ErrVersionConflict) || !errors.Is(got, state.ErrKeyExists) {
+		t.Errorf("a version conflict arrives as %v", errors.Unwrap(got))
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/keep-kms/keep/internal/failpoint"
 	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -103,6 +104,7 @@ func (f *fsm) refuse(err error, format string, args ...any) error {
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
+	failpoint.Hit(failpoint.BeforeApply)
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -148,6 +150,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // Restore restores a snapshot that raft read from disk or that the leader
 // sent; one that is not authentic is refused and stops f.
 func (f *fsm) Restore(rc io.ReadCloser) error {
+	failpoint.Hit(failpoint.SnapshotRestore)
 	defer rc.Close()
 	var err error
 	if f.upgrading.Load() {
@@ -161,6 +164,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 type fsmSnapshot struct{ capture *state.Capture }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	failpoint.Hit(failpoint.SnapshotPersist)
 	if err := s.capture.Encode(sink); err != nil {
 		sink.Cancel()
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft-wal/migrate"
 	"go.etcd.io/bbolt"
 
+	"github.com/keep-kms/keep/internal/failpoint"
 	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/state"
 )
@@ -218,7 +219,7 @@ func (st *stores) checkSnapshots(h state.Unsealer) error {
 		if !d.IsDir() || filepath.Ext(d.Name()) == ".tmp" {
 			continue
 		}
-		if !slices.ContainsFunc(list, func(m *raft.SnapshotMeta) bool { return m.ID == d.Name() }) {
+		if !slices.ContainsFunc(list, func(m *raft.SnapshotMeta) bool { return m.ID == d.Name() }) && !reaped(d.Name(), list) {
 			return fmt.Errorf("%w: snapshot %s: its metadata cannot be read", ErrTampered, filepath.Join(st.snapDir, d.Name(), "meta.json"))
 		}
 	}
@@ -275,6 +276,7 @@ func moveLogs(ctx context.Context, dst, src raft.LogStore) error {
 			return err
 		}
 	}
+	failpoint.Hit(failpoint.LogMove)
 	return src.DeleteRange(first, last)
 }
 

@@ -18,7 +18,7 @@ import (
 )
 
 // testHSM returns the keyring of a node with one new soft HSM.
-func testHSM(t *testing.T) *hsm.Keyring {
+func testHSM(t testing.TB) *hsm.Keyring {
 	t.Helper()
 	key, err := hsm.GenerateSoftKey(rand.Reader)
 	if err != nil {

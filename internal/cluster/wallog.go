@@ -3,9 +3,12 @@ package cluster
 import (
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+
+	"github.com/keep-kms/keep/internal/failpoint"
 )
 
-// compactedLog is the raft log in raft-wal, corrected in one point: an entry
+// compactedLog is the raft log in raft-wal, corrected in one point (and
+// with the failpoints of the append, see StoreLogs): an entry
 // before FirstIndex is not found. raft-wal deletes only whole segments and,
 // after a compaction (DeleteRange of the head), still returns the compacted
 // entries that sit in the current segment. Raft needs ErrLogNotFound for
@@ -23,4 +26,15 @@ func (l compactedLog) GetLog(index uint64, log *raft.Log) error {
 		return raft.ErrLogNotFound
 	}
 	return l.WAL.GetLog(index, log)
+}
+
+// StoreLogs implements raft.LogStore: raft-wal appends and syncs the
+// entries. The failpoints around it let the robustness tests crash a node
+// before its log holds a batch, and after it does but before raft
+// acknowledges it.
+func (l compactedLog) StoreLogs(logs []*raft.Log) error {
+	failpoint.Hit(failpoint.BeforeLogAppend)
+	err := l.WAL.StoreLogs(logs)
+	failpoint.Hit(failpoint.AfterLogAppend)
+	return err
 }

@@ -36,6 +36,9 @@ type cluster struct {
 	nodes []*testnode.Node
 	net   *network // nil unless proxied
 	root  mtls.PrivateKey
+	// failHTTP is each node's gofail endpoint (GOFAIL_HTTP) if the nodes
+	// run keep built with failpoints.
+	failHTTP []string
 }
 
 type clusterOpts struct {
@@ -44,6 +47,9 @@ type clusterOpts struct {
 	config  string         // YAML config for every node, if set
 	binary  string         // the keep binary of the first start; default the one under test
 	dirs    map[int]string // data directory of a node, if not a new temporary one
+	// failpoints runs keep built with failpoints, each node with a gofail
+	// endpoint to arm them (see failpoint_test.go).
+	failpoints bool
 }
 
 // newCluster starts n fresh nodes that share an HSM key, each a one-node
@@ -70,21 +76,32 @@ func newCluster(t *testing.T, n int, opts clusterOpts) *cluster {
 		if c.net != nil {
 			host = c.net.addProxy(t, i, addr)
 		}
-		c.nodes = append(c.nodes, testnode.New(t, testnode.Options{
+		o := testnode.Options{
 			Name:   fmt.Sprintf("n%d", i),
 			Addr:   addr,
 			Host:   host,
 			HSMKey: c.hsm,
 			Config: config,
 			Dir:    opts.dirs[i],
-		}))
+		}
+		if opts.failpoints {
+			fp := testnode.AllocAddr(t)
+			c.failHTTP = append(c.failHTTP, fp)
+			o.Binary = testnode.FailpointBinary(t)
+			o.ExtraEnv = []string{"GOFAIL_HTTP=" + fp}
+		}
+		c.nodes = append(c.nodes, testnode.New(t, o))
 	}
-	for _, nd := range c.nodes {
-		nd.Binary = opts.binary
+	if opts.binary != "" {
+		for _, nd := range c.nodes {
+			nd.Binary = opts.binary
+		}
 	}
 	c.startAll(allIdx(n)...)
-	for _, nd := range c.nodes {
-		nd.Binary = "" // later starts run the one under test
+	if opts.binary != "" {
+		for _, nd := range c.nodes {
+			nd.Binary = "" // later starts run the one under test
+		}
 	}
 	c.root = c.nodes[0].Root
 	for i, nd := range c.nodes {

@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,9 +34,16 @@ const (
 	opCreate opKind = iota
 	opDelete
 	opStatus
+	opGenerate // a data key under the key: a read of whether it exists
+	opDecrypt  // of a data key generated under the key: a read too
 )
 
-func (k opKind) String() string { return [...]string{"create", "delete", "status"}[k] }
+func (k opKind) String() string {
+	return [...]string{"create", "delete", "status", "generate", "decrypt"}[k]
+}
+
+// read reports whether k only reads whether a key exists.
+func (k opKind) read() bool { return k >= opStatus }
 
 type linInput struct {
 	op  opKind
@@ -113,7 +121,7 @@ var keyModel = porcupine.Model{
 			case unknown, deletedOrMissing:
 				return true, false
 			}
-		case opStatus:
+		case opStatus, opGenerate, opDecrypt:
 			switch out {
 			case present:
 				return s, s
@@ -188,12 +196,10 @@ func (r *recorder) event(format string, args ...any) {
 // in the strict one.
 func classify(op opKind, err error, lb bool) (out outcome, drop, refused bool) {
 	if err == nil {
-		switch op {
-		case opStatus:
+		if op.read() {
 			return present, false, false
-		default:
-			return ok, false, false
 		}
+		return ok, false, false
 	}
 	switch {
 	case op == opCreate && errors.Is(err, kms.ErrKeyExists):
@@ -206,9 +212,9 @@ func classify(op opKind, err error, lb bool) (out outcome, drop, refused bool) {
 			return deletedOrMissing, false, false
 		}
 		return notFound, false, false
-	case op == opStatus && errors.Is(err, kms.ErrKeyNotFound):
+	case op.read() && errors.Is(err, kms.ErrKeyNotFound):
 		return absent, false, false
-	case op == opStatus:
+	case op.read():
 		return 0, true, false // a failed read has no effect
 	case !lb && strings.Contains(err.Error(), "connect: connection refused"):
 		return 0, true, false
@@ -237,20 +243,108 @@ func TestLinearizability(t *testing.T) {
 	c := newCluster(t, 3, clusterOpts{proxied: true})
 	c.form()
 	c.nodes[0].DeleteAtOnce(t) // the model's delete removes the key
-	const enclave = "lin"
-	noErr(t, c.client().CreateEnclave(ctxT(t, 10*time.Second), &kms.CreateEnclaveRequest{Name: enclave}), "create enclave")
-	keys := []string{"a", "b", "c"}
+	w := startWorkload(c, "lin", false)
 
-	rec := &recorder{start: time.Now()}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	var wg sync.WaitGroup
-	var uniqMu sync.Mutex
-	var uniqueAcked []string
-	unexpected := make(chan string, 100)
-	var retriedEmpty atomic.Int64
+	// The nemesis: two leader kills, the leader cut off, a follower cut off.
+	// Reads served by a node while it is cut off (and shortly after) are
+	// stale by design (bounded staleness): they are kept out of the check
+	// that includes reads.
+	pause := func(d time.Duration) { time.Sleep(d) }
+	pause(1500 * time.Millisecond)
+	for round := range 2 {
+		l := c.lead()
+		w.rec.event("kill -9 leader n%d", l)
+		c.nodes[l].Kill()
+		pause(2 * time.Second)
+		c.nodes[l].MustStart()
+		w.rec.event("n%d restarted", l)
+		t.Logf("round %d: killed and restarted leader node %d", round, l)
+		pause(1500 * time.Millisecond)
+	}
+	{
+		l := c.waitLeader(0, c.others(), 10*time.Second)
+		end := w.cutOff(l, "cut off leader n%d (blackhole)", l)
+		c.net.isolate(l, blackhole)
+		pause(3 * time.Second)
+		c.net.heal()
+		end()
+		t.Logf("cut off leader node %d for 3s", l)
+		pause(1500 * time.Millisecond)
+	}
+	{
+		l := c.waitLeader(0, c.others(), 10*time.Second)
+		f := c.others(l)[rand.IntN(2)]
+		end := w.cutOff(f, "cut off follower n%d (connections reset)", f)
+		c.net.isolate(f, drop)
+		pause(2500 * time.Millisecond)
+		c.net.heal()
+		end()
+		t.Logf("cut off follower node %d for 2.5s", f)
+		pause(1500 * time.Millisecond)
+	}
+	w.check(t)
+}
 
-	const directClients = 4
+// window is a time during which a node's reads may be stale by design: it
+// was cut off from the others, or its links were faulty.
+type window struct {
+	node       int
+	start, end int64
+}
+
+// directClients is the number of a workload's clients that call one node
+// at a time; one more calls kms-go with every endpoint.
+const directClients = 4
+
+// workload is the client load of a linearizability check: clients that
+// create, delete and read (key status) a few keys in one enclave and
+// create keys that are never deleted; with crypto, they also generate data
+// keys under those and decrypt them, as reads of the key's existence whose
+// plaintext must not change. Start it with startWorkload, run faults, and
+// end it with check.
+type workload struct {
+	c       *cluster
+	enclave string
+	keys    []string // created and deleted by every client
+	rec     *recorder
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu          sync.Mutex
+	uniqueAcked []string  // acknowledged creates of never-deleted keys
+	deks        []dataKey // generated under them
+	cutoff      []window
+
+	unexpected   chan string
+	retriedEmpty atomic.Int64
+}
+
+// dataKey is a data key generated under a key that is never deleted.
+type dataKey struct {
+	key                   string
+	ciphertext, plaintext []byte
+}
+
+// workloadStats counts what a workload's check checked.
+type workloadStats struct {
+	ops, writes, reads, ambiguous, acked, decrypts int
+	violations                                     int
+}
+
+// startWorkload creates enclave through c and starts the clients on it;
+// deletes must be immediate (DeleteAtOnce).
+func startWorkload(c *cluster, enclave string, crypto bool) *workload {
+	c.t.Helper()
+	noErr(c.t, c.client().CreateEnclave(ctxT(c.t, 10*time.Second), &kms.CreateEnclaveRequest{Name: enclave}), "create enclave %s", enclave)
+	w := &workload{
+		c:          c,
+		enclave:    enclave,
+		keys:       []string{"a", "b", "c"},
+		rec:        &recorder{start: time.Now()},
+		unexpected: make(chan string, 100),
+	}
+	var ctx context.Context
+	ctx, w.stop = context.WithCancel(context.Background())
 	for id := range directClients + 1 {
 		lb := id == directClients // the last client is kms-go with every endpoint
 		direct := make([]*kms.Client, len(c.nodes))
@@ -258,182 +352,247 @@ func TestLinearizability(t *testing.T) {
 			direct[i] = c.client(i)
 		}
 		every := c.client()
-		rnd := rand.New(rand.NewPCG(uint64(id), 7))
-		wg.Go(func() {
+		rnd := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
+		w.wg.Go(func() {
 			for n := 0; ctx.Err() == nil; n++ {
 				node := rnd.IntN(len(direct))
 				cl := direct[node]
 				if lb {
 					node, cl = -1, every
 				}
-				key := keys[rnd.IntN(len(keys))]
-				var op opKind
-				switch p := rnd.IntN(100); {
-				case p < 35:
-					op = opCreate
-				case p < 60:
-					op = opDelete
-				case p < 90:
-					op = opStatus
-				default:
-					op, key = opCreate, fmt.Sprintf("u-%d-%d", id, n) // created once, never deleted
-				}
-				if lb && op == opStatus {
-					op = opDelete // the balancer hides which node served a read
-				}
-				octx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				call := rec.now()
-				var err error
-				switch op {
-				case opCreate:
-					err = cl.CreateKey(octx, enclave, &kms.CreateKeyRequest{Name: key})
-				case opDelete:
-					err = cl.DeleteKey(octx, enclave, &kms.DeleteKeyRequest{Name: key, AllVersions: true})
-				case opStatus:
-					_, err = cl.KeyStatus(octx, enclave, &kms.KeyStatusRequest{Name: key})
-				}
-				ret := rec.now()
-				cancel()
-				out, drop, refused := classify(op, err, lb)
-				if lb && testnode.StatusOf(err) == http.StatusBadRequest && strings.Contains(err.Error(), "Content-Length") {
-					// kms-go's balancer retried on another host with the
-					// body already consumed: the first attempt may have
-					// applied, so the outcome is unknown.
-					retriedEmpty.Add(1)
-				} else if s := testnode.StatusOf(err); s != 0 && s != 404 && s != 409 && s != 503 {
-					select {
-					case unexpected <- fmt.Sprintf("%s(%s) on node %d: %s", op, key, node, testnode.DescribeErr(err)):
-					default:
-					}
-				}
-				if !drop {
-					meta := linMeta{node: node}
-					if err != nil {
-						meta.err = testnode.DescribeErr(err)
-					}
-					rec.add(recorded{
-						op: porcupine.Operation{
-							ClientId: id, Input: linInput{op, key}, Output: linOutput{out},
-							Call: call, Return: ret, Metadata: meta,
-						},
-						node: node, unknown: out == unknown, refused: refused,
-					})
-					if op == opCreate && out == ok && strings.HasPrefix(key, "u-") {
-						uniqMu.Lock()
-						uniqueAcked = append(uniqueAcked, key)
-						uniqMu.Unlock()
-					}
+				if crypto && rnd.IntN(100) < 30 {
+					w.cryptoOp(id, node, cl, rnd)
+				} else {
+					w.keyOp(id, n, node, cl, rnd, lb)
 				}
 				time.Sleep(time.Duration(2+rnd.IntN(8)) * time.Millisecond)
 			}
 		})
 	}
+	return w
+}
 
-	// The nemesis: two leader kills, the leader cut off, a follower cut off.
-	// Reads served by a node while it is cut off (and shortly after) are
-	// stale by design (bounded staleness): they are kept out of the check
-	// that includes reads.
-	type window struct {
-		node       int
-		start, end int64
+// keyOp creates, deletes or reads a key, or creates a key never deleted.
+func (w *workload) keyOp(id, n, node int, cl *kms.Client, rnd *rand.Rand, lb bool) {
+	key := w.keys[rnd.IntN(len(w.keys))]
+	var op opKind
+	switch p := rnd.IntN(100); {
+	case p < 35:
+		op = opCreate
+	case p < 60:
+		op = opDelete
+	case p < 90:
+		op = opStatus
+	default:
+		op, key = opCreate, fmt.Sprintf("u-%d-%d", id, n) // created once, never deleted
 	}
-	var cutoff []window
-	pause := func(d time.Duration) { time.Sleep(d) }
-	pause(1500 * time.Millisecond)
-	for round := range 2 {
-		l := c.lead()
-		rec.event("kill -9 leader n%d", l)
-		c.nodes[l].Kill()
-		pause(2 * time.Second)
-		c.nodes[l].MustStart()
-		rec.event("n%d restarted", l)
-		t.Logf("round %d: killed and restarted leader node %d", round, l)
-		pause(1500 * time.Millisecond)
+	if lb && op == opStatus {
+		op = opDelete // the balancer hides which node served a read
 	}
-	{
-		l := c.waitLeader(0, c.others(), 10*time.Second)
-		w := window{node: l, start: rec.now()}
-		rec.event("cut off leader n%d (blackhole)", l)
-		c.net.isolate(l, blackhole)
-		pause(3 * time.Second)
-		c.net.heal()
-		rec.event("healed")
-		w.end = rec.now() + int64(2*time.Second)
-		cutoff = append(cutoff, w)
-		t.Logf("cut off leader node %d for 3s", l)
-		pause(1500 * time.Millisecond)
+	octx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	call := w.rec.now()
+	var err error
+	switch op {
+	case opCreate:
+		err = cl.CreateKey(octx, w.enclave, &kms.CreateKeyRequest{Name: key})
+	case opDelete:
+		err = cl.DeleteKey(octx, w.enclave, &kms.DeleteKeyRequest{Name: key, AllVersions: true})
+	case opStatus:
+		_, err = cl.KeyStatus(octx, w.enclave, &kms.KeyStatusRequest{Name: key})
 	}
-	{
-		l := c.waitLeader(0, c.others(), 10*time.Second)
-		f := c.others(l)[rand.IntN(2)]
-		w := window{node: f, start: rec.now()}
-		rec.event("cut off follower n%d (connections reset)", f)
-		c.net.isolate(f, drop)
-		pause(2500 * time.Millisecond)
-		c.net.heal()
-		rec.event("healed")
-		w.end = rec.now() + int64(2*time.Second)
-		cutoff = append(cutoff, w)
-		t.Logf("cut off follower node %d for 2.5s", f)
-		pause(1500 * time.Millisecond)
+	ret := w.rec.now()
+	cancel()
+	w.checkErr(op, key, node, err, lb, 404, 409, 503)
+	if w.record(id, node, op, key, call, ret, err, lb) && op == opCreate && strings.HasPrefix(key, "u-") {
+		w.mu.Lock()
+		w.uniqueAcked = append(w.uniqueAcked, key)
+		w.mu.Unlock()
 	}
-	stop()
-	wg.Wait()
-	close(unexpected)
-	for u := range unexpected {
-		t.Errorf("unexpected error: %s", u)
+}
+
+// cryptoOp generates a data key under a never-deleted key, or decrypts
+// one generated before; the decrypted plaintext must be the generated one.
+// With every endpoint, nothing is recorded: the balancer hides which node
+// served the read.
+func (w *workload) cryptoOp(id, node int, cl *kms.Client, rnd *rand.Rand) {
+	w.mu.Lock()
+	var key string
+	var dk dataKey
+	decrypt := len(w.deks) > 0 && rnd.IntN(2) == 0
+	switch {
+	case decrypt:
+		dk = w.deks[rnd.IntN(len(w.deks))]
+		key = dk.key
+	case len(w.uniqueAcked) > 0:
+		key = w.uniqueAcked[rnd.IntN(len(w.uniqueAcked))]
+	}
+	w.mu.Unlock()
+	if key == "" {
+		return
+	}
+	octx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	call := w.rec.now()
+	op := opGenerate
+	var err error
+	if decrypt {
+		op = opDecrypt
+		var pt []*kms.DecryptResponse
+		if pt, err = cl.Decrypt(octx, w.enclave, &kms.DecryptRequest{Name: key, Ciphertext: dk.ciphertext}); err == nil && !bytes.Equal(pt[0].Plaintext, dk.plaintext) {
+			w.unexpect("decrypt of a data key of %s on node %d: another plaintext", key, node)
+		}
+	} else {
+		var g []*kms.GenerateKeyResponse
+		if g, err = cl.GenerateKey(octx, w.enclave, &kms.GenerateKeyRequest{Name: key}); err == nil {
+			w.mu.Lock()
+			w.deks = append(w.deks, dataKey{key, g[0].Ciphertext, g[0].Plaintext})
+			w.mu.Unlock()
+		}
+	}
+	ret := w.rec.now()
+	w.checkErr(op, key, node, err, node < 0, 404, 503)
+	if node >= 0 {
+		w.record(id, node, op, key, call, ret, err, false)
+	}
+}
+
+// record adds an operation to the history, unless it certainly had no
+// effect, and returns whether it was acknowledged (ok, or present).
+func (w *workload) record(id, node int, op opKind, key string, call, ret int64, err error, lb bool) (acked bool) {
+	out, drop, refused := classify(op, err, lb)
+	if drop {
+		return false
+	}
+	meta := linMeta{node: node}
+	if err != nil {
+		meta.err = testnode.DescribeErr(err)
+	}
+	w.rec.add(recorded{
+		op: porcupine.Operation{
+			ClientId: id, Input: linInput{op, key}, Output: linOutput{out},
+			Call: call, Return: ret, Metadata: meta,
+		},
+		node: node, unknown: out == unknown, refused: refused,
+	})
+	return out == ok || out == present
+}
+
+// checkErr notes err as unexpected unless it is a transport error or has
+// one of the expected HTTP statuses.
+func (w *workload) checkErr(op opKind, key string, node int, err error, lb bool, expected ...int) {
+	s := testnode.StatusOf(err)
+	switch {
+	case lb && s == http.StatusBadRequest && strings.Contains(err.Error(), "Content-Length"):
+		// kms-go's balancer retried on another host with the body
+		// already consumed: the first attempt may have applied, so the
+		// outcome is unknown.
+		w.retriedEmpty.Add(1)
+	case s != 0 && !slices.Contains(expected, s):
+		w.unexpect("%s(%s) on node %d: %s", op, key, node, testnode.DescribeErr(err))
+	}
+}
+
+func (w *workload) unexpect(format string, args ...any) {
+	select {
+	case w.unexpected <- fmt.Sprintf(format, args...):
+	default:
+	}
+}
+
+// cutOff notes that node's reads may be stale from now until 2 s after
+// the returned function is called (the fault healed).
+func (w *workload) cutOff(node int, format string, args ...any) (healed func()) {
+	start := w.rec.now()
+	w.rec.event(format, args...)
+	return func() {
+		w.rec.event("healed")
+		w.mu.Lock()
+		w.cutoff = append(w.cutoff, window{node: node, start: start, end: w.rec.now() + int64(2*time.Second)})
+		w.mu.Unlock()
+	}
+}
+
+// check stops the clients, waits until every node of the cluster is
+// healthy, reads every key and data key on every node, and checks the
+// history: no acknowledged create is lost, the writes are linearizable,
+// and reads on healthy nodes miss no acknowledged write.
+func (w *workload) check(t *testing.T) workloadStats {
+	t.Helper()
+	c := w.c.with(t)
+	w.stop()
+	w.wg.Wait()
+	var st workloadStats
+	for {
+		select {
+		case u := <-w.unexpected:
+			t.Errorf("unexpected error: %s", u)
+			st.violations++
+			continue
+		default:
+		}
+		break
 	}
 
 	// Quiesce: a healthy cluster that committed a write of its own term
 	// has settled every write still in flight.
-	c.waitHealthy(c.others(), 20*time.Second)
-	noErr(t, c.client().CreateKey(ctxT(t, 10*time.Second), "", &kms.CreateKeyRequest{Name: "barrier"}), "barrier write")
+	c.waitHealthy(c.others(), 30*time.Second)
+	noErr(t, c.client().CreateKey(ctxT(t, 10*time.Second), "", &kms.CreateKeyRequest{Name: fmt.Sprintf("barrier-%s-%d", w.enclave, time.Now().UnixNano())}), "barrier write")
 	c.waitHealthy(c.others(), 10*time.Second)
-	end := rec.now()
+	end := w.rec.now()
 
 	// Final reads on every node for every key.
 	for i := range c.nodes {
 		cl := c.client(i)
-		for _, k := range keys {
-			call := rec.now()
-			ok, err := keyExists(ctxT(t, 10*time.Second), cl, enclave, k)
+		for _, k := range w.keys {
+			call := w.rec.now()
+			ok, err := keyExists(ctxT(t, 10*time.Second), cl, w.enclave, k)
 			noErr(t, err, "final read of %s on node %d", k, i)
 			out := absent
 			if ok {
 				out = present
 			}
-			rec.add(recorded{op: porcupine.Operation{ClientId: directClients + 1, Input: linInput{opStatus, k}, Output: linOutput{out}, Call: call, Return: rec.now(), Metadata: linMeta{node: i}}, node: i})
+			w.rec.add(recorded{op: porcupine.Operation{ClientId: directClients + 1, Input: linInput{opStatus, k}, Output: linOutput{out}, Call: call, Return: w.rec.now(), Metadata: linMeta{node: i}}, node: i})
 		}
 	}
 
-	// No acknowledged create of a never-deleted key is lost, on any node.
+	// No acknowledged create of a never-deleted key is lost, on any node,
+	// and every data key generated under one decrypts to its plaintext.
 	lost := 0
 	for i := range c.nodes {
 		cl := c.client(i)
-		for _, k := range uniqueAcked {
-			ok, err := keyExists(ctxT(t, 10*time.Second), cl, enclave, k)
+		for _, k := range w.uniqueAcked {
+			ok, err := keyExists(ctxT(t, 10*time.Second), cl, w.enclave, k)
 			if err != nil || !ok {
 				lost++
 				t.Errorf("acknowledged create of %s lost on node %d (%v)", k, i, err)
 			}
 		}
+		for _, dk := range w.deks {
+			pt, err := cl.Decrypt(ctxT(t, 10*time.Second), w.enclave, &kms.DecryptRequest{Name: dk.key, Ciphertext: dk.ciphertext})
+			st.decrypts++
+			if err != nil || !bytes.Equal(pt[0].Plaintext, dk.plaintext) {
+				st.violations++
+				t.Errorf("a data key of %s does not decrypt on node %d to its plaintext (%v)", dk.key, i, err)
+			}
+		}
 	}
+	st.violations += lost
 
 	// Build the histories: ambiguous operations end at the end of the
 	// workload. Counting as we go.
 	var writes, strictWrites []porcupine.Operation
 	var reads, cutoffReads []porcupine.Operation
 	ambiguous := map[string]int{}
-	var nUnknown, nRefused int
-	for _, r := range rec.ops {
+	var nRefused int
+	for _, r := range w.rec.ops {
 		op := r.op
 		if r.unknown {
 			op.Return = end
-			nUnknown++
+			st.ambiguous++
 			ambiguous[errClass(op.Metadata.(linMeta).err)]++
 		}
 		in := op.Input.(linInput)
-		if in.op != opStatus {
+		if !in.op.read() {
 			writes = append(writes, op)
 			if r.refused {
 				nRefused++ // the server says it did not apply: leave it out
@@ -442,8 +601,8 @@ func TestLinearizability(t *testing.T) {
 			}
 			continue
 		}
-		if slices.ContainsFunc(cutoff, func(w window) bool {
-			return w.node == r.node && op.Call <= w.end && op.Return >= w.start
+		if slices.ContainsFunc(w.cutoff, func(cw window) bool {
+			return cw.node == r.node && op.Call <= cw.end && op.Return >= cw.start
 		}) {
 			cutoffReads = append(cutoffReads, op)
 		} else {
@@ -455,17 +614,18 @@ func TestLinearizability(t *testing.T) {
 	}
 	sortOps(writes)
 	sortOps(strictWrites)
-	if n := retriedEmpty.Load(); n > 0 {
+	st.ops, st.writes, st.reads, st.acked = len(w.rec.ops), len(writes), len(reads)+len(cutoffReads), len(w.uniqueAcked)
+	if n := w.retriedEmpty.Load(); n > 0 {
 		t.Logf("kms-go with every endpoint: %d requests retried on another host with an empty body (400 'malformed request … Content-Length')", n)
 	}
-	t.Logf("history: %d operations (%d writes, %d ambiguous, %d refused (503 'no leader' or 'not ready'), %d reads and %d on cut-off nodes), %d unique keys acknowledged, %d lost",
-		len(rec.ops), len(writes), nUnknown, nRefused, len(reads), len(cutoffReads), len(uniqueAcked), lost)
+	t.Logf("history: %d operations (%d writes, %d ambiguous, %d refused (503 'no leader' or 'not ready'), %d reads and %d on cut-off nodes), %d unique keys acknowledged, %d lost, %d data keys decrypted at the end",
+		len(w.rec.ops), len(writes), st.ambiguous, nRefused, len(reads), len(cutoffReads), len(w.uniqueAcked), lost, st.decrypts)
 
 	dir, err := os.MkdirTemp("", "keep-porcupine-")
 	noErr(t, err, "temp dir")
 	check := func(name string, ops []porcupine.Operation) bool {
 		res, info := porcupine.CheckOperationsVerbose(keyModel, ops, 2*time.Minute)
-		info.AddAnnotations(rec.notes)
+		info.AddAnnotations(w.rec.notes)
 		path := filepath.Join(dir, name+".html")
 		if verr := porcupine.VisualizePath(keyModel, info, path); verr != nil {
 			t.Logf("visualization of %s: %v", name, verr)
@@ -474,15 +634,18 @@ func TestLinearizability(t *testing.T) {
 		return res != porcupine.Illegal
 	}
 	if !check("writes", writes) {
+		st.violations++
 		t.Errorf("the history of creates and deletes is not linearizable: see the visualization above")
 	}
 	if !check("writes-strict", strictWrites) {
+		st.violations++
 		t.Errorf("with writes that failed with 503 'cluster has no leader' or 'node is not ready' taken as not applied, the history is not linearizable: a write the server reported as not applied was applied")
 	}
 	if bad := staleReads(writes, reads); len(bad) > 0 {
+		st.violations += len(bad)
 		t.Errorf("%d of %d reads on healthy nodes saw a state the writes could not have produced during the read (a read missed an acknowledged write, or saw one never made):", len(bad), len(reads))
 		for i, r := range bad[:min(len(bad), 5)] {
-			t.Logf("  %s, %s, %v–%v, last fault before: %s", keyModel.DescribeOperation(r.Input, r.Output), keyModel.DescribeOperationMetadata(r.Metadata), time.Duration(r.Call), time.Duration(r.Return), lastEvent(rec.notes, r.Call))
+			t.Logf("  %s, %s, %v–%v, last fault before: %s", keyModel.DescribeOperation(r.Input, r.Output), keyModel.DescribeOperationMetadata(r.Metadata), time.Duration(r.Call), time.Duration(r.Return), lastEvent(w.rec.notes, r.Call))
 			if i == 0 {
 				check("stale-read", withRead(writes, r))
 			}
@@ -499,6 +662,7 @@ func TestLinearizability(t *testing.T) {
 	if !t.Failed() {
 		os.RemoveAll(dir)
 	}
+	return st
 }
 
 // TestKeyModel checks that the model rejects what it must, so that a
@@ -508,6 +672,7 @@ func TestKeyModel(t *testing.T) {
 		return porcupine.Operation{ClientId: c, Input: in, Output: linOutput{out}, Call: call, Return: ret}
 	}
 	create, del, status := linInput{opCreate, "k"}, linInput{opDelete, "k"}, linInput{opStatus, "k"}
+	generate, decrypt := linInput{opGenerate, "k"}, linInput{opDecrypt, "k"}
 	for _, tc := range []struct {
 		name string
 		ops  []porcupine.Operation
@@ -523,6 +688,9 @@ func TestKeyModel(t *testing.T) {
 		{"ambiguous create may not apply", []porcupine.Operation{op(0, create, unknown, 0, 100), op(1, status, absent, 20, 30)}, true},
 		{"ambiguous create applies once", []porcupine.Operation{op(0, create, unknown, 0, 100), op(1, status, present, 20, 30), op(1, status, absent, 40, 50)}, false},
 		{"balancer retry", []porcupine.Operation{op(0, create, createdOrExists, 0, 10), op(1, status, present, 20, 30)}, true},
+		{"generate after create", []porcupine.Operation{op(0, create, ok, 0, 10), op(1, generate, present, 20, 30)}, true},
+		{"generate misses create", []porcupine.Operation{op(0, create, ok, 0, 10), op(1, generate, absent, 20, 30)}, false},
+		{"decrypt after delete", []porcupine.Operation{op(0, create, ok, 0, 10), op(0, del, ok, 20, 30), op(1, decrypt, present, 40, 50)}, false},
 	} {
 		if got := porcupine.CheckOperations(keyModel, tc.ops); got != tc.want {
 			t.Errorf("%s: linearizable = %v, want %v", tc.name, got, tc.want)

@@ -1,10 +1,13 @@
 package cluster_test
 
 import (
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keep-kms/keep/test/testnode"
 )
@@ -15,14 +18,38 @@ import (
 // connection (nodes dial from their listen IP) and can cut the connections
 // of any (from, to) pair of nodes, either by resetting them (drop: as if
 // the peer's port were closed) or by silently discarding their traffic
-// (blackhole: as a lost network does, so that peers see timeouts).
+// (blackhole: as a lost network does, so that peers see timeouts). Cutting
+// only (i, j) is a one-way partition: i cannot reach j, j still reaches i.
+//
+// A link fault (setFault) slows the bytes that flow from one node to the
+// other, whoever opened the connection: a delay with jitter, and loss. The
+// proxies carry TCP streams, where a lost packet is resent after the
+// retransmission timeout, not missing: a lost chunk arrives rtoLoss late,
+// behind it the rest of the stream; it can also reset the connection.
 type network struct {
 	t       testing.TB
 	mu      sync.Mutex
 	byIP    map[string]int // node listen IP → node index
 	proxies map[int]*proxy // node index → its proxy
 	cut     map[pair]cutMode
+	faults  map[pair]linkFault // by direction of the data, not of the dial
 	conns   map[*pconn]struct{}
+}
+
+// linkFault degrades the data from one node to another.
+type linkFault struct {
+	delay, jitter time.Duration // each chunk arrives delay ± jitter late
+	loss          float64       // chance that a chunk is lost and resent after rtoLoss
+	reset         float64       // chance that a chunk resets the connection
+}
+
+// rtoLoss is how late a lost chunk arrives: Linux's minimum TCP
+// retransmission timeout.
+const rtoLoss = 200 * time.Millisecond
+
+// String describes f for the logs.
+func (f linkFault) String() string {
+	return fmt.Sprintf("delay %v±%v, loss %.0f%%, reset %.1f%%", f.delay, f.jitter, 100*f.loss, 100*f.reset)
 }
 
 type pair struct{ from, to int }
@@ -64,6 +91,7 @@ func newNetwork(t testing.TB) *network {
 		byIP:    map[string]int{},
 		proxies: map[int]*proxy{},
 		cut:     map[pair]cutMode{},
+		faults:  map[pair]linkFault{},
 		conns:   map[*pconn]struct{}{},
 	}
 	t.Cleanup(n.close)
@@ -154,26 +182,81 @@ func (p *proxy) handle(client net.Conn) {
 	<-done
 }
 
-// pipe copies src to dst while the pair is open; while it is blackholed
-// it discards what it reads.
+// pipe copies src to dst while the pair is open, through a delay line
+// that applies the link fault of the data's direction; while the pair is
+// blackholed it discards what it reads. Data from the dialer flows from
+// c.from to c.to; the replies flow back.
 func (n *network) pipe(c *pconn, dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		k, err := src.Read(buf)
-		if k > 0 {
-			n.mu.Lock()
-			mode := n.cut[pair{c.from, c.to}]
-			n.mu.Unlock()
-			if mode == open {
-				if _, werr := dst.Write(buf[:k]); werr != nil {
+	dir := pair{c.from, c.to}
+	if src == c.server {
+		dir = pair{c.to, c.from}
+	}
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	line := make(chan chunk, 64)
+	go func() {
+		defer close(line)
+		var last time.Time // chunks keep their order, as a stream does
+		buf := make([]byte, 32<<10)
+		for {
+			k, err := src.Read(buf)
+			if k > 0 {
+				n.mu.Lock()
+				mode, f := n.cut[pair{c.from, c.to}], n.faults[dir]
+				n.mu.Unlock()
+				if f.reset > 0 && rand.Float64() < f.reset {
 					c.close()
 					return
 				}
+				if mode == open {
+					due := time.Now().Add(f.lag())
+					if due.Before(last) {
+						due = last
+					}
+					last = due
+					line <- chunk{append([]byte(nil), buf[:k]...), due}
+				}
+			}
+			if err != nil {
+				return
 			}
 		}
-		if err != nil {
-			c.close() // EOF or closed: the other direction ends too
-			return
+	}()
+	for ch := range line {
+		time.Sleep(time.Until(ch.due))
+		if _, err := dst.Write(ch.b); err != nil {
+			break
+		}
+	}
+	c.close() // EOF, closed or reset: the other direction ends too
+	for range line {
+	}
+}
+
+// lag is how late f delivers one chunk.
+func (f linkFault) lag() time.Duration {
+	d := f.delay
+	if f.jitter > 0 {
+		d += time.Duration(rand.Int64N(int64(2*f.jitter))) - f.jitter
+	}
+	if f.loss > 0 && rand.Float64() < f.loss {
+		d += rtoLoss
+	}
+	return max(d, 0)
+}
+
+// setFault sets the fault of the data flowing in each of the directions;
+// the zero linkFault clears it.
+func (n *network) setFault(dirs []pair, f linkFault) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, d := range dirs {
+		if f == (linkFault{}) {
+			delete(n.faults, d)
+		} else {
+			n.faults[d] = f
 		}
 	}
 }
@@ -216,13 +299,14 @@ func (n *network) isolate(i int, mode cutMode) {
 	n.setCut(pairs, mode)
 }
 
-// heal opens every pair.
+// heal opens every pair and clears every link fault.
 func (n *network) heal() {
 	n.mu.Lock()
 	var pairs []pair
 	for p := range n.cut {
 		pairs = append(pairs, p)
 	}
+	clear(n.faults)
 	n.mu.Unlock()
 	n.setCut(pairs, open)
 }

@@ -33,7 +33,8 @@ var (
 	binOnce sync.Once
 	binPath string
 	binErr  error
-	binTmp  string
+	binTmp  string     // where buildKeep puts binaries; removed by cleanup
+	binMu   sync.Mutex // guards binTmp
 )
 
 // Main is a TestMain helper: it builds the keep binary (or takes
@@ -67,34 +68,61 @@ func build() (string, error) {
 			binPath = bin
 			return
 		}
-		root, err := RepoRoot()
-		if err != nil {
-			binErr = err
-			return
-		}
-		tmp, err := os.MkdirTemp("", "keep-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binTmp = tmp
-		p := filepath.Join(tmp, "keep")
-		args := []string{"build", "-o", p}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "./cmd/keep")...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build ./cmd/keep: %v\n%s", err, out)
-			return
-		}
-		binPath = p
+		binPath, binErr = buildKeep("keep")
 	})
 	return binPath, binErr
 }
 
+var (
+	fpOnce sync.Once
+	fpPath string
+	fpErr  error
+)
+
+// FailpointBinary returns a keep binary built with the tag failpoints (see
+// internal/failpoint), whose crash points GOFAIL_FAILPOINTS and
+// GOFAIL_HTTP arm, building it on first use. KEEP_BINARY does not replace
+// it: a release binary has no failpoints.
+func FailpointBinary(t testing.TB) string {
+	t.Helper()
+	fpOnce.Do(func() { fpPath, fpErr = buildKeep("keep-failpoints", "-tags", "failpoints") })
+	if fpErr != nil {
+		t.Fatal(fpErr)
+	}
+	return fpPath
+}
+
+// buildKeep builds ./cmd/keep with the extra go build arguments into the
+// directory that cleanup removes, under the race detector if the tests
+// run under it.
+func buildKeep(name string, extra ...string) (string, error) {
+	binMu.Lock()
+	defer binMu.Unlock()
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	if binTmp == "" {
+		if binTmp, err = os.MkdirTemp("", "keep-bin-"); err != nil {
+			return "", err
+		}
+	}
+	p := filepath.Join(binTmp, name)
+	args := append([]string{"build", "-o", p}, extra...)
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/keep")...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return p, nil
+}
+
 func cleanup() {
+	binMu.Lock()
+	defer binMu.Unlock()
 	if binTmp != "" {
 		os.RemoveAll(binTmp)
 	}

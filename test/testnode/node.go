@@ -26,6 +26,7 @@ const DefaultStartTimeout = 30 * time.Second
 // address with a fresh data directory and a fresh HSM key.
 type Options struct {
 	Name         string        // label in logs; default the address
+	Binary       string        // keep binary; default the one under test (Binary)
 	Addr         string        // --address IP:PORT; default AllocAddr
 	Host         string        // --host HOST:PORT; default Addr; "-" leaves the flag out
 	Dir          string        // data directory; default a new t.TempDir()
@@ -44,6 +45,7 @@ type Options struct {
 // (e.g. Host, to start a node with another --host).
 type Node struct {
 	Name      string
+	Binary    string // empty: the keep under test
 	Addr      string
 	Host      string
 	Dir       string
@@ -53,7 +55,6 @@ type Node struct {
 	NoAPIKey  bool
 	ExtraArgs []string
 	ExtraEnv  []string
-	Binary    string // the keep binary to run; "" is the one under test (Binary)
 
 	APIKey string          // root API key from the banner, or derived from HSMKey when the banner has none (restarts), k1:…
 	Root   mtls.PrivateKey // parsed APIKey; nil if NoAPIKey
@@ -107,6 +108,7 @@ func New(t testing.TB, opts Options) *Node {
 	}
 	n := &Node{
 		Name:         opts.Name,
+		Binary:       opts.Binary,
 		Addr:         opts.Addr,
 		Host:         opts.Host,
 		Dir:          opts.Dir,
