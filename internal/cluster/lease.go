@@ -104,7 +104,7 @@ func (n *Node) awaitReads(ctx context.Context, inst *instance, leader string, wa
 	for {
 		fence, ok, changed := n.lease.fenceFor(leader)
 		if ok {
-			if n.appliedIndex(inst) < fence {
+			if !n.hasApplied(inst, fence) {
 				n.waitApplied(ctx, fence, applyFor)
 			}
 			return

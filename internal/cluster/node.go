@@ -533,12 +533,12 @@ func (n *Node) followers(inst *instance) []raft.ServerID {
 
 // waitApplied waits, at most bound, until this node has applied index.
 func (n *Node) waitApplied(ctx context.Context, index uint64, bound time.Duration) {
-	if n.appliedIndex(n.current()) >= index {
+	if n.hasApplied(n.current(), index) {
 		return // the common case: no timer to set up
 	}
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	for n.appliedIndex(n.current()) < index {
+	for !n.hasApplied(n.current(), index) {
 		select {
 		case <-ctx.Done():
 			return

@@ -146,6 +146,13 @@ func (n *Node) callRaw(ctx context.Context, host, path string, body []byte, resp
 	return json.Unmarshal(data, resp)
 }
 
+// hasApplied reports whether this node's state reflects the log up to
+// index. Reads ask it: the FSM's own count answers most of them without
+// the cost of appliedIndex.
+func (n *Node) hasApplied(inst *instance, index uint64) bool {
+	return n.fsm.applied.Load() >= index || n.appliedIndex(inst) >= index
+}
+
 // appliedIndex is how far this node's state reflects the log: what a
 // follower reports to the leader, and what a read or a forwarded write
 // waits for. See appliedThrough.
