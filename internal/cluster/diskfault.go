@@ -158,7 +158,7 @@ func openFaultLog(dir string, vfs types.VFS) (*faultLog, error) {
 func (l *faultLog) open() (*segmentLog, error) {
 	meta := &metadb.BoltMetaDB{}
 	w, err := wal.Open(l.dir, wal.WithMetaStore(meta), wal.WithSegmentSize(walSegmentSize),
-		wal.WithSegmentFiler(segment.NewFiler(l.dir, l.fs)), wal.WithLogger(l.walLogger()))
+		wal.WithSegmentFiler(sealedTailFiler{segment.NewFiler(l.dir, l.fs)}), wal.WithLogger(l.walLogger()))
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("failed to open raft log in %s: %w", l.dir, err)
