@@ -260,6 +260,12 @@ func (l *faultLog) DeleteRange(lo, hi uint64) error {
 	return nil
 }
 
+// IsMonotonic implements raft.MonotonicLogStore: raft-wal takes entries
+// only in order, so raft must empty it, not compact it, when it installs a
+// snapshot past its end. Without it, the first append after the snapshot
+// failed as "non-monotonic", and the follower stayed behind for good.
+func (l *faultLog) IsMonotonic() bool { return true }
+
 // Close implements io.Closer: it stops the recovery and closes the log.
 func (l *faultLog) Close() error {
 	l.fmu.Lock()

@@ -62,3 +62,39 @@ func TestTailTruncationSurvivesRestart(t *testing.T) {
 	}
 	st.close()
 }
+
+// TestLogAfterSnapshotInstall does to the raft log what raft does when a
+// follower installs a snapshot past the log's end: raft empties a
+// monotonic store (removeOldLogs), and the next append starts after the
+// snapshot. The store must tell raft it is monotonic: raft otherwise only
+// compacts it, and the append failed as "non-monotonic" and left the node
+// refusing writes for good (TestRobustness, snapshot-install).
+func TestLogAfterSnapshotInstall(t *testing.T) {
+	dir, h := t.TempDir(), testHSM(t)
+	st, err := openStores(context.Background(), dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	mono, ok := st.logs.(raft.MonotonicLogStore)
+	if !ok || !mono.IsMonotonic() {
+		t.Fatalf("the raft log (%T) does not tell raft it is monotonic", st.logs)
+	}
+	if err := st.logs.StoreLogs(testLogs(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	// raft's removeOldLogs, for a snapshot at 50.
+	last, err := st.logs.LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.logs.DeleteRange(1, last); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.logs.StoreLogs(testLogs(51, 55)); err != nil {
+		t.Fatalf("append after the snapshot: %v", err)
+	}
+	if first, last := logRange(t, st.logs); first != 51 || last != 55 {
+		t.Errorf("the log holds entries %d to %d, want 51 to 55", first, last)
+	}
+}
