@@ -158,7 +158,7 @@ func openFaultLog(dir string, vfs types.VFS) (*faultLog, error) {
 func (l *faultLog) open() (*segmentLog, error) {
 	meta := &metadb.BoltMetaDB{}
 	w, err := wal.Open(l.dir, wal.WithMetaStore(meta), wal.WithSegmentSize(walSegmentSize),
-		wal.WithSegmentFiler(segment.NewFiler(l.dir, l.fs)), wal.WithLogger(l.walLogger()))
+		wal.WithSegmentFiler(sealedTailFiler{segment.NewFiler(l.dir, l.fs)}), wal.WithLogger(l.walLogger()))
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("failed to open raft log in %s: %w", l.dir, err)
@@ -259,6 +259,12 @@ func (l *faultLog) DeleteRange(lo, hi uint64) error {
 	}
 	return nil
 }
+
+// IsMonotonic implements raft.MonotonicLogStore: raft-wal takes entries
+// only in order, so raft must empty it, not compact it, when it installs a
+// snapshot past its end. Without it, the first append after the snapshot
+// failed as "non-monotonic", and the follower stayed behind for good.
+func (l *faultLog) IsMonotonic() bool { return true }
 
 // Close implements io.Closer: it stops the recovery and closes the log.
 func (l *faultLog) Close() error {
