@@ -166,7 +166,7 @@ func Run(ctx context.Context, opts Options) error {
 	starting := minkms.Unavailable()
 	handler.Store(&starting)
 	srv := &http.Server{
-		Handler:           observe(nodeMetrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) })),
+		Handler:           observe(nodeMetrics, answerPanics(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }))),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Every request, body included, must arrive within ReadTimeout: a
 		// client that trickles its body is cut off. Handlers that stream

@@ -149,6 +149,13 @@ func (c *cluster) armFailpoint(t *testing.T, i int, fp failpoint.Name, terms str
 	req, err := http.NewRequestWithContext(ctxT(t, 5*time.Second), http.MethodPut, "http://"+c.failHTTP[i]+"/"+string(fp), strings.NewReader(terms))
 	noErr(t, err, "failpoint request")
 	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		// A point that is hit at once kills the node before it answers;
+		// waitKilled then tells how it ended.
+		if _, exited := c.nodes[i].Wait(5 * time.Second); exited {
+			return
+		}
+	}
 	noErr(t, err, "arm %s on node %d", fp, i)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
