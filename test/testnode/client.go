@@ -110,6 +110,21 @@ func StatusOf(err error) int {
 	return 0
 }
 
+// ResentEmpty reports whether err is a server's answer to a request that
+// arrived with none of the body it declared: the mark of kms-go's balancer
+// (kms v0.5.x, internal/https.LoadBalancer), which after a transport error
+// resends the request to its next host with the body the failed attempt
+// already consumed. It happens when a stopping node's GOAWAY crosses a new
+// request: net/http retries that request on a fresh connection to the same
+// node, whose refused handshake ends the attempt. The server then proves
+// it never saw the request, so a caller may send it again.
+func ResentEmpty(err error) bool {
+	var e kms.Error
+	return errors.As(err, &e) && e.Code == http.StatusBadRequest &&
+		strings.Contains(e.Err, "declared a Content-Length of") &&
+		strings.Contains(e.Err, "but only wrote 0 bytes")
+}
+
 // Result is the outcome of a process run to completion.
 type Result struct {
 	Args           []string
