@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -92,8 +93,7 @@ type Node struct {
 	mu   sync.RWMutex // read-held while using inst, write-held while replacing it
 	inst *instance
 
-	fwdMu sync.Mutex
-	fwd   *forwardConn // to the leader, for forwarded writes; nil until needed
+	fwd *forwarder // a follower's writes, to the leader
 
 	// memberMu serializes the membership changes this node makes as
 	// leader: each reads the configuration and changes it, and the next
@@ -129,7 +129,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.fsm = &fsm{state: cfg.State, notify: n.notify, logger: cfg.Logger, keyring: cfg.Keyring}
 	cfg.State.OnSeals(n.fsm.sealsChanged)
-	cfg.Transport.serveForwards(n.serveForwards)
+	n.fwd = newForwarder(cfg.Transport, n.done)
+	cfg.Transport.serveForwards(func(c net.Conn) { serveForwards(c, n.done, n.serveForward) })
 	cfg.Transport.AdmitJoins(n.joinable)
 	st, err := openStores(ctx, cfg.Dir, cfg.Keyring)
 	if err != nil {
@@ -403,7 +404,7 @@ func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 		err := ErrNoLeader
 		if leader, _ := inst.raft.LeaderWithID(); leader != "" {
 			var index uint64
-			index, err = n.forward(ctx, string(leader), data)
+			index, err = n.fwd.forward(ctx, string(leader), data)
 			if index > 0 {
 				n.waitApplied(ctx, index, applyWait)
 			}
@@ -420,6 +421,18 @@ func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// serveForward applies a forwarded log entry, if this node leads. A node
+// that is starting serves forwards before its raft runs (Open): a follower
+// still forwards to it if it led before a crash.
+func (n *Node) serveForward(ctx context.Context, entry []byte) forwardResponse {
+	inst := n.current()
+	if inst == nil || inst.raft.State() != raft.Leader {
+		return forwardResponse{Err: encodeError(ErrNoLeader)}
+	}
+	index, err := n.applyLocal(ctx, inst, entry)
+	return forwardResponse{Index: index, Err: encodeError(err)}
 }
 
 // neverArrived reports whether a forwarded write failed before it could
@@ -617,11 +630,7 @@ func (n *Node) Close() error {
 	default:
 		close(n.done)
 	}
-	n.fwdMu.Lock()
-	if n.fwd != nil {
-		n.fwd.close(ErrShuttingDown)
-	}
-	n.fwdMu.Unlock()
+	n.fwd.close()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.inst == nil || n.inst.stopped {
