@@ -83,17 +83,14 @@ type Node struct {
 	cfg     Config
 	fsm     *fsm // shared by every raft instance of the node
 	started time.Time
-	applied *tracker      // on the leader: how far followers have applied
-	lease   *lease        // on a follower: whether the leader counts it
-	notify  chan struct{} // signalled when the state machine applies an entry
-	nudge   chan struct{} // signalled when the leader waits for followers to apply
 	done    chan struct{} // closed by Close; stops the background loops
 	removed atomic.Bool   // this node was a member of its cluster and is no more
 
 	mu   sync.RWMutex // read-held while using inst, write-held while replacing it
 	inst *instance
 
-	fwd *forwarder // a follower's writes, to the leader
+	reads *readGate  // when this node's state may serve a read
+	fwd   *forwarder // a follower's writes, to the leader
 
 	// memberMu serializes the membership changes this node makes as
 	// leader: each reads the configuration and changes it, and the next
@@ -121,13 +118,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:     cfg,
 		started: time.Now(),
-		applied: newTracker(),
-		lease:   newLease(),
-		notify:  make(chan struct{}, 1),
-		nudge:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
-	n.fsm = &fsm{state: cfg.State, notify: n.notify, logger: cfg.Logger, keyring: cfg.Keyring}
+	notify := make(chan struct{}, 1)
+	n.fsm = &fsm{state: cfg.State, notify: notify, logger: cfg.Logger, keyring: cfg.Keyring}
+	n.reads = newReadGate(n.current, &n.fsm.applied, notify, cfg.Transport, cfg.MaxStaleness, n.started, n.done)
 	cfg.State.OnSeals(n.fsm.sealsChanged)
 	n.fwd = newForwarder(cfg.Transport, n.done)
 	cfg.Transport.serveForwards(func(c net.Conn) { serveForwards(c, n.done, n.serveForward) })
@@ -158,8 +153,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		st.close()
 		return nil, err
 	}
-	go n.reportApplied()
-	go n.nudgeFollowers()
+	n.reads.run()
 	go n.watchMembership()
 	return n, nil
 }
@@ -355,7 +349,7 @@ func (n *Node) CatchUp(ctx context.Context) error {
 			// for the leader to count it, and for the writes it
 			// acknowledged meanwhile (the lease's fence).
 			if leader, _ := inst.raft.LeaderWithID(); leader != "" {
-				n.awaitReads(ctx, inst, string(leader), startLeaseWait, startApplyWait)
+				n.reads.awaitReads(ctx, inst, string(leader), startLeaseWait, startApplyWait)
 			}
 			if err := n.fsm.failure(); err != nil {
 				return err
@@ -406,7 +400,7 @@ func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 			var index uint64
 			index, err = n.fwd.forward(ctx, string(leader), data)
 			if index > 0 {
-				n.waitApplied(ctx, index, applyWait)
+				n.reads.waitApplied(ctx, index, applyWait)
 			}
 			if !neverArrived(err) {
 				return err
@@ -475,10 +469,7 @@ func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uin
 		}
 		return 0, fmt.Errorf("failed to replicate write: %w", err)
 	}
-	if followers := n.followers(inst); len(followers) > 0 {
-		signal(n.nudge)
-		n.applied.wait(ctx, f.Index(), followers, followerWait)
-	}
+	n.reads.waitFollowers(ctx, inst, f.Index())
 	if err, ok := f.Response().(error); ok {
 		return f.Index(), err
 	}
@@ -504,64 +495,6 @@ func (n *Node) checkEntry(inst *instance, data []byte) error {
 		return fmt.Errorf("%w: the write was made by a node whose state was not this cluster's (it joined or left a cluster meanwhile): try again: %w", state.ErrNotInitialized, err)
 	}
 	return err
-}
-
-// nudgeFollowers makes followers learn of new commits right away. Raft
-// tells followers the commit index with the next append, or after
-// CommitTimeout when none comes; a lone write would wait for that before
-// the followers apply it. A barrier is such an append. One barrier is under
-// way at a time, and writes committed meanwhile are covered by the next;
-// under load the appends of other writes do the job and barriers are few.
-func (n *Node) nudgeFollowers() {
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-n.nudge:
-		}
-		if inst := n.current(); inst != nil && inst.raft.State() == raft.Leader {
-			inst.raft.Barrier(applyTimeout).Error()
-		}
-	}
-}
-
-// signal notifies c without blocking; c has room for one notification.
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-// followers returns the IDs of the other voters.
-func (n *Node) followers(inst *instance) []raft.ServerID {
-	f := inst.raft.GetConfiguration()
-	if f.Error() != nil {
-		return nil
-	}
-	var ids []raft.ServerID
-	for _, s := range f.Configuration().Servers {
-		if s.ID != inst.id {
-			ids = append(ids, s.ID)
-		}
-	}
-	return ids
-}
-
-// waitApplied waits, at most bound, until this node has applied index.
-func (n *Node) waitApplied(ctx context.Context, index uint64, bound time.Duration) {
-	if n.hasApplied(n.current(), index) {
-		return // the common case: no timer to set up
-	}
-	ctx, cancel := context.WithTimeout(ctx, bound)
-	defer cancel()
-	for !n.hasApplied(n.current(), index) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Millisecond):
-		}
-	}
 }
 
 // IsLeader reports whether this node leads its cluster now: work that one
@@ -597,30 +530,7 @@ func (n *Node) AwaitReads() error {
 	if err := n.gone(inst); err != nil {
 		return err
 	}
-	if inst.raft.State() == raft.Leader {
-		return nil
-	}
-	var bound time.Duration
-	if n.cfg.MaxStaleness != nil {
-		bound = n.cfg.MaxStaleness()
-	}
-	if bound > 0 && time.Since(inst.raft.LastContact()) > bound {
-		return ErrStale
-	}
-	if since, ok := inst.faultSince(); ok {
-		// A follower that cannot write its log takes no new entries,
-		// and gets no lease (it stopped reporting): it serves its state
-		// as it is, at once, for as long as the staleness bound allows,
-		// counted from the fault (the leader's heartbeats still arrive).
-		if bound > 0 && time.Since(since) > bound {
-			return ErrStale
-		}
-		return nil
-	}
-	if leader, _ := inst.raft.LeaderWithID(); leader != "" {
-		n.awaitReads(context.Background(), inst, string(leader), leaseWait, applyWait)
-	}
-	return nil
+	return n.reads.admit(inst)
 }
 
 // Close stops raft and closes the stores.

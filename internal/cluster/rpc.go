@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -146,62 +145,6 @@ func (n *Node) callRaw(ctx context.Context, host, path string, body []byte, resp
 	return json.Unmarshal(data, resp)
 }
 
-// hasApplied reports whether this node's state reflects the log up to
-// index. Reads ask it: the FSM's own count answers most of them without
-// the cost of appliedIndex.
-func (n *Node) hasApplied(inst *instance, index uint64) bool {
-	return n.fsm.applied.Load() >= index || n.appliedIndex(inst) >= index
-}
-
-// appliedIndex is how far this node's state reflects the log: what a
-// follower reports to the leader, and what a read or a forwarded write
-// waits for. See appliedThrough.
-func (n *Node) appliedIndex(inst *instance) uint64 {
-	return appliedThrough(n.fsm.applied.Load(), inst.raft.AppliedIndex(), inst.stores.logs, func() uint64 {
-		// Stats is costly; it is asked only when a command is queued.
-		s, _ := strconv.ParseUint(inst.raft.Stats()["last_snapshot_index"], 10, 64)
-		return s
-	})
-}
-
-// appliedThrough is how far the state reflects the log, from the last
-// command the FSM applied and raft's AppliedIndex (queued). Raft's index
-// also covers the entries that never reach the FSM (no-ops,
-// configurations, barriers) and snapshots, but raft advances it as soon as
-// it queues commands for the FSM, before they are applied: a follower that
-// replays its log after a restart runs hundreds of entries behind it, and
-// counting those would let the leader acknowledge a write the follower
-// does not serve yet. So the entries after applied count up to the first
-// command among them that the latest snapshot (raft's, which the state
-// holds: restored, or taken from it) does not cover; entries below the
-// log's first index were compacted into it. Unsure (the log cannot be
-// read), it says applied.
-func appliedThrough(applied, queued uint64, logs raft.LogStore, snapshot func() uint64) uint64 {
-	if queued <= applied {
-		return applied
-	}
-	first, err := logs.FirstIndex()
-	if err != nil {
-		return applied
-	}
-	var l raft.Log
-	snap := uint64(0)
-	asked := false
-	for i := max(applied+1, first); i <= queued; i++ {
-		if err := logs.GetLog(i, &l); err == nil && l.Type != raft.LogCommand {
-			continue
-		}
-		if !asked {
-			snap, asked = snapshot(), true
-		}
-		if snap < i {
-			return i - 1
-		}
-		i = snap // the snapshot covers the entries up to it
-	}
-	return queued
-}
-
 // RPCHandler serves the /v1/rpc endpoints to other nodes.
 func (n *Node) RPCHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -238,7 +181,7 @@ func (n *Node) RPCHandler() http.Handler {
 	handle(rpcStatus, func(context.Context, []byte) (any, error) { return n.LocalStatus(), nil })
 	handle(rpcJoin, n.serveJoin)
 	handle(rpcReset, func(ctx context.Context, _ []byte) (any, error) { return struct{}{}, n.reset(ctx) })
-	mux.HandleFunc(rpcApplied, n.serveApplied)
+	mux.HandleFunc(rpcApplied, n.reads.serveApplied)
 	handle(rpcRestart, func(context.Context, []byte) (any, error) {
 		if n.cfg.Restart == nil {
 			return nil, errors.New("restart is not supported by this node")
