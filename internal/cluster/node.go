@@ -12,10 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -78,34 +76,25 @@ type Snapshots struct {
 	TrailingLogs uint64
 }
 
-// Node is a member of a raft cluster.
+// Node is a member of a raft cluster. It runs one raft instance at a time
+// (instance.go), replaced under mu when the node joins a cluster, is
+// edited or is reset, and proposes writes (Apply). Its other jobs are
+// types of their own, each given only what it needs of the node: reads
+// (readGate: the read-lease protocol, and the waits of reads, forwarded
+// writes and acknowledgements), write forwarding (forwarder on a follower,
+// serveForwards on the leader), and membership (members).
 type Node struct {
 	cfg     Config
 	fsm     *fsm // shared by every raft instance of the node
 	started time.Time
 	done    chan struct{} // closed by Close; stops the background loops
-	removed atomic.Bool   // this node was a member of its cluster and is no more
 
 	mu   sync.RWMutex // read-held while using inst, write-held while replacing it
 	inst *instance
 
-	reads *readGate  // when this node's state may serve a read
-	fwd   *forwarder // a follower's writes, to the leader
-
-	// memberMu serializes the membership changes this node makes as
-	// leader: each reads the configuration and changes it, and the next
-	// must see the change (see addNode).
-	memberMu sync.Mutex
-}
-
-// instance is one run of raft; the node replaces it when it joins a
-// cluster, is edited, or is reset.
-type instance struct {
-	stopped bool
-	raft    *raft.Raft
-	id      raft.ServerID
-	stores  *stores
-	net     *raft.NetworkTransport
+	reads   *readGate  // when this node's state may serve a read
+	fwd     *forwarder // a follower's writes, to the leader
+	members *members   // adding and removing nodes, joining, noticing removal
 }
 
 // Open starts the raft node of cfg. A data directory without raft state is
@@ -126,7 +115,19 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.State.OnSeals(n.fsm.sealsChanged)
 	n.fwd = newForwarder(cfg.Transport, n.done)
 	cfg.Transport.serveForwards(func(c net.Conn) { serveForwards(c, n.done, n.serveForward) })
-	cfg.Transport.AdmitJoins(n.joinable)
+	n.members = &members{
+		host:      cfg.Host,
+		state:     cfg.State,
+		keyring:   cfg.Keyring,
+		hsm:       cfg.HSM,
+		transport: cfg.Transport,
+		logger:    cfg.Logger,
+		done:      n.done,
+		current:   n.current,
+		restart:   n.restart,
+		reset:     n.reset,
+	}
+	cfg.Transport.AdmitJoins(n.members.joinable)
 	st, err := openStores(ctx, cfg.Dir, cfg.Keyring)
 	if err != nil {
 		return nil, err
@@ -154,7 +155,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.reads.run()
-	go n.watchMembership()
+	go n.members.watch()
 	return n, nil
 }
 
@@ -176,69 +177,6 @@ func (n *Node) raftConfig(id raft.ServerID) *raft.Config {
 	}
 	conf.Logger = raftLogger()
 	return conf
-}
-
-// start runs raft on st as node id.
-func (n *Node) start(st *stores, id raft.ServerID) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.startLocked(st, id)
-}
-
-// startLocked is start for a caller that holds n.mu.
-func (n *Node) startLocked(st *stores, id raft.ServerID) error {
-	net := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  n.cfg.Transport.listen(),
-		MaxPool: 3,
-		Timeout: 5 * time.Second,
-		Logger:  raftLogger(),
-	})
-	n.fsm.applied.Store(0)
-	n.fsm.useStores(st)
-	if st.faults != nil {
-		st.faults.setNode(n.cfg.Host, n.cfg.Logger)
-	}
-	r, err := raft.NewRaft(n.raftConfig(id), n.fsm, st.logs, st.stable, st.snaps, net)
-	if err != nil {
-		net.Close()
-		return fmt.Errorf("failed to start raft: %w", err)
-	}
-	n.inst = &instance{raft: r, id: id, stores: st, net: net}
-	n.removed.Store(false)
-	return nil
-}
-
-// stop shuts raft down and closes its stores; the caller holds n.mu.
-func (inst *instance) stop() error {
-	inst.stopped = true
-	err := inst.raft.Shutdown().Error()
-	return errors.Join(err, inst.net.Close(), inst.stores.close())
-}
-
-// diskFault returns the error writes get while this node cannot write
-// its raft log (a full or failing disk), nil otherwise.
-func (inst *instance) diskFault() error {
-	if f := inst.stores.faults; f != nil {
-		return f.Fault()
-	}
-	return nil
-}
-
-// faultSince returns when this node's raft log last became unwritable,
-// and whether it is now.
-func (inst *instance) faultSince() (time.Time, bool) {
-	var f *StorageError
-	if errors.As(inst.diskFault(), &f) {
-		return f.since, true
-	}
-	return time.Time{}, false
-}
-
-// current returns the running raft instance.
-func (n *Node) current() *instance {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.inst
 }
 
 // bootstrap makes a fresh node a one-node cluster: node 0 at its host. The
@@ -559,7 +497,7 @@ func (n *Node) gone(inst *instance) error {
 		return ErrShuttingDown
 	default:
 	}
-	if inst.raft.State() == raft.Shutdown || n.removed.Load() {
+	if inst.raft.State() == raft.Shutdown || n.members.removed.Load() {
 		return ErrRemoved
 	}
 	return n.fsm.failure()
@@ -640,32 +578,6 @@ func (n *Node) tryFinishUpgrade(inst *instance) (bool, error) {
 	n.fsm.upgrading.Store(false)
 	n.cfg.Logger.Info("data directory upgraded: its snapshots and log entries are authenticated from now on", "dir", n.cfg.Dir)
 	return true, nil
-}
-
-// watchMembership notices when this node is removed from its cluster.
-// Raft shuts down a removed leader, but a removed follower goes on as a
-// follower of nobody; reads must not be served from its frozen state. The
-// flag is kept current here, off the read path, which only loads it.
-func (n *Node) watchMembership() {
-	tick := time.NewTicker(membershipCheck)
-	defer tick.Stop()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-tick.C:
-		}
-		inst := n.current()
-		f := inst.raft.GetConfiguration()
-		if f.Error() != nil {
-			continue
-		}
-		servers := f.Configuration().Servers
-		// An empty configuration is a node waiting for the log of the
-		// cluster it joins, not a removed one.
-		member := len(servers) == 0 || slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == inst.id })
-		n.removed.Store(!member)
-	}
 }
 
 // offlineTransport is the transport for raft functions that work on the

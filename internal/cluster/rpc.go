@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/identity"
 )
@@ -91,17 +90,17 @@ type errorResponse struct {
 
 // call sends an RPC with a JSON request to the node at host and decodes
 // its JSON reply into resp.
-func (n *Node) call(ctx context.Context, host, path string, req, resp any) error {
+func (t *Transport) call(ctx context.Context, host, path string, req, resp any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
-	return n.callRaw(ctx, host, path, body, resp)
+	return t.callRaw(ctx, host, path, body, resp)
 }
 
 // callRaw sends an RPC with the given body. Transport failures are
 // ErrNodeUnavailable; errors the peer returns keep their identity.
-func (n *Node) callRaw(ctx context.Context, host, path string, body []byte, resp any) error {
+func (t *Transport) callRaw(ctx context.Context, host, path string, body []byte, resp any) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rpcTimeout)
@@ -117,7 +116,7 @@ func (n *Node) callRaw(ctx context.Context, host, path string, body []byte, resp
 	r = r.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
 	}))
-	res, err := n.cfg.Transport.client.Do(r)
+	res, err := t.client.Do(r)
 	if errors.Is(err, errNotNode) {
 		return fmt.Errorf("%w: %s: %w", ErrNodeUnavailable, host, errNotNode)
 	}
@@ -154,7 +153,7 @@ func (n *Node) RPCHandler() http.Handler {
 			// ask it to join (only that, over the peer handshake, and
 			// serveJoin checks the proof).
 			node := n.cfg.Transport.IsNode(r)
-			joiner := !node && path == rpcJoin && r.TLS != nil && r.TLS.ServerName == RPCServerName && n.joinable()
+			joiner := !node && path == rpcJoin && r.TLS != nil && r.TLS.ServerName == RPCServerName && n.members.joinable()
 			if !node && !joiner {
 				writeRPC(w, http.StatusForbidden, errorResponse{Err: &rpcError{Message: "access denied: only cluster nodes may call " + path}})
 				return
@@ -177,9 +176,9 @@ func (n *Node) RPCHandler() http.Handler {
 			writeRPC(w, http.StatusOK, resp)
 		})
 	}
-	handle(rpcMembership, n.serveMembership)
+	handle(rpcMembership, n.members.serveMembership)
 	handle(rpcStatus, func(context.Context, []byte) (any, error) { return n.LocalStatus(), nil })
-	handle(rpcJoin, n.serveJoin)
+	handle(rpcJoin, n.members.serveJoin)
 	handle(rpcReset, func(ctx context.Context, _ []byte) (any, error) { return struct{}{}, n.reset(ctx) })
 	mux.HandleFunc(rpcApplied, n.reads.serveApplied)
 	handle(rpcRestart, func(context.Context, []byte) (any, error) {
@@ -197,28 +196,6 @@ func writeRPC(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(body)
-}
-
-// serveMembership carries out a forwarded membership change, if this node
-// leads.
-func (n *Node) serveMembership(ctx context.Context, body []byte) (any, error) {
-	var req membershipRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, err
-	}
-	inst := n.current()
-	var err error
-	switch {
-	case inst.raft.State() != raft.Leader:
-		err = ErrNoLeader
-	case req.AddNode != "":
-		err = n.addNode(ctx, inst, req.AddNode)
-	case req.RemoveNode != "":
-		err = n.removeNode(ctx, inst, req.RemoveNode, req.DeleteCluster)
-	default:
-		err = errors.New("empty membership request")
-	}
-	return forwardResponse{Err: encodeError(err)}, nil
 }
 
 // unwrapURL drops the "Post https://…" of a url.Error, which says nothing
