@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 )
 
 // TestMembersRefuse checks the membership changes that are refused before
@@ -53,5 +54,44 @@ func TestMembersRefuse(t *testing.T) {
 		if tc.wantAny && err == nil || !tc.wantAny && !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestMembersWatch checks when a node takes itself for removed: when its
+// cluster's configuration lacks it, not when the configuration is empty
+// (a node waiting for the log of the cluster it joins).
+func TestMembersWatch(t *testing.T) {
+	leader, follower := testInstance(t, true), testInstance(t, false)
+	stranger := *leader
+	stranger.id = "b"
+	for _, tc := range []struct {
+		name        string
+		inst        *instance
+		wantRemoved bool
+	}{
+		{"member", leader, false},
+		{"configuration without it", &stranger, true},
+		{"empty configuration", follower, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			done := make(chan struct{})
+			m := &members{current: func() *instance { return tc.inst }, done: done}
+			m.removed.Store(!tc.wantRemoved)
+			watched := make(chan struct{})
+			go func() {
+				m.watch()
+				close(watched)
+			}()
+			deadline := time.Now().Add(10 * time.Second)
+			for m.removed.Load() != tc.wantRemoved && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			close(done)
+			<-watched
+			if got := m.removed.Load(); got != tc.wantRemoved {
+				t.Errorf("removed: %v, want %v", got, tc.wantRemoved)
+			}
+		})
 	}
 }
