@@ -262,7 +262,11 @@ func TestForwarderClose(t *testing.T) {
 		_, err := f.forward(context.Background(), leader, []byte("silent"))
 		inFlight <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // the write is on its way
+	for pending := 0; pending == 0; time.Sleep(time.Millisecond) { // the write is on its way
+		f.conn.mu.Lock()
+		pending = len(f.conn.pending)
+		f.conn.mu.Unlock()
+	}
 	close(done)
 	f.close()
 	select {
