@@ -50,6 +50,7 @@ pkg=github.com/keep-kms/keep/internal/buildinfo
 ldflags="-s -w -X $pkg.Version=$version -X $pkg.Commit=$commit -X $pkg.Date=$date"
 cgo=${KEEP_CGO:-1}
 hostarch=$(go env GOHOSTARCH)
+built=()
 
 for platform in ${KEEP_PLATFORMS:-linux/amd64 linux/arm64}; do
   goos=${platform%/*}
@@ -79,6 +80,8 @@ for platform in ${KEEP_PLATFORMS:-linux/amd64 linux/arm64}; do
   echo "build.sh: $name $version ($commit, $date)" >&2
   env GOOS="$goos" GOARCH="$goarch" CGO_ENABLED="$cgo" ${cc:+CC="$cc"} \
     go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$out/$name" ./cmd/keep
+  built+=("$name")
 done
 
-(cd "$out" && sha256sum keep-* >SHA256SUMS)
+# Only this run's binaries: DIR may hold others from earlier runs.
+(cd "$out" && sha256sum "${built[@]}" >SHA256SUMS)
