@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keep-kms/keep/internal/cli"
+	"github.com/keep-kms/keep/test/aptget"
 	"github.com/keep-kms/keep/test/testnode"
 )
 
@@ -279,7 +280,7 @@ func TestBuild(t *testing.T) {
 	platforms := "linux/amd64"
 	if *buildLong {
 		platforms = "linux/amd64 linux/arm64"
-		installCrossCompiler(t)
+		aptget.Need(t, "aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
 	}
 	const version = "v0.0.0-buildtest"
 	epoch := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -355,26 +356,6 @@ func TestBuild(t *testing.T) {
 	}
 	if bytes.Contains(data, []byte(root)) {
 		t.Errorf("the binary contains the build directory %s", root)
-	}
-}
-
-// installCrossCompiler makes sure aarch64-linux-gnu-gcc, which build.sh
-// needs for linux/arm64 with cgo, exists: as root (CI) it installs
-// Debian's gcc-aarch64-linux-gnu; otherwise it fails saying what to install.
-func installCrossCompiler(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("aarch64-linux-gnu-gcc"); err == nil {
-		return
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("aarch64-linux-gnu-gcc not found: install gcc-aarch64-linux-gnu (Debian/Ubuntu) to build linux/arm64 with cgo")
-	}
-	for _, args := range [][]string{{"update"}, {"install", "-y", "gcc-aarch64-linux-gnu"}} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("apt-get %s: %v\n%s", strings.Join(args, " "), err, testnode.Tail(string(out), 2048))
-		}
 	}
 }
 

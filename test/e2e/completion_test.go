@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keep-kms/keep/test/aptget"
 	"github.com/keep-kms/keep/test/testnode"
 )
 
@@ -59,7 +60,7 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 
-	installBashCompletion(t)
+	aptget.Need(t, bashCompletion, "bash-completion")
 	// The script runs "keep __complete …": keep must be on the PATH.
 	bin := t.TempDir()
 	if err := os.Symlink(testnode.Binary(t), filepath.Join(bin, "keep")); err != nil {
@@ -90,28 +91,5 @@ printf '%%s\n' "${COMPREPLY[@]}"`, bashCompletion, filepath.Join(dir, "keep.bash
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("completing %q: %q, want %q", tc.line, got, tc.want)
 		}
-	}
-}
-
-// installBashCompletion makes sure bashCompletion exists: if it is missing
-// and the test runs as root (CI), it installs Debian's bash-completion, as
-// test/softhsm does for SoftHSM2; otherwise it fails saying what to install.
-func installBashCompletion(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(bashCompletion); err == nil {
-		return
-	}
-	if os.Geteuid() != 0 {
-		t.Fatalf("%s not found: install bash-completion (Debian/Ubuntu: apt-get install bash-completion) to run this test", bashCompletion)
-	}
-	for _, args := range [][]string{{"update"}, {"install", "-y", "bash-completion"}} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("apt-get %s: %v\n%s", strings.Join(args, " "), err, testnode.Tail(string(out), 2048))
-		}
-	}
-	if _, err := os.Stat(bashCompletion); err != nil {
-		t.Fatalf("bash-completion installed, but: %v", err)
 	}
 }
