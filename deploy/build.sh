@@ -21,6 +21,8 @@
 #                    likewise CC_linux_amd64 (x86_64-linux-gnu-gcc)
 #   SOURCE_DATE_EPOCH the build date, in seconds since 1970 (default: the
 #                    commit time)
+#   KEEP_COMMIT      the commit (default: git rev-parse HEAD); outside a git
+#                    checkout pass VERSION and SOURCE_DATE_EPOCH too
 set -euo pipefail
 
 out=dist
@@ -35,10 +37,29 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.."
 
-commit=$(git rev-parse HEAD)
-epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct HEAD)}
+# Outside a git checkout (a source archive, a container build context
+# without .git) the caller names what git would tell.
+ingit=
+if git rev-parse --verify -q HEAD >/dev/null 2>&1; then
+  ingit=1
+fi
+needgit() {
+  [ -n "$ingit" ] && return
+  echo "build.sh: not in a git checkout: pass VERSION and set SOURCE_DATE_EPOCH (and KEEP_COMMIT)" >&2
+  exit 1
+}
+commit=${KEEP_COMMIT:-}
+if [ -z "$commit" ] && [ -n "$ingit" ]; then
+  commit=$(git rev-parse HEAD)
+fi
+epoch=${SOURCE_DATE_EPOCH:-}
+if [ -z "$epoch" ]; then
+  needgit
+  epoch=$(git log -1 --format=%ct HEAD)
+fi
 date=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
 if [ -z "$version" ]; then
+  needgit
   version=$(git describe --tags --exact-match HEAD 2>/dev/null ||
     date -u -d "@$(git log -1 --format=%ct HEAD)" +%Y-%m-%dT%H-%M-%SZ)
   if [ -n "$(git status --porcelain --untracked-files=no)" ]; then

@@ -9,8 +9,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -267,8 +269,9 @@ type versionInfo struct {
 // TestBuild runs deploy/build.sh twice into different directories, as two
 // release builds of one commit would, and checks that the binaries are
 // byte-identical (SHA256SUMS), and that keep version prints what the script
-// stamped. It builds linux/amd64 with cgo from the warm build cache; with
-// -build-long, both platforms, the second time from an empty build cache.
+// stamped. It builds linux/amd64 with cgo from the warm build cache, in the
+// checkout and in a copy of it without .git; with -build-long, both
+// platforms, the second time from an empty build cache.
 func TestBuild(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		t.Skipf("deploy/build.sh builds linux binaries; this test runs them on linux/amd64, not %s/%s", runtime.GOOS, runtime.GOARCH)
@@ -284,31 +287,35 @@ func TestBuild(t *testing.T) {
 	}
 	const version = "v0.0.0-buildtest"
 	epoch := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	build := func(gocache string) (dir string, sums []byte) {
+	commit, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(src string, env ...string) (dir string, sums []byte) {
 		dir = t.TempDir()
-		cmd := exec.Command(filepath.Join(root, "deploy", "build.sh"), "-o", dir, version)
-		cmd.Dir = t.TempDir() // the script finds the repository by its own path
-		cmd.Env = append(os.Environ(), "KEEP_PLATFORMS="+platforms, fmt.Sprint("SOURCE_DATE_EPOCH=", epoch.Unix()))
-		if gocache != "" {
-			cmd.Env = append(cmd.Env, "GOCACHE="+gocache)
-		}
+		cmd := exec.Command(filepath.Join(src, "deploy", "build.sh"), "-o", dir, version)
+		cmd.Dir = t.TempDir() // the script finds the sources by its own path
+		cmd.Env = append(os.Environ(), append(env, "KEEP_PLATFORMS="+platforms, fmt.Sprint("SOURCE_DATE_EPOCH=", epoch.Unix()))...)
 		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("deploy/build.sh: %v\n%s", err, out)
+			t.Fatalf("deploy/build.sh in %s: %v\n%s", src, err, out)
 		}
-		t.Logf("deploy/build.sh %s: %v", platforms, time.Since(start).Round(time.Second))
+		t.Logf("deploy/build.sh %s in %s: %v", platforms, src, time.Since(start).Round(time.Second))
 		sums, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return dir, sums
 	}
-	dir1, sums1 := build("")
-	cache := ""
+	dir1, sums1 := build(root)
+	// The second build is of a copy of the sources elsewhere, without .git,
+	// as from a source archive: -trimpath keeps the directory out of the
+	// binary, and the caller names the commit.
+	env := []string{"KEEP_COMMIT=" + strings.TrimSpace(string(commit))}
 	if *buildLong {
-		cache = t.TempDir()
+		env = append(env, "GOCACHE="+t.TempDir())
 	}
-	_, sums2 := build(cache)
+	_, sums2 := build(copySources(t, root), env...)
 	if !bytes.Equal(sums1, sums2) {
 		t.Errorf("two builds differ:\n%s\n%s", sums1, sums2)
 	}
@@ -317,10 +324,6 @@ func TestBuild(t *testing.T) {
 	}
 
 	bin := filepath.Join(dir1, "keep-linux-amd64")
-	commit, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, fips := range []string{"off", "on"} {
 		cmd := exec.Command(bin, "version", "--json")
 		cmd.Env = append(testnode.BaseEnv(t.TempDir()), "GODEBUG=fips140="+fips)
@@ -357,6 +360,37 @@ func TestBuild(t *testing.T) {
 	if bytes.Contains(data, []byte(root)) {
 		t.Errorf("the binary contains the build directory %s", root)
 	}
+}
+
+// copySources copies the files of the working tree that git tracks, or
+// would (not ignored), as they are now, into a new directory.
+func copySources(t *testing.T, root string) string {
+	t.Helper()
+	out, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	for name := range strings.SplitSeq(strings.TrimRight(string(out), "\x00"), "\x00") {
+		info, err := os.Lstat(filepath.Join(root, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted in the working tree
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, name), data, info.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
 }
 
 // TestManPages runs deploy/man and checks that it wrote one page per
