@@ -16,6 +16,9 @@ type RaftStats struct {
 	// LastContact is how long ago the leader was last heard from: 0 on
 	// the leader, negative if never.
 	LastContact time.Duration
+	// LogFault is the *StorageError writes get while this node's raft log
+	// cannot be written (a full or failing disk), nil while it can.
+	LogFault error
 }
 
 // RaftStats reports this node's raft state. It is cheap enough for every
@@ -32,6 +35,7 @@ func (n *Node) RaftStats() RaftStats {
 		LastIndex:    r.LastIndex(),
 		CommitIndex:  r.CommitIndex(),
 		AppliedIndex: r.AppliedIndex(),
+		LogFault:     inst.diskFault(),
 	}
 	switch last := r.LastContact(); {
 	case r.State() == raft.Leader:

@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/usage"
+	"github.com/keep-kms/keep/test/promrules"
 )
 
 // exercised returns metrics in which every family has samples.
@@ -35,6 +37,8 @@ func exercised(t *testing.T) *Metrics {
 	m.SetRaft(func() cluster.RaftStats {
 		return cluster.RaftStats{Role: "Follower", Term: 3, LastIndex: 12, CommitIndex: 11, AppliedIndex: 10, LastContact: 1500 * time.Millisecond}
 	})
+	m.SetMaxStaleness(func() time.Duration { return 30 * time.Second })
+	m.SetAuditFailing(func() bool { return true })
 	m.SetCertificates(func() []Certificate {
 		return []Certificate{
 			{Name: "a.crt", NotAfter: time.Now().Add(24 * time.Hour)},
@@ -121,6 +125,10 @@ func TestMetrics(t *testing.T) {
 		{"keep_raft_commit_index", nil, 11},
 		{"keep_raft_applied_index", nil, 10},
 		{"keep_raft_last_contact_seconds", nil, 1.5},
+		{"keep_raft_log_fault", map[string]string{"kind": "disk_full"}, 0},
+		{"keep_raft_log_fault", map[string]string{"kind": "disk_error"}, 0},
+		{"keep_cluster_max_staleness_seconds", nil, 30},
+		{"keep_audit_sink_failing", nil, 1},
 		{"keep_tls_certificate_expiring", map[string]string{"cert": "a.crt"}, 1},
 		{"keep_tls_certificate_expiring", map[string]string{"cert": "b.crt"}, 0},
 		{"keep_build_info", nil, 1},
@@ -161,6 +169,66 @@ func TestEncodeOpenMetrics(t *testing.T) {
 	}
 }
 
+// TestLogFault checks that keep_raft_log_fault tells a full disk from a
+// failing one, and shows neither while the log takes writes.
+func TestLogFault(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		fault           error
+		full, otherwise float64
+	}{
+		{"writable", nil, 0, 0},
+		{"full", fmt.Errorf("writing segment: %w", cluster.ErrDiskFull), 1, 0},
+		{"failing", fmt.Errorf("fsync: %w", cluster.ErrDiskFailed), 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := New()
+			m.SetRaft(func() cluster.RaftStats { return cluster.RaftStats{Role: "Leader", LogFault: tc.fault} })
+			families := scrape(t, m)
+			for kind, want := range map[string]float64{"disk_full": tc.full, "disk_error": tc.otherwise} {
+				if got, ok := value(families, "keep_raft_log_fault", map[string]string{"kind": kind}); !ok || got != want {
+					t.Errorf("keep_raft_log_fault{kind=%q} = %v (present: %v), want %v", kind, got, ok, want)
+				}
+			}
+		})
+	}
+}
+
+// TestAlertRules checks that the alert rules of deploy/prometheus select
+// only metrics that Keep exports, by the names of their series (a
+// counter's _total, a histogram's _bucket), as TestDashboard does for the
+// dashboard. test/deploy checks the rest of the file, and the same names
+// on a running node.
+func TestAlertRules(t *testing.T) {
+	families := scrape(t, exercised(t))
+	rules := promrules.Load(t, "../../deploy/prometheus/keep-rules.yml")
+	used := map[string]bool{}
+	for _, r := range rules {
+		for _, n := range r.Metrics {
+			if !strings.HasPrefix(n, "keep_") && !strings.HasPrefix(n, "process_") && !strings.HasPrefix(n, "go_") {
+				continue // up, node_exporter's and the kubelet's metrics
+			}
+			family, err := promrules.Family(families, n)
+			if err != nil {
+				t.Errorf("alert %s selects %s: %v", r.Alert, n, err)
+			}
+			used[family] = true
+		}
+	}
+	// What the issue asks alerts for: no leader, a node cut off longer
+	// than the staleness bound, a failing audit sink, expiring
+	// certificates, a full disk, error rates.
+	for _, n := range []string{
+		"keep_raft_role", "keep_raft_last_contact_seconds", "keep_cluster_max_staleness_seconds",
+		"keep_audit_sink_failing", "keep_tls_certificate_expiry_seconds", "keep_raft_log_fault",
+		"keep_http_requests_total",
+	} {
+		if !used[n] {
+			t.Errorf("no alert watches %s", n)
+		}
+	}
+}
+
 // TestDashboard checks that the Grafana dashboard queries only metrics
 // that exist, and shows the ones the issue asks for.
 func TestDashboard(t *testing.T) {
@@ -185,14 +253,9 @@ func TestDashboard(t *testing.T) {
 	for _, p := range dash.Panels {
 		for _, target := range p.Targets {
 			for _, n := range name.FindAllString(target.Expr, -1) {
-				family := n
-				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-					if f, ok := strings.CutSuffix(n, suffix); ok && families[f] != nil {
-						family = f
-					}
-				}
-				if families[family] == nil {
-					t.Errorf("panel %q queries %s, which is no metric of Keep", p.Title, n)
+				family, err := promrules.Family(families, n)
+				if err != nil {
+					t.Errorf("panel %q queries %s: %v", p.Title, n, err)
 				}
 				used[family] = true
 			}
