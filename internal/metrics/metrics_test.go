@@ -72,36 +72,6 @@ func scrape(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
 	return families
 }
 
-// value returns the value of the sample of family name with the given
-// labels, and whether there is one.
-func value(families map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
-	f, ok := families[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		have := map[string]string{}
-		for _, l := range m.Label {
-			have[l.GetName()] = l.GetValue()
-		}
-		for k, v := range labels {
-			if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
-		}
-	}
-	return 0, false
-}
-
 func TestMetrics(t *testing.T) {
 	families := scrape(t, exercised(t))
 	for _, tc := range []struct {
@@ -138,15 +108,15 @@ func TestMetrics(t *testing.T) {
 		{"keep_key_last_generate_timestamp_seconds", map[string]string{"enclave": "e", "key": "used"}, 1796551100},
 		{"keep_key_decrypts_30d", map[string]string{"enclave": "e", "key": "generated"}, 0},
 	} {
-		got, ok := value(families, tc.name, tc.labels)
+		got, ok := promrules.Value(families, tc.name, tc.labels)
 		if !ok || got != tc.want {
 			t.Errorf("%s%v = %v (present: %v), want %v", tc.name, tc.labels, got, ok, tc.want)
 		}
 	}
-	if _, ok := value(families, "keep_key_last_decrypt_timestamp_seconds", map[string]string{"key": "generated"}); ok {
+	if _, ok := promrules.Value(families, "keep_key_last_decrypt_timestamp_seconds", map[string]string{"key": "generated"}); ok {
 		t.Error("a last decrypt of a key that never decrypted")
 	}
-	if left, _ := value(families, "keep_tls_certificate_expiry_seconds", map[string]string{"cert": "a.crt"}); left < 23*3600 || left > 24*3600 {
+	if left, _ := promrules.Value(families, "keep_tls_certificate_expiry_seconds", map[string]string{"cert": "a.crt"}); left < 23*3600 || left > 24*3600 {
 		t.Errorf("keep_tls_certificate_expiry_seconds{cert=a.crt} = %v, want about 86400", left)
 	}
 	for _, name := range []string{"process_cpu_seconds_total", "go_goroutines"} {
@@ -186,7 +156,7 @@ func TestLogFault(t *testing.T) {
 			m.SetRaft(func() cluster.RaftStats { return cluster.RaftStats{Role: "Leader", LogFault: tc.fault} })
 			families := scrape(t, m)
 			for kind, want := range map[string]float64{"disk_full": tc.full, "disk_error": tc.otherwise} {
-				if got, ok := value(families, "keep_raft_log_fault", map[string]string{"kind": kind}); !ok || got != want {
+				if got, ok := promrules.Value(families, "keep_raft_log_fault", map[string]string{"kind": kind}); !ok || got != want {
 					t.Errorf("keep_raft_log_fault{kind=%q} = %v (present: %v), want %v", kind, got, ok, want)
 				}
 			}
@@ -204,27 +174,43 @@ func TestAlertRules(t *testing.T) {
 	rules := promrules.Load(t, "../../deploy/prometheus/keep-rules.yml")
 	used := map[string]bool{}
 	for _, r := range rules {
-		for _, n := range r.Metrics {
-			if !strings.HasPrefix(n, "keep_") && !strings.HasPrefix(n, "process_") && !strings.HasPrefix(n, "go_") {
-				continue // up, node_exporter's and the kubelet's metrics
-			}
-			family, err := promrules.Family(families, n)
-			if err != nil {
-				t.Errorf("alert %s selects %s: %v", r.Alert, n, err)
-			}
-			used[family] = true
-		}
+		resolve(t, families, "alert "+r.Alert, r.Metrics, used)
 	}
 	// What the issue asks alerts for: no leader, a node cut off longer
 	// than the staleness bound, a failing audit sink, expiring
 	// certificates, a full disk, error rates.
-	for _, n := range []string{
-		"keep_raft_role", "keep_raft_last_contact_seconds", "keep_cluster_max_staleness_seconds",
-		"keep_audit_sink_failing", "keep_tls_certificate_expiry_seconds", "keep_raft_log_fault",
-		"keep_http_requests_total",
-	} {
+	wantUsed(t, used, "no alert watches", "keep_raft_role", "keep_raft_last_contact_seconds",
+		"keep_cluster_max_staleness_seconds", "keep_audit_sink_failing", "keep_tls_certificate_expiry_seconds",
+		"keep_raft_log_fault", "keep_http_requests_total")
+}
+
+// keepSeries matches the names of the series Keep exports: its own, and
+// those of the process and Go collectors.
+var keepSeries = regexp.MustCompile(`^(?:keep|process|go)_[a-z0-9_]+$`)
+
+// resolve resolves the series names a query selects (where names the
+// query) to the families Keep exports, reports those it does not, and
+// records the families in used. Names of other exporters are skipped.
+func resolve(t *testing.T, families map[string]*dto.MetricFamily, where string, names []string, used map[string]bool) {
+	t.Helper()
+	for _, n := range names {
+		if !keepSeries.MatchString(n) {
+			continue // up, node_exporter's and the kubelet's metrics
+		}
+		family, err := promrules.Family(families, n)
+		if err != nil {
+			t.Errorf("%s selects %s: %v", where, n, err)
+		}
+		used[family] = true
+	}
+}
+
+// wantUsed reports each of the families names that used lacks.
+func wantUsed(t *testing.T, used map[string]bool, complaint string, names ...string) {
+	t.Helper()
+	for _, n := range names {
 		if !used[n] {
-			t.Errorf("no alert watches %s", n)
+			t.Errorf("%s %s", complaint, n)
 		}
 	}
 }
@@ -252,22 +238,10 @@ func TestDashboard(t *testing.T) {
 	used := map[string]bool{}
 	for _, p := range dash.Panels {
 		for _, target := range p.Targets {
-			for _, n := range name.FindAllString(target.Expr, -1) {
-				family, err := promrules.Family(families, n)
-				if err != nil {
-					t.Errorf("panel %q queries %s: %v", p.Title, n, err)
-				}
-				used[family] = true
-			}
+			resolve(t, families, fmt.Sprintf("panel %q", p.Title), name.FindAllString(target.Expr, -1), used)
 		}
 	}
-	for _, n := range []string{
-		"keep_http_requests_total", "keep_http_request_duration_seconds", "keep_http_requests_in_flight",
-		"keep_commands_total", "keep_raft_role", "keep_raft_commit_index", "keep_raft_last_contact_seconds",
-		"keep_tls_certificate_expiry_seconds", "keep_key_decrypts_30d",
-	} {
-		if !used[n] {
-			t.Errorf("the dashboard shows no %s", n)
-		}
-	}
+	wantUsed(t, used, "the dashboard shows no", "keep_http_requests_total", "keep_http_request_duration_seconds",
+		"keep_http_requests_in_flight", "keep_commands_total", "keep_raft_role", "keep_raft_commit_index",
+		"keep_raft_last_contact_seconds", "keep_tls_certificate_expiry_seconds", "keep_key_decrypts_30d")
 }

@@ -133,7 +133,7 @@ audit:
 		{"keep_raft_last_contact_seconds", nil, 0},
 		{"keep_http_requests_total", map[string]string{"api": "minkms", "code": "404"}, 1},
 	} {
-		got, ok := sampleValue(families, tc.name, tc.labels)
+		got, ok := promrules.Value(families, tc.name, tc.labels)
 		if !ok || got != tc.want {
 			t.Errorf("%s%v = %v (present: %v), want %v", tc.name, tc.labels, got, ok, tc.want)
 		}
@@ -159,34 +159,6 @@ func scrapeNode(t *testing.T, n *testnode.Node) map[string]*dto.MetricFamily {
 		t.Fatalf("parse the metrics of %s: %v", n.Addr, err)
 	}
 	return families
-}
-
-// sampleValue returns the value of the gauge or counter sample of family
-// name whose labels include labels, and whether there is one.
-func sampleValue(families map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
-	f := families[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		have := map[string]string{}
-		for _, l := range m.Label {
-			have[l.GetName()] = l.GetValue()
-		}
-		for k, v := range labels {
-			if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		}
-	}
-	return 0, false
 }
 
 // headingAnchors returns the anchors GitHub gives the headings of the

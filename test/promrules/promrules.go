@@ -1,6 +1,6 @@
 // Package promrules reads Prometheus rule files for tests, with
 // Prometheus's own parsers, and resolves the series names an expression
-// selects to the metric families of a scrape.
+// selects to the metric families of a scrape, and reads samples of it.
 //
 // The parsers run in a helper program, testdata/promcheck, a module of its
 // own that pins github.com/prometheus/prometheus: Keep's go.mod, and with
@@ -127,4 +127,35 @@ func Family(families map[string]*dto.MetricFamily, name string) (string, error) 
 		return base, nil
 	}
 	return "", fmt.Errorf("%s is no exported metric", name)
+}
+
+// Value returns the value of the sample of family name in families whose
+// labels include labels (a histogram's sample count), and whether there
+// is one.
+func Value(families map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	f, ok := families[name]
+	if !ok {
+		return 0, false
+	}
+next:
+	for _, m := range f.Metric {
+		have := map[string]string{}
+		for _, l := range m.Label {
+			have[l.GetName()] = l.GetValue()
+		}
+		for k, v := range labels {
+			if have[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
 }
