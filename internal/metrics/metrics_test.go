@@ -97,6 +97,7 @@ func TestMetrics(t *testing.T) {
 		{"keep_raft_last_contact_seconds", nil, 1.5},
 		{"keep_raft_log_fault", map[string]string{"kind": "disk_full"}, 0},
 		{"keep_raft_log_fault", map[string]string{"kind": "disk_error"}, 0},
+		{"keep_state_tampered", nil, 0},
 		{"keep_cluster_max_staleness_seconds", nil, 30},
 		{"keep_audit_sink_failing", nil, 1},
 		{"keep_tls_certificate_expiring", map[string]string{"cert": "a.crt"}, 1},
@@ -139,25 +140,35 @@ func TestEncodeOpenMetrics(t *testing.T) {
 	}
 }
 
-// TestLogFault checks that keep_raft_log_fault tells a full disk from a
-// failing one, and shows neither while the log takes writes.
-func TestLogFault(t *testing.T) {
+// TestFaults checks that keep_raft_log_fault tells a full disk from a
+// failing one, and keep_state_tampered a node that refused a record, and
+// that they show nothing while the node is well.
+func TestFaults(t *testing.T) {
 	for _, tc := range []struct {
-		name            string
-		fault           error
-		full, otherwise float64
+		name                      string
+		stats                     cluster.RaftStats
+		full, otherwise, tampered float64
 	}{
-		{"writable", nil, 0, 0},
-		{"full", fmt.Errorf("writing segment: %w", cluster.ErrDiskFull), 1, 0},
-		{"failing", fmt.Errorf("fsync: %w", cluster.ErrDiskFailed), 0, 1},
+		{"well", cluster.RaftStats{}, 0, 0, 0},
+		{"full", cluster.RaftStats{LogFault: fmt.Errorf("writing segment: %w", cluster.ErrDiskFull)}, 1, 0, 0},
+		{"failing", cluster.RaftStats{LogFault: fmt.Errorf("fsync: %w", cluster.ErrDiskFailed)}, 0, 1, 0},
+		{"tampered", cluster.RaftStats{Tampered: fmt.Errorf("%w: entry 7", cluster.ErrTampered)}, 0, 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := New()
-			m.SetRaft(func() cluster.RaftStats { return cluster.RaftStats{Role: "Leader", LogFault: tc.fault} })
+			m.SetRaft(func() cluster.RaftStats { s := tc.stats; s.Role = "Follower"; return s })
 			families := scrape(t, m)
-			for kind, want := range map[string]float64{"disk_full": tc.full, "disk_error": tc.otherwise} {
-				if got, ok := promrules.Value(families, "keep_raft_log_fault", map[string]string{"kind": kind}); !ok || got != want {
-					t.Errorf("keep_raft_log_fault{kind=%q} = %v (present: %v), want %v", kind, got, ok, want)
+			for _, want := range []struct {
+				name   string
+				labels map[string]string
+				value  float64
+			}{
+				{"keep_raft_log_fault", map[string]string{"kind": "disk_full"}, tc.full},
+				{"keep_raft_log_fault", map[string]string{"kind": "disk_error"}, tc.otherwise},
+				{"keep_state_tampered", nil, tc.tampered},
+			} {
+				if got, ok := promrules.Value(families, want.name, want.labels); !ok || got != want.value {
+					t.Errorf("%s%v = %v (present: %v), want %v", want.name, want.labels, got, ok, want.value)
 				}
 			}
 		})
@@ -181,7 +192,7 @@ func TestAlertRules(t *testing.T) {
 	// certificates, a full disk, error rates.
 	wantUsed(t, used, "no alert watches", "keep_raft_role", "keep_raft_last_contact_seconds",
 		"keep_cluster_max_staleness_seconds", "keep_audit_sink_failing", "keep_tls_certificate_expiry_seconds",
-		"keep_raft_log_fault", "keep_http_requests_total")
+		"keep_raft_log_fault", "keep_state_tampered", "keep_http_requests_total")
 }
 
 // keepSeries matches the names of the series Keep exports: its own, and

@@ -39,6 +39,8 @@ var (
 		"Seconds since this node last heard from the leader; 0 on the leader, absent if never.", nil, nil)
 	raftLogFaultDesc = prometheus.NewDesc(namespace+"_raft_log_fault",
 		"1 while this node cannot write its raft log and refuses writes with 503, by kind (disk_full: no space or quota left; disk_error: a write or fsync failed), else 0.", []string{"kind"}, nil)
+	stateTamperedDesc = prometheus.NewDesc(namespace+"_state_tampered",
+		"1 once this node found a record of its raft log or a snapshot that is not authentic: it applies nothing more and answers every request with 500 until it starts on a good data directory; else 0.", nil, nil)
 	maxStalenessDesc = prometheus.NewDesc(namespace+"_cluster_max_staleness_seconds",
 		"The staleness bound (cluster.max_staleness): a node cut off from the leader for longer refuses reads; 0 if it serves them for ever.", nil, nil)
 	auditFailingDesc = prometheus.NewDesc(namespace+"_audit_sink_failing",
@@ -92,7 +94,7 @@ func (m *Metrics) SetAuditFailing(f func() bool) {
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{raftRoleDesc, raftTermDesc, raftLastIndexDesc, raftCommitDesc,
-		raftAppliedDesc, raftContactDesc, raftLogFaultDesc, maxStalenessDesc, auditFailingDesc, certExpiryDesc, certExpiringDesc} {
+		raftAppliedDesc, raftContactDesc, raftLogFaultDesc, stateTamperedDesc, maxStalenessDesc, auditFailingDesc, certExpiryDesc, certExpiringDesc} {
 		ch <- d
 	}
 }
@@ -132,6 +134,7 @@ func collectRaft(ch chan<- prometheus.Metric, s cluster.RaftStats) {
 	full := errors.Is(s.LogFault, cluster.ErrDiskFull)
 	ch <- prometheus.MustNewConstMetric(raftLogFaultDesc, prometheus.GaugeValue, boolValue(full), "disk_full")
 	ch <- prometheus.MustNewConstMetric(raftLogFaultDesc, prometheus.GaugeValue, boolValue(s.LogFault != nil && !full), "disk_error")
+	ch <- prometheus.MustNewConstMetric(stateTamperedDesc, prometheus.GaugeValue, boolValue(s.Tampered != nil))
 }
 
 func collectCertificates(ch chan<- prometheus.Metric, certs []Certificate, now time.Time) {

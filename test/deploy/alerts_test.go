@@ -2,9 +2,7 @@ package deploy_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,8 +12,6 @@ import (
 	"unicode"
 
 	"github.com/minio/kms-go/kms"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/keep-kms/keep/test/promrules"
 	"github.com/keep-kms/keep/test/testnode"
@@ -109,7 +105,7 @@ audit:
 		t.Fatalf("GenerateKey of a missing key: %v, want 404", err)
 	}
 
-	families := scrapeNode(t, n)
+	families := promrules.Scrape(t, testnode.HTTPClient(t, n.Root, 30*time.Second), n.Endpoint()+"/v1/health/metrics")
 	for _, r := range promrules.Load(t, rulesFile) {
 		for _, name := range r.Metrics {
 			if !strings.HasPrefix(name, "keep_") {
@@ -129,6 +125,7 @@ audit:
 		{"keep_cluster_max_staleness_seconds", nil, 45},
 		{"keep_raft_log_fault", map[string]string{"kind": "disk_full"}, 0},
 		{"keep_raft_log_fault", map[string]string{"kind": "disk_error"}, 0},
+		{"keep_state_tampered", nil, 0},
 		{"keep_raft_role", map[string]string{"role": "leader"}, 1},
 		{"keep_raft_last_contact_seconds", nil, 0},
 		{"keep_http_requests_total", map[string]string{"api": "minkms", "code": "404"}, 1},
@@ -138,27 +135,6 @@ audit:
 			t.Errorf("%s%v = %v (present: %v), want %v", tc.name, tc.labels, got, ok, tc.want)
 		}
 	}
-}
-
-// scrapeNode reads the metrics of n as its root and parses them.
-func scrapeNode(t *testing.T, n *testnode.Node) map[string]*dto.MetricFamily {
-	t.Helper()
-	hc := testnode.HTTPClient(t, n.Root, 30*time.Second)
-	resp, err := hc.Get(n.Endpoint() + "/v1/health/metrics")
-	if err != nil {
-		t.Fatalf("scrape %s: %v", n.Addr, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape %s: %d %v %s", n.Addr, resp.StatusCode, err, body)
-	}
-	var p expfmt.TextParser
-	families, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("parse the metrics of %s: %v", n.Addr, err)
-	}
-	return families
 }
 
 // headingAnchors returns the anchors GitHub gives the headings of the

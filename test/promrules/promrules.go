@@ -1,6 +1,7 @@
 // Package promrules reads Prometheus rule files for tests, with
 // Prometheus's own parsers, and resolves the series names an expression
-// selects to the metric families of a scrape, and reads samples of it.
+// selects to the metric families of a scrape; it also scrapes a node and
+// reads the samples.
 //
 // The parsers run in a helper program, testdata/promcheck, a module of its
 // own that pins github.com/prometheus/prometheus: Keep's go.mod, and with
@@ -15,6 +16,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +29,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 )
 
 // Rule is one rule of a rule file, as Prometheus loads it.
@@ -127,6 +131,27 @@ func Family(families map[string]*dto.MetricFamily, name string) (string, error) 
 		return base, nil
 	}
 	return "", fmt.Errorf("%s is no exported metric", name)
+}
+
+// Scrape reads the metrics at url (a node's /v1/health/metrics) with hc
+// and parses them, failing the test unless that works.
+func Scrape(t testing.TB, hc *http.Client, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := hc.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape %s: %d %v %s", url, resp.StatusCode, err, body)
+	}
+	var p expfmt.TextParser
+	families, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse the metrics of %s: %v", url, err)
+	}
+	return families
 }
 
 // Value returns the value of the sample of family name in families whose
