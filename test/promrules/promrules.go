@@ -1,9 +1,10 @@
 // Package promrules reads Prometheus rule files for tests, with
-// Prometheus's own parsers, and resolves the series names an expression
+// Prometheus's own parsers, evaluates their alerts over given series with
+// Prometheus's query engine, and resolves the series names an expression
 // selects to the metric families of a scrape; it also scrapes a node and
 // reads the samples.
 //
-// The parsers run in a helper program, testdata/promcheck, a module of its
+// The parsers and the engine run in a helper program, testdata/promcheck, a module of its
 // own that pins github.com/prometheus/prometheus: Keep's go.mod, and with
 // it the keep binary, stay free of Prometheus and of the newer versions of
 // raft's dependencies it requires. The helper is built once per test
@@ -59,21 +60,63 @@ var (
 // with Prometheus's own messages.
 func Load(t testing.TB, paths ...string) []Rule {
 	t.Helper()
+	var rules []Rule
+	if err := json.Unmarshal(run(t, paths...), &rules); err != nil {
+		t.Fatalf("promrules: reading the helper's output: %v", err)
+	}
+	return rules
+}
+
+// Series is a time series for Eval: its labels, __name__ included, and
+// its samples in time order.
+type Series struct {
+	Labels  map[string]string `json:"labels"`
+	Samples []Sample          `json:"samples"`
+}
+
+// Sample is one sample of a Series: Unix milliseconds and the value.
+type Sample [2]float64
+
+// Eval evaluates the expression of every alert of the rule files at
+// paths at time at, with Prometheus's query engine over series, and
+// returns for each alert the label sets of the elements it returned: the
+// alerts that would be pending (their `for` is not evaluated). Every
+// alert has an entry, empty if it would not fire.
+func Eval(t testing.TB, at time.Time, series []Series, paths ...string) map[string][]map[string]string {
+	t.Helper()
+	data, err := json.Marshal(struct {
+		Time   int64    `json:"time"`
+		Series []Series `json:"series"`
+	}{at.UnixMilli(), series})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "series.json")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var fired map[string][]map[string]string
+	if err := json.Unmarshal(run(t, append([]string{"-eval", file}, paths...)...), &fired); err != nil {
+		t.Fatalf("promrules: reading the helper's output: %v", err)
+	}
+	return fired
+}
+
+// run runs the helper with args and returns what it printed; it fails
+// the test with the helper's messages if the helper fails.
+func run(t testing.TB, args ...string) []byte {
+	t.Helper()
 	buildOnce.Do(func() { helper, buildErr = build() })
 	if buildErr != nil {
 		t.Fatalf("promrules: %v", buildErr)
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(helper, paths...)
+	cmd := exec.Command(helper, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("promrules: Prometheus refuses %s: %v\n%s", strings.Join(paths, ", "), err, stderr.String())
+		t.Fatalf("promrules: Prometheus refuses %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	var rules []Rule
-	if err := json.Unmarshal(stdout.Bytes(), &rules); err != nil {
-		t.Fatalf("promrules: reading the helper's output: %v", err)
-	}
-	return rules
+	return stdout.Bytes()
 }
 
 // build compiles testdata/promcheck into a temporary directory and

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -100,4 +101,30 @@ type fatalRecorder struct {
 func (f *fatalRecorder) Fatalf(format string, args ...any) {
 	f.failed = true
 	panic("fatal")
+}
+
+// TestEval checks that an alert fires over series that meet its
+// expression, with the labels of the series, and not over others.
+func TestEval(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.yml")
+	write(t, rules, `groups:
+- name: g
+  rules:
+  - alert: Fast
+    expr: rate(x_total[5m]) > 1
+    for: 1m
+    labels: {severity: warning}
+`)
+	at := time.Unix(1_800_000_000, 0)
+	counter := func(instance string, perSecond float64) Series {
+		s := Series{Labels: map[string]string{"__name__": "x_total", "instance": instance}}
+		for ago := 10 * time.Minute; ago >= 0; ago -= 30 * time.Second {
+			s.Samples = append(s.Samples, Sample{float64(at.Add(-ago).UnixMilli()), perSecond * (10*time.Minute - ago).Seconds()})
+		}
+		return s
+	}
+	fired := Eval(t, at, []Series{counter("a", 2), counter("b", 0.5)}, rules)
+	if got := fired["Fast"]; len(got) != 1 || got[0]["instance"] != "a" {
+		t.Errorf("Fast fired for %v, want instance a alone", got)
+	}
 }
