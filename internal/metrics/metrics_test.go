@@ -254,5 +254,6 @@ func TestDashboard(t *testing.T) {
 	}
 	wantUsed(t, used, "the dashboard shows no", "keep_http_requests_total", "keep_http_request_duration_seconds",
 		"keep_http_requests_in_flight", "keep_commands_total", "keep_raft_role", "keep_raft_commit_index",
-		"keep_raft_last_contact_seconds", "keep_tls_certificate_expiry_seconds", "keep_key_decrypts_30d")
+		"keep_raft_last_contact_seconds", "keep_tls_certificate_expiry_seconds", "keep_key_decrypts_30d",
+		"keep_raft_log_fault", "keep_state_tampered", "keep_audit_sink_failing")
 }
