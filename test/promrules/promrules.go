@@ -7,14 +7,15 @@
 // The parsers and the engine run in a helper program, testdata/promcheck, a module of its
 // own that pins github.com/prometheus/prometheus: Keep's go.mod, and with
 // it the keep binary, stay free of Prometheus and of the newer versions of
-// raft's dependencies it requires. The helper is built once per test
-// process with the go command that runs the tests (a first build fetches
-// its modules through the module proxy and takes about a minute; later
-// builds come from the build cache).
+// raft's dependencies it requires. The helper is built with the go command
+// that runs the tests and kept in os.UserCacheDir()/keep-test (the first
+// build fetches its modules through the module proxy and takes about a
+// minute).
 package promrules
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -119,27 +120,51 @@ func run(t testing.TB, args ...string) []byte {
 	return stdout.Bytes()
 }
 
-// build compiles testdata/promcheck into a temporary directory and
-// returns the program's path.
+// build returns the helper program, compiled from testdata/promcheck on
+// first use into os.UserCacheDir()/keep-test (as test/minio caches its
+// MinIO), named by a hash of its sources and of the Go version, so that
+// test processes share one build and a change of the sources builds anew.
 func build() (string, error) {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		return "", fmt.Errorf("cannot find the source of package promrules")
 	}
-	dir, err := os.MkdirTemp("", "promcheck-")
+	src := filepath.Join(filepath.Dir(file), "testdata", "promcheck")
+	h := sha256.New()
+	for _, name := range []string{"main.go", "go.mod", "go.sum"} {
+		data, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", name, len(data))
+		h.Write(data)
+	}
+	fmt.Fprintln(h, runtime.Version())
+	dir, err := os.UserCacheDir()
 	if err != nil {
+		dir = os.TempDir()
+	}
+	dir = filepath.Join(dir, "keep-test")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "promcheck")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = filepath.Join(filepath.Dir(file), "testdata", "promcheck")
+	bin := filepath.Join(dir, fmt.Sprintf("promcheck-%x", h.Sum(nil)[:6]))
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	// Built beside its name and renamed, so that a process running the
+	// tests at the same time never runs a half-written binary.
+	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
+	cmd := exec.Command("go", "build", "-o", tmp, ".")
+	cmd.Dir = src
 	// The helper's go.mod and go.sum pin every module it builds with:
 	// nothing of the tests' own module settings applies to it.
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building %s: %v\n%s", cmd.Dir, err, out)
+		os.Remove(tmp)
+		return "", fmt.Errorf("building %s: %v\n%s", src, err, out)
 	}
-	return bin, nil
+	return bin, os.Rename(tmp, bin)
 }
 
 // suffixes are the series a family of each type exposes beside its own
