@@ -100,6 +100,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer auditLog.Close()
 	nodeMetrics := metrics.New()
 	auditLog.Observe(nodeMetrics.CountCommands)
+	nodeMetrics.SetAuditFailing(auditLog.Failing)
 
 	// The node's own root: the HSM-derived root API key, or the config
 	// file's admin.identity. The cluster-wide setting admin.identity
@@ -218,6 +219,7 @@ func Run(ctx context.Context, opts Options) error {
 	// sent away and the requests they sent are answered (see drain).
 	defer clients.drain(srv, &serving)
 	nodeMetrics.SetRaft(node.RaftStats)
+	nodeMetrics.SetMaxStaleness(settings.maxStaleness)
 
 	// Peers may call this node while it catches up: a node that answers
 	// them only once it is current looks down to its cluster meanwhile.
