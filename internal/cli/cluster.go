@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -127,13 +129,24 @@ func isMemberAlready(err error) bool {
 // retryable reports whether a membership request may succeed if sent
 // again later: the server could not be reached, or answered 5xx (no
 // leader yet, the new node not reachable or still starting). A 4xx is the
-// server's considered refusal and is not retried.
+// server's considered refusal, and a certificate that does not verify
+// will not verify later either: neither is retried.
 func retryable(err error) bool {
-	var apiErr kms.Error
-	if errors.As(err, &apiErr) {
+	var (
+		apiErr      kms.Error
+		certErr     *tls.CertificateVerificationError
+		unknownCA   x509.UnknownAuthorityError
+		hostnameErr x509.HostnameError
+		invalidErr  x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &apiErr):
 		return apiErr.Code >= http.StatusInternalServerError
+	case errors.Is(err, context.Canceled), errors.As(err, &certErr), errors.As(err, &unknownCA),
+		errors.As(err, &hostnameErr), errors.As(err, &invalidErr):
+		return false
 	}
-	return !errors.Is(err, context.Canceled)
+	return true
 }
 
 func (a *app) rmNodeCommand() *cobra.Command {

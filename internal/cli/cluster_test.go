@@ -329,6 +329,21 @@ func TestAddNodeRetries(t *testing.T) {
 	}
 }
 
+// TestAddNodeUntrusted checks that keep add --wait does not retry a server
+// whose certificate does not verify: it will not verify later either.
+func TestAddNodeUntrusted(t *testing.T) {
+	f := newFakeKMS(t, ok(t, 0))
+	env := map[string]string{EnvServer: f.srv.URL, EnvAPIKey: testAPIKey}
+	start := time.Now()
+	_, stderr, code := runCLI(t, env, "", "add", "127.0.0.2", "--wait", "1m")
+	if code != ExitError || !strings.Contains(stderr, "not trusted") || strings.Contains(stderr, "trying again") {
+		t.Errorf("exit code %d, stderr %q", code, stderr)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("gave up after %v", d)
+	}
+}
+
 // reply is one answer of a fake server: a status and an error text.
 type reply struct {
 	status int
