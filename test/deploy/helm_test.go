@@ -338,6 +338,7 @@ type chartCase struct {
 	certManager  bool
 	monitor      bool
 	caKey        string
+	pkcs11       bool // the HSM is a PKCS#11 token, whose PIN comes from a Secret
 }
 
 var chartCases = []chartCase{
@@ -349,6 +350,13 @@ var chartCases = []chartCase{
 	},
 	{name: "one node", set: []string{"replicaCount=1", "antiAffinity="}, replicas: 1},
 	{name: "7 nodes, 3 may go", set: []string{"replicaCount=7", "podDisruptionBudget.maxUnavailable=3"}, replicas: 7, antiAffinity: "soft"},
+	{
+		name: "PKCS#11 token instead of a soft key",
+		set: []string{"hsm.soft=false",
+			"extraEnv[0].name=KEEP_PKCS11_MODULE", "extraEnv[0].value=/usr/lib/softhsm/libsofthsm2.so",
+			"extraEnv[1].name=KEEP_PKCS11_PIN", "extraEnv[1].valueFrom.secretKeyRef.name=keep-pin", "extraEnv[1].valueFrom.secretKeyRef.key=pin"},
+		replicas: 3, antiAffinity: "soft", pkcs11: true,
+	},
 }
 
 // TestHelmChart lints and renders the chart with each chartCase and checks
@@ -442,7 +450,12 @@ func checkChart(t *testing.T, r *rendered, tc chartCase) {
 	// Secrets come from Secrets only: the HSM key through a secretKeyRef,
 	// the TLS key from a mounted Secret; no secret is rendered.
 	hsmKey := envNamed(c.Env, "MINIO_KMS_HSM_KEY")
-	if hsmKey == nil || hsmKey.Value != nil || hsmKey.ValueFrom == nil || hsmKey.ValueFrom.SecretKeyRef == nil || hsmKey.ValueFrom.SecretKeyRef.Name != fullname+"-hsm" {
+	switch {
+	case tc.pkcs11:
+		if hsmKey != nil || envNamed(c.Env, "KEEP_PKCS11_PIN") == nil {
+			t.Errorf("PKCS#11: MINIO_KMS_HSM_KEY %+v, KEEP_PKCS11_PIN %+v", hsmKey, envNamed(c.Env, "KEEP_PKCS11_PIN"))
+		}
+	case hsmKey == nil || hsmKey.Value != nil || hsmKey.ValueFrom == nil || hsmKey.ValueFrom.SecretKeyRef == nil || hsmKey.ValueFrom.SecretKeyRef.Name != fullname+"-hsm":
 		t.Errorf("MINIO_KMS_HSM_KEY is not from the Secret %s-hsm: %+v", fullname, hsmKey)
 	}
 	checkNoSecrets(t, r)
