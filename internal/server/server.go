@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/keep-kms/keep/internal/api/kes"
 	"github.com/keep-kms/keep/internal/api/minkms"
 	"github.com/keep-kms/keep/internal/cluster"
+	"github.com/keep-kms/keep/internal/gctune"
 	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/logging"
@@ -60,16 +60,15 @@ const (
 	maxStreams  = 250
 )
 
-// gcPercent is the garbage collector's target for a server: Keep's live
-// heap is small (keys, policies, identities), and every request allocates,
-// so a higher target trades a few MiB for markedly less GC CPU per request.
-// GOGC in the environment overrides it.
-const gcPercent = 400
+// gcTuneEvery is how often a node sets the garbage collector's target
+// from its live heap (gctune.Default); GOGC in the environment overrides
+// the policy.
+const gcTuneEvery = time.Second
 
 // Run starts a node and serves until ctx is cancelled.
 func Run(ctx context.Context, opts Options) error {
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
+		go gctune.Run(ctx, gctune.Default, gcTuneEvery)
 	}
 	opts, err := prepare(opts)
 	if err != nil {
