@@ -768,7 +768,8 @@ func checkJoinJob(t *testing.T, r *rendered, tc chartCase) {
 // started with the rendered keep.yaml (its TLS paths pointed at a test CA's
 // certificates, its host names mapped to 127.0.0.x): a first install where
 // a node starts after its join began, a re-run, a rolling restart, a
-// scale-up from 3 to 5 nodes, and a wrong API key. Each node's probes are
+// scale-up from 3 to 5 nodes, a node that lost its volume, and a wrong API
+// key. Each node's probes are
 // sent as kubelet sends them.
 func TestHelmJoin(t *testing.T) {
 	if testing.Short() {
@@ -888,6 +889,25 @@ func TestHelmJoin(t *testing.T) {
 	rerun("scale-up", r5, nodes)
 	if res := testnode.CLI(t, []string{nodes[4].Endpoint()}, root, "stat-key", "helm-join-key", "-k"); res.Code != 0 {
 		t.Errorf("the key created before the scale-up, on node 4: %s", res)
+	}
+
+	// Node 2 loses its volume: it comes back empty under a member's name,
+	// and the leader's log reaches it. As docs/deploy-helm.md says, it is
+	// removed through another node with --delete-cluster, which resets
+	// it, and the Job adds it again (a plain rm leaves it holding the
+	// log, and the Job fails: already a node of this cluster).
+	nodes[2].Stop()
+	if err := os.RemoveAll(nodes[2].Dir); err != nil {
+		t.Fatal(err)
+	}
+	nodes[2].MustStart()
+	if res := testnode.CLI(t, []string{nodes[1].Endpoint()}, root, "rm", nodes[2].Host, "--delete-cluster", "-k"); res.Code != 0 {
+		t.Fatalf("keep rm of the node that lost its volume: %s", res)
+	}
+	delete(members, nodes[2].Host)
+	rerun("lost volume", r5, nodes)
+	if res := testnode.CLI(t, []string{nodes[2].Endpoint()}, root, "stat-key", "helm-join-key", "-k"); res.Code != 0 {
+		t.Errorf("the key, on the node that lost its volume and was added again: %s", res)
 	}
 
 	// A wrong API key fails the Job at once, for all its --wait.
