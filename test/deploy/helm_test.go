@@ -37,6 +37,23 @@ import (
 // per machine: later runs find it in GOPATH/bin).
 const helmModule = "helm.sh/helm/v4/cmd/helm@v4.3.2"
 
+// TestCIInstallsHelm checks that CI builds, ahead of the tests, the helm
+// that helmBinary would install: .ci/run starts it in the background so
+// that its build overlaps the analyzers.
+func TestCIInstallsHelm(t *testing.T) {
+	root, err := testnode.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := os.ReadFile(filepath.Join(root, ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ci), "go install "+helmModule) {
+		t.Errorf(".ci/run does not run go install %s", helmModule)
+	}
+}
+
 // helmRelease and helmNamespace name the rendered release.
 const (
 	helmRelease   = "kms"
