@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keep-kms/keep/test/softhsm"
 	"github.com/keep-kms/keep/test/testnode"
 )
 
@@ -125,7 +126,15 @@ func newPodman(t *testing.T) *podman {
 	t.Cleanup(func() {
 		// Containers first: their processes hold files in the storage.
 		p.try(context.Background(), "rm", "--all", "--force", "--time", "0")
-		if err := os.RemoveAll(dir); err != nil {
+		// conmon runs podman's cleanup of an exited container on its
+		// own, which may still write to the storage for a moment.
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if err = os.RemoveAll(dir); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
 			t.Errorf("podman storage %s: %v", dir, err)
 		}
 	})
@@ -191,17 +200,20 @@ func reachable(image string) bool {
 	return true
 }
 
+// baseDebs are the Debian packages of distroless/cc's libraries: glibc for
+// keep, the others for PKCS#11 modules (SoftHSM2 needs all of them).
+var baseDebs = []string{"libc6", "libgcc-s1", "libstdc++6", "libssl3"}
+
 // localBase imports a stand-in for the distroless/cc base, for machines
-// that cannot reach its registry: the files of the host's libc6 package
-// (the glibc keep is linked against: this test runs on Debian 12, like the
+// that cannot reach its registry: the files of the host's baseDebs (the
+// glibc keep is linked against: this test runs on Debian 12, like the
 // base), /tmp, and the user and group nonroot (65532), as distroless has
-// them. keep needs nothing else from its base; libstdc++ and OpenSSL are
-// there for PKCS#11 modules, which this test does not load.
+// them.
 func localBase(t *testing.T, p *podman) string {
 	t.Helper()
-	out, err := exec.Command("dpkg", "-L", "libc6").Output()
+	out, err := exec.Command("dpkg", append([]string{"-L"}, baseDebs...)...).Output()
 	if err != nil {
-		t.Skipf("the base image's registry is unreachable and dpkg -L libc6 fails (%v): cannot make a glibc base here", err)
+		t.Skipf("the base image's registry is unreachable and dpkg -L %s fails (%v): cannot make a glibc base here", strings.Join(baseDebs, " "), err)
 	}
 	var files []string
 	for _, f := range strings.Split(strings.TrimSpace(string(out)), "\n") {
@@ -269,12 +281,14 @@ type imageConfig struct {
 // and the image's own HEALTHCHECK reports the container healthy; and as an
 // operator runs it, a node with its HSM key in a mounted file keeps its
 // state in the volume as the non-root user, stops cleanly on SIGTERM and
-// comes back from the volume.
+// comes back from the volume; and a node on a PKCS#11 token loads its
+// module in an image derived as docs/deploy-container.md says.
 func TestContainerImage(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("container images are built and run on Linux")
 	}
 	installDebs(t, []string{"podman", "runc"}, "podman", "runc")
+	module := softhsm.Module(t) // before localBase copies its libraries
 	p := newPodman(t)
 
 	// The build context: the binary where deploy/build.sh puts it.
@@ -291,7 +305,7 @@ func TestContainerImage(t *testing.T) {
 		t.Logf("base image %s", baseImage)
 	} else {
 		base := localBase(t, p)
-		t.Logf("%s unreachable: base image %s made of the host's libc6", baseImage, base)
+		t.Logf("%s unreachable: base image %s made of the host's %s", baseImage, base, strings.Join(baseDebs, ", "))
 		build = append(build, "--pull=never", "--build-arg", "BASE_IMAGE="+base)
 	}
 	start := time.Now()
@@ -390,6 +404,74 @@ func TestContainerImage(t *testing.T) {
 			t.Fatalf("the restarted node did not come up from the volume:\n%s", logs)
 		}
 	})
+
+	t.Run("pkcs11", func(t *testing.T) { runPKCS11(t, p, run, module) })
+}
+
+// runPKCS11 derives an image with SoftHSM2's module, as
+// docs/deploy-container.md tells operators to add theirs, and runs a node
+// on a token of the host: keep loads the module (cgo, dlopen) in the image
+// and unseals with the token's key.
+func runPKCS11(t *testing.T, p *podman, run []string, module string) {
+	h := testnode.SoftHSM2(t, "ctr", "KEEP_PKCS11_PIN")
+	want := h.RootAPIKey(t).String()
+	var conf, pin string
+	for _, e := range h.Env {
+		if v, ok := strings.CutPrefix(e, "SOFTHSM2_CONF="); ok {
+			conf = v
+		}
+		if v, ok := strings.CutPrefix(e, "KEEP_PKCS11_PIN="); ok {
+			pin = v
+		}
+	}
+	if conf == "" || pin == "" {
+		t.Fatalf("SoftHSM2 token without SOFTHSM2_CONF or PIN: %d variables", len(h.Env))
+	}
+	// The token is the container user's, at the same path as on the host
+	// (its config file names the token directory).
+	tokens := filepath.Dir(conf)
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	if err := os.WriteFile(pinFile, []byte(pin+"\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	chown := func(path string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, 65532, 65532)
+	}
+	if err := filepath.WalkDir(tokens, chown); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(pinFile, 65532, 65532); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := t.TempDir()
+	copyFile(t, module, filepath.Join(ctx, "libsofthsm2.so"), 0o644)
+	dockerfile := "FROM localhost/keep-test:latest\nCOPY libsofthsm2.so /usr/lib/softhsm/libsofthsm2.so\n"
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.run("build", "--format", "docker", "--pull=never", "-t", "localhost/keep-test-pkcs11:latest", ctx)
+	p.run(append(run, "--name", "keep-pkcs11",
+		"--volume", tokens+":"+tokens,
+		"--volume", pinFile+":/run/secrets/keep-pin:ro",
+		"--env", "SOFTHSM2_CONF="+conf,
+		"--env", "KEEP_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so",
+		"--env", "KEEP_PKCS11_TOKEN=ctr",
+		"--env", "KEEP_PKCS11_KEY=root",
+		"--env", "KEEP_PKCS11_NAME=ctr",
+		"--env", "KEEP_PKCS11_PIN_FILE=/run/secrets/keep-pin",
+		"localhost/keep-test-pkcs11:latest")...)
+	waitHealthy(t, p, "keep-pkcs11")
+	logs := p.run("logs", "keep-pkcs11")
+	if got, err := testnode.BannerAPIKey(logs); err != nil || got != want {
+		t.Fatalf("banner API key %q (%v), want the token's %s\n%s", got, err, want, logs)
+	}
+	if strings.Contains(logs, pin) {
+		t.Fatal("the container's log holds the PIN")
+	}
 }
 
 // exec runs keep args in the container and returns podman's error.
