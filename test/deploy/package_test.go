@@ -275,7 +275,7 @@ type imageConfig struct {
 }
 
 // TestContainerImage builds the image of deploy/container/Dockerfile from a
-// keep binary built outside (BINARY=prebuilt; the Go stage needs the
+// keep binary built outside (--target prebuilt; the Go stage needs the
 // golang image of Docker Hub, which CI may not reach) and runs it: as the
 // issue asks, `keep server --dev` answers its health endpoints inside it,
 // and the image's own HEALTHCHECK reports the container healthy; and as an
@@ -299,7 +299,7 @@ func TestContainerImage(t *testing.T) {
 	}
 	copyFile(t, testnode.Binary(t), bin, 0o755)
 
-	build := []string{"build", "--format", "docker", "--build-arg", "BINARY=prebuilt",
+	build := []string{"build", "--format", "docker", "--target", "prebuilt",
 		"-f", repoFile(t, "deploy/container/Dockerfile"), "-t", "localhost/keep-test:latest"}
 	if reachable(baseImage) {
 		t.Logf("base image %s", baseImage)
