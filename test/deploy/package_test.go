@@ -301,11 +301,15 @@ func TestContainerImage(t *testing.T) {
 
 	build := []string{"build", "--format", "docker", "--target", "prebuilt",
 		"-f", repoFile(t, "deploy/container/Dockerfile"), "-t", "localhost/keep-test:latest"}
-	if reachable(baseImage) {
+	// The binary is linked against the host's glibc: on the base of
+	// another Debian release it might not run.
+	osRelease, _ := os.ReadFile("/etc/os-release")
+	switch bookworm := strings.Contains(string(osRelease), "VERSION_CODENAME=bookworm"); {
+	case bookworm && reachable(baseImage):
 		t.Logf("base image %s", baseImage)
-	} else {
+	default:
 		base := localBase(t, p)
-		t.Logf("%s unreachable: base image %s made of the host's %s", baseImage, base, strings.Join(baseDebs, ", "))
+		t.Logf("base image %s made of the host's %s (%s unreachable, or the host is not Debian 12)", base, strings.Join(baseDebs, ", "), baseImage)
 		build = append(build, "--pull=never", "--build-arg", "BASE_IMAGE="+base)
 	}
 	start := time.Now()
@@ -331,6 +335,18 @@ func TestContainerImage(t *testing.T) {
 	}
 
 	run := append([]string{"run", "--detach", "--network", "none"}, rlimits(t)...)
+
+	// podman exits 125 when it cannot start a container at all (no
+	// namespaces, no cgroups for it, no runtime): a machine that cannot
+	// run images, not a fault of the image.
+	_, _, err := p.try(context.Background(), append(append([]string{"run", "--rm", "--network", "none"}, rlimits(t)...), "localhost/keep-test:latest", "version")...)
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 125 {
+		t.Skipf("built the image, but this machine cannot run containers: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("keep version in the image: %v", err)
+	}
 
 	t.Run("dev", func(t *testing.T) {
 		p.run(append(run, "--name", "keep-dev", "localhost/keep-test:latest", "server", "--dev")...)
