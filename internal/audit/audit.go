@@ -70,6 +70,19 @@ func (l *Log) Ready() error {
 	return nil
 }
 
+// Failing reports whether the last write to the sink failed and none has
+// succeeded since, while writing to it is enabled: records are then refused
+// with the requests (fail closed) or lost (fail open). The metrics report
+// it, since a log that fails open says nothing to the clients.
+func (l *Log) Failing() bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.broken != nil && !l.disabled.Load()
+}
+
 // Observe makes f see every batch of events recorded from now on, whether
 // or not they reach a sink: the metrics count commands with it. Call it
 // before the log is used. f is called outside the log's lock, must be

@@ -100,3 +100,44 @@ func TestFileSinkRecovers(t *testing.T) {
 		t.Fatalf("file holds %q", data)
 	}
 }
+
+// TestFailing checks what keep_audit_sink_failing reports: a sink whose
+// last write failed, in both modes, until a write succeeds, and never
+// while the audit log is switched off.
+func TestFailing(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failOpen bool
+		disabled bool
+		fail     bool
+		want     bool
+	}{
+		{"writes", false, false, false, false},
+		{"fails closed", false, false, true, true},
+		{"fails open", true, false, true, true},
+		{"switched off", false, true, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &failingWriter{fail: tc.fail}
+			l := New(w, tc.failOpen)
+			if l.Failing() {
+				t.Fatal("failing before any write")
+			}
+			_ = l.Record(Event{Command: "KEY:CREATE"})
+			l.SetEnabled(!tc.disabled)
+			if got := l.Failing(); got != tc.want {
+				t.Fatalf("Failing = %v, want %v", got, tc.want)
+			}
+			w.fail = false
+			if err := l.Record(Event{}); err != nil || l.Failing() {
+				t.Fatalf("after a good write: Record = %v, Failing = %v", err, l.Failing())
+			}
+		})
+	}
+	if (*Log)(nil).Failing() {
+		t.Error("a nil log is failing")
+	}
+	if l := NewFile(t.TempDir()+"/missing/audit.log", false); !l.Failing() {
+		t.Error("a file that cannot be opened is not failing")
+	}
+}

@@ -49,14 +49,27 @@ func Main(args []string) int {
 		stop() // restore the default handling for a second signal
 	}()
 
-	a := &app{
+	return newApp().run(ctx, args)
+}
+
+// Command returns the keep command tree as a shell sees it, with cobra's
+// completion command, for generating documentation from it: deploy/man
+// writes the man pages with it.
+func Command() *cobra.Command {
+	root := newApp().rootCommand()
+	root.InitDefaultCompletionCmd()
+	return root
+}
+
+// newApp returns an app on the process's environment and standard streams.
+func newApp() *app {
+	return &app{
 		getenv:    os.Getenv,
 		lookupEnv: os.LookupEnv,
 		stdin:     os.Stdin,
 		stdout:    os.Stdout,
 		stderr:    os.Stderr,
 	}
-	return a.run(ctx, args)
 }
 
 // app holds what the commands take from the process: the environment and
@@ -151,7 +164,6 @@ MINIO_KMS_API_KEY or --api-key.`,
 		SilenceErrors:              true,
 		SilenceUsage:               true,
 		SuggestionsMinimumDistance: 2,
-		CompletionOptions:          cobra.CompletionOptions{HiddenDefaultCmd: true},
 	}
 	root.Flags().BoolVar(&softHSM, "soft-hsm", false, "print a new software HSM key (hsm:aes256:…) and exit")
 	p11 = addPKCS11Flags(root)

@@ -118,7 +118,7 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("exit code %d", code)
 	}
 	v := decodeJSON[versionJSON](t, stdout)
-	if v.Version == "" || v.Runtime == "" {
+	if v.Version == "" || v.GoVersion == "" || v.Platform == "" || v.License != "AGPL-3.0-or-later" {
 		t.Errorf("incomplete version: %+v", v)
 	}
 }

@@ -1,10 +1,15 @@
 package cli
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +17,8 @@ import (
 
 	"github.com/minio/kms-go/kms"
 	"github.com/spf13/cobra"
+
+	"github.com/keep-kms/keep/internal/cluster"
 )
 
 // DefaultPort is the port of a node given as HOST without :PORT.
@@ -34,8 +41,15 @@ func (a *app) clusterCommands() []*cobra.Command {
 	}
 }
 
+// addRetryInterval is how long keep add --wait waits between attempts.
+const addRetryInterval = 2 * time.Second
+
 func (a *app) addNodeCommand() *cobra.Command {
-	var host string
+	var (
+		host     string
+		existsOK bool
+		wait     time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "add HOST[:PORT]",
 		Short: "Add a fresh node to the cluster",
@@ -44,14 +58,24 @@ server in MINIO_KMS_SERVER.
 
 The node must be running with the cluster's HSM key, reachable from the
 cluster at HOST[:PORT] (its --host), and fresh: a one-node cluster without
-enclaves, keys, policies or identities of its own.`,
-		Example: `  MINIO_KMS_SERVER=https://node0.example.net:7373 keep add node1.example.net`,
-		Args:    argsRange(1, 1),
+enclaves, keys, policies or identities of its own.
+
+Deployments that add their nodes on every run (the Helm chart's join Job)
+use --exists-ok, so that a node that is a member already is left alone, and
+--wait, so that the command outlasts nodes that are still starting: it
+retries while the cluster or HOST cannot be reached or answers 5xx, and
+gives up at once on any other refusal (a wrong API key, a node that is not
+fresh).`,
+		Example: `  MINIO_KMS_SERVER=https://node0.example.net:7373 keep add node1.example.net
+  MINIO_KMS_SERVER=https://node0.example.net:7373 keep add node1.example.net --exists-ok --wait 10m`,
+		Args: argsRange(1, 1),
 		PreRunE: func(_ *cobra.Command, args []string) (err error) {
 			host, err = hostArg(args[0])
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&existsOK, "exists-ok", false, "succeed, changing nothing, when HOST is already a node of the cluster")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "retry for up to this long while the cluster or HOST cannot be reached or is not ready")
 	f := addClientFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		// The request must reach a member of the cluster, not the node
@@ -69,13 +93,60 @@ enclaves, keys, policies or identities of its own.`,
 		if err != nil {
 			return err
 		}
-		if err := c.AddNode(cmd.Context(), &kms.AddClusterNodeRequest{Host: host}); err != nil {
-			return err
+		deadline := time.Now().Add(wait)
+		for {
+			err = c.AddNode(cmd.Context(), &kms.AddClusterNodeRequest{Host: host})
+			switch {
+			case err == nil:
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "Added %s to the cluster\n", host)
+				return err
+			case existsOK && isMemberAlready(err):
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s is a node of the cluster already\n", host)
+				return err
+			case !retryable(err) || time.Now().Add(addRetryInterval).After(deadline):
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "keep: %s; trying again in %v\n", describeError(err), addRetryInterval)
+			select {
+			case <-cmd.Context().Done():
+				return cmd.Context().Err()
+			case <-time.After(addRetryInterval):
+			}
 		}
-		_, err = fmt.Fprintf(cmd.OutOrStdout(), "Added %s to the cluster\n", host)
-		return err
 	}
 	return cmd
+}
+
+// isMemberAlready reports whether err is the server's refusal to add a
+// node that is in the cluster's configuration already (409 with the text
+// of cluster.ErrNodeExists, which the server sends whole).
+func isMemberAlready(err error) bool {
+	var apiErr kms.Error
+	return errors.As(err, &apiErr) && apiErr.Code == http.StatusConflict &&
+		strings.HasPrefix(apiErr.Err, cluster.ErrNodeExists.Error())
+}
+
+// retryable reports whether a membership request may succeed if sent
+// again later: the server could not be reached, or answered 5xx (no
+// leader yet, the new node not reachable or still starting). A 4xx is the
+// server's considered refusal, and a certificate that does not verify
+// will not verify later either: neither is retried.
+func retryable(err error) bool {
+	var (
+		apiErr      kms.Error
+		certErr     *tls.CertificateVerificationError
+		unknownCA   x509.UnknownAuthorityError
+		hostnameErr x509.HostnameError
+		invalidErr  x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &apiErr):
+		return apiErr.Code >= http.StatusInternalServerError
+	case errors.Is(err, context.Canceled), errors.As(err, &certErr), errors.As(err, &unknownCA),
+		errors.As(err, &hostnameErr), errors.As(err, &invalidErr):
+		return false
+	}
+	return true
 }
 
 func (a *app) rmNodeCommand() *cobra.Command {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,6 +280,74 @@ func TestAddNodeError(t *testing.T) {
 	if code != ExitError || stdout != "" || stderr != "keep: node is not fresh: 127.0.0.2:7373 holds enclaves\n" {
 		t.Errorf("exit code %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
+}
+
+// TestAddNodeRetries checks what the chart's join Job relies on: with
+// --exists-ok a node that is a member already is success, and with --wait
+// the command tries again after 5xx answers but never after a 4xx.
+func TestAddNodeRetries(t *testing.T) {
+	exists := reply{http.StatusConflict, "node is already part of the cluster: 127.0.0.2:7373 is node 3"}
+	notFresh := reply{http.StatusConflict, "node is not fresh: 127.0.0.2:7373 holds enclaves"}
+	unreachable := reply{http.StatusBadGateway, "node is not reachable: 127.0.0.2:7373"}
+	noLeader := reply{http.StatusServiceUnavailable, "no leader"}
+	added := reply{http.StatusOK, ""}
+	tests := []struct {
+		name     string
+		flags    []string
+		replies  []reply // the last one repeats
+		code     int
+		requests int
+		stdout   string
+		stderr   string
+	}{
+		{"member, plain", nil, []reply{exists}, ExitError, 1, "", "already part of the cluster"},
+		{"member, exists-ok", []string{"--exists-ok"}, []reply{exists}, ExitOK, 1, "127.0.0.2:7373 is a node of the cluster already\n", ""},
+		{"not fresh, exists-ok", []string{"--exists-ok", "--wait", "1m"}, []reply{notFresh}, ExitError, 1, "", "node is not fresh"},
+		{"5xx without wait", nil, []reply{unreachable}, ExitError, 1, "", "not reachable"},
+		{"5xx, then added", []string{"--wait", "1m"}, []reply{unreachable, noLeader, added}, ExitOK, 3, "Added 127.0.0.2:7373 to the cluster\n", "trying again"},
+		{"5xx, then member", []string{"--wait", "1m", "--exists-ok"}, []reply{noLeader, exists}, ExitOK, 2, "127.0.0.2:7373 is a node of the cluster already\n", "no leader"},
+		{"5xx until the wait is over", []string{"--wait", "3s"}, []reply{noLeader}, ExitError, 2, "", "no leader"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var n atomic.Int32
+			f := newFakeKMS(t, func(cmds.Command, []byte) (int, []byte) {
+				r := tt.replies[min(int(n.Add(1))-1, len(tt.replies)-1)]
+				if r.status == http.StatusOK {
+					return r.status, frame(t, 0)
+				}
+				return r.status, []byte(r.text)
+			})
+			stdout, stderr, code := f.run("", append([]string{"add", "127.0.0.2"}, tt.flags...)...)
+			if code != tt.code || stdout != tt.stdout || !strings.Contains(stderr, tt.stderr) {
+				t.Errorf("exit code %d, stdout %q, stderr %q; want %d, %q, stderr with %q", code, stdout, stderr, tt.code, tt.stdout, tt.stderr)
+			}
+			if got := int(n.Load()); got != tt.requests {
+				t.Errorf("%d requests, want %d", got, tt.requests)
+			}
+		})
+	}
+}
+
+// TestAddNodeUntrusted checks that keep add --wait does not retry a server
+// whose certificate does not verify: it will not verify later either.
+func TestAddNodeUntrusted(t *testing.T) {
+	f := newFakeKMS(t, ok(t, 0))
+	env := map[string]string{EnvServer: f.srv.URL, EnvAPIKey: testAPIKey}
+	start := time.Now()
+	_, stderr, code := runCLI(t, env, "", "add", "127.0.0.2", "--wait", "1m")
+	if code != ExitError || !strings.Contains(stderr, "not trusted") || strings.Contains(stderr, "trying again") {
+		t.Errorf("exit code %d, stderr %q", code, stderr)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("gave up after %v", d)
+	}
+}
+
+// reply is one answer of a fake server: a status and an error text.
+type reply struct {
+	status int
+	text   string
 }
 
 func TestEdit(t *testing.T) {

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // ForwardALPN is the TLS application protocol of the writes a follower
@@ -50,35 +48,51 @@ type forwardResult struct {
 	err   error
 }
 
+// forwarder is a follower's side of write forwarding: its one
+// connection to the leader, dialed when a write first needs it and again
+// when the leader changes or the connection fails, and the writes sent
+// over it. The leader's side is serveForwards.
+type forwarder struct {
+	transport *Transport      // dials the leader
+	done      <-chan struct{} // closed when the node shuts down: no connection is dialed after it
+
+	mu   sync.Mutex
+	conn *forwardConn // to the leader; nil until needed
+}
+
+func newForwarder(transport *Transport, done <-chan struct{}) *forwarder {
+	return &forwarder{transport: transport, done: done}
+}
+
 // forward hands a log entry to the leader and returns its index.
-func (n *Node) forward(ctx context.Context, leader string, entry []byte) (uint64, error) {
-	c, err := n.forwardConn(ctx, leader)
+func (f *forwarder) forward(ctx context.Context, leader string, entry []byte) (uint64, error) {
+	c, err := f.connTo(ctx, leader)
 	if err != nil {
 		return 0, err
 	}
 	return c.call(ctx, entry)
 }
 
-// forwardConn returns this node's connection to leader. If there is none,
-// or the last one failed, it dials one; writes that come meanwhile wait for
-// that dial instead of starting their own.
-func (n *Node) forwardConn(ctx context.Context, leader string) (*forwardConn, error) {
-	n.fwdMu.Lock()
+// connTo returns the connection to leader. If there is none, or the last
+// one failed, it dials one; writes that come meanwhile wait for that dial
+// instead of starting their own.
+func (f *forwarder) connTo(ctx context.Context, leader string) (*forwardConn, error) {
+	f.mu.Lock()
 	select {
-	case <-n.done: // Close has closed the last connection; dial no new one
-		n.fwdMu.Unlock()
+	case <-f.done: // close has closed the last connection; dial no new one
+		f.mu.Unlock()
 		return nil, ErrShuttingDown
 	default:
 	}
-	c := n.fwd
+	c := f.conn
 	if c == nil || c.leader != leader || c.failed() {
 		if c != nil {
 			c.close(errors.New("replaced by a connection to the current leader"))
 		}
-		c = n.dialForward(leader)
-		n.fwd = c
+		c = f.dial(leader)
+		f.conn = c
 	}
-	n.fwdMu.Unlock()
+	f.mu.Unlock()
 	select {
 	case <-c.dialed:
 	case <-ctx.Done():
@@ -90,11 +104,11 @@ func (n *Node) forwardConn(ctx context.Context, leader string) (*forwardConn, er
 	return c, nil
 }
 
-// dialForward returns a connection to leader that is being dialed.
-func (n *Node) dialForward(leader string) *forwardConn {
+// dial returns a connection to leader that is being dialed.
+func (f *forwarder) dial(leader string) *forwardConn {
 	c := &forwardConn{leader: leader, dialed: make(chan struct{}), w: newFrameWriter(), pending: map[uint64]chan forwardResult{}}
 	go func() {
-		c.conn, c.dialErr = n.cfg.Transport.dial(context.Background(), leader, ForwardALPN)
+		c.conn, c.dialErr = f.transport.dial(context.Background(), leader, ForwardALPN)
 		if c.dialErr != nil {
 			c.w.close(c.dialErr)
 		}
@@ -110,6 +124,16 @@ func (n *Node) dialForward(leader string) *forwardConn {
 		go c.readReplies()
 	}()
 	return c
+}
+
+// close closes the connection to the leader, failing the writes in flight
+// on it; the caller has closed done, so that no new one is dialed.
+func (f *forwarder) close() {
+	f.mu.Lock()
+	if f.conn != nil {
+		f.conn.close(ErrShuttingDown)
+	}
+	f.mu.Unlock()
 }
 
 // unreachable is the error of a forwarded write that failed because the
@@ -219,15 +243,16 @@ func (c *forwardConn) close(err error) {
 	}
 }
 
-// serveForwards serves a follower's connection of forwarded writes until
-// the follower closes it or this node shuts down. Each write is applied in
-// its own goroutine, so that raft batches the writes in flight.
-func (n *Node) serveForwards(conn net.Conn) {
+// serveForwards is the leader's side of write forwarding: it serves a
+// follower's connection of forwarded writes, each with apply, until the
+// follower closes it or done is closed (the node shuts down). Each write is
+// applied in its own goroutine, so that raft batches the writes in flight.
+func serveForwards(conn net.Conn, done <-chan struct{}, apply func(context.Context, []byte) forwardResponse) {
 	w := newFrameWriter()
 	go w.run(conn)
 	go func() {
 		select {
-		case <-n.done:
+		case <-done:
 		case <-w.broken:
 		}
 		conn.Close() // ends the read below
@@ -243,7 +268,7 @@ func (n *Node) serveForwards(conn net.Conn) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(f.aux)*time.Millisecond)
 			defer cancel()
-			body, _ := json.Marshal(n.serveForward(ctx, f.payload))
+			body, _ := json.Marshal(apply(ctx, f.payload))
 			// A failed write means the follower is gone; it fails the
 			// write on its side.
 			w.write(appendFrame(make([]byte, 0, frameHeaderSize+len(body)), frame{id: f.id, payload: body}))
@@ -251,16 +276,4 @@ func (n *Node) serveForwards(conn net.Conn) {
 	}
 	w.close(err)
 	wg.Wait()
-}
-
-// serveForward applies a forwarded log entry, if this node leads. A node
-// that is starting serves forwards before its raft runs (Open): a follower
-// still forwards to it if it led before a crash.
-func (n *Node) serveForward(ctx context.Context, entry []byte) forwardResponse {
-	inst := n.current()
-	if inst == nil || inst.raft.State() != raft.Leader {
-		return forwardResponse{Err: encodeError(ErrNoLeader)}
-	}
-	index, err := n.applyLocal(ctx, inst, entry)
-	return forwardResponse{Index: index, Err: encodeError(err)}
 }

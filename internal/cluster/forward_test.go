@@ -17,7 +17,7 @@ import (
 	"github.com/keep-kms/keep/internal/state"
 )
 
-func testForwarder(t *testing.T) *Node {
+func testForwarder(t *testing.T) *forwarder {
 	t.Helper()
 	key, err := mtls.GenerateKeyEdDSA(nil)
 	if err != nil {
@@ -27,7 +27,7 @@ func testForwarder(t *testing.T) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Node{cfg: Config{Transport: tr}}
+	return newForwarder(tr, make(chan struct{}))
 }
 
 // TestForwardDialIsShared checks that writes arriving while the connection
@@ -59,14 +59,14 @@ func TestForwardDialIsShared(t *testing.T) {
 		}
 	})
 
-	n := testForwarder(t)
+	f := testForwarder(t)
 	var wg sync.WaitGroup
 	for i := range 16 {
 		wg.Go(func() {
 			time.Sleep(time.Duration(i) * 10 * time.Millisecond) // writes keep coming
 			ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
 			defer cancel()
-			_, err := n.forward(ctx, ln.Addr().String(), []byte("{}"))
+			_, err := f.forward(ctx, ln.Addr().String(), []byte("{}"))
 			if !errors.Is(err, ErrNoLeader) || !errors.Is(err, errNotSent) || !neverArrived(err) {
 				t.Errorf("forward to a silent leader: %v; want a write that never arrived", err)
 			}
@@ -74,7 +74,7 @@ func TestForwardDialIsShared(t *testing.T) {
 	}
 	wg.Wait()
 	ln.Close()
-	n.fwd.close(errors.New("test over"))
+	f.conn.close(errors.New("test over"))
 	accepted.Wait()
 	if d := dials.Load(); d != 1 {
 		t.Errorf("16 writes dialed the leader %d times, want once", d)
@@ -90,10 +90,10 @@ func TestForwardRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	n := testForwarder(t)
+	f := testForwarder(t)
 	for range 2 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := n.forward(ctx, addr, []byte("{}"))
+		_, err := f.forward(ctx, addr, []byte("{}"))
 		cancel()
 		if !errors.Is(err, ErrNodeUnavailable) || !neverArrived(err) {
 			t.Errorf("forward to a closed port: %v; want a write that never arrived", err)
@@ -140,22 +140,22 @@ func fakeLeader(t *testing.T, tr *Transport) string {
 // connection other writes share, but when the leader has answered nothing
 // for silentLeader.
 func TestForwardSilentLeader(t *testing.T) {
-	n := testForwarder(t)
-	leader := fakeLeader(t, n.cfg.Transport)
+	f := testForwarder(t)
+	leader := fakeLeader(t, f.transport)
 	write := func(entry string, timeout time.Duration) (uint64, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		return n.forward(ctx, leader, []byte(entry))
+		return f.forward(ctx, leader, []byte(entry))
 	}
 
 	if i, err := write("answer", 5*time.Second); err != nil || i != 7 {
 		t.Fatalf("answered write: index %d, %v; want 7", i, err)
 	}
-	first := n.fwd
+	first := f.conn
 	if _, err := write("silent", 50*time.Millisecond); !errors.Is(err, ErrNodeUnavailable) || neverArrived(err) {
 		t.Errorf("unanswered write: %v; want a write that may have arrived", err)
 	}
-	if n.fwd != first || first.failed() {
+	if f.conn != first || first.failed() {
 		t.Fatal("a write whose client gave up early closed the connection")
 	}
 	if i, err := write("answer", 5*time.Second); err != nil || i != 7 {
@@ -167,20 +167,118 @@ func TestForwardSilentLeader(t *testing.T) {
 	if !first.failed() {
 		t.Error("the connection outlived a leader silent for longer than silentLeader")
 	}
-	if i, err := write("answer", 5*time.Second); err != nil || i != 7 || n.fwd == first {
-		t.Errorf("write after the silent leader: index %d, %v, same connection %v; want 7 on a new connection", i, err, n.fwd == first)
+	if i, err := write("answer", 5*time.Second); err != nil || i != 7 || f.conn == first {
+		t.Errorf("write after the silent leader: index %d, %v, same connection %v; want 7 on a new connection", i, err, f.conn == first)
 	}
 }
 
-// TestServeForwardWhileStarting checks that a node whose raft does not run
-// yet (Open registers the forward service first) refuses a forwarded
-// write as one without a leader instead of crashing: a follower forwards
-// to a restarted node that led before it was killed.
-func TestServeForwardWhileStarting(t *testing.T) {
-	n := testForwarder(t)
-	resp := n.serveForward(context.Background(), []byte("entry"))
-	if err := decodeError(resp.Err); !errors.Is(err, ErrNoLeader) {
-		t.Errorf("forward to a starting node: %v, want %v", err, ErrNoLeader)
+// forwardLeader serves the forward protocol with serveForwards on a TLS
+// listener with tr's node identity, applying each write with apply.
+func forwardLeader(t *testing.T, tr *Transport, apply func(context.Context, []byte) forwardResponse) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tr.serverConfig(ForwardALPN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var served sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		close(done)
+		served.Wait()
+	})
+	served.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			served.Go(func() { serveForwards(c, done, apply) })
+		}
+	})
+	return ln.Addr().String()
+}
+
+// TestForwardRoundTrip sends writes from a forwarder to serveForwards: the
+// leader's answer (an index, or an error that keeps its identity) comes
+// back to the write that asked, and the leader applies each write within
+// the timeout of the follower's request.
+func TestForwardRoundTrip(t *testing.T) {
+	f := testForwarder(t)
+	leader := forwardLeader(t, f.transport, func(ctx context.Context, entry []byte) forwardResponse {
+		switch string(entry) {
+		case "exists":
+			return forwardResponse{Err: encodeError(fmt.Errorf("key %q: %w", "k", state.ErrKeyExists))}
+		case "no leader":
+			return forwardResponse{Err: encodeError(ErrNoLeader)}
+		case "leadership lost":
+			return forwardResponse{Index: 9, Err: encodeError(ErrLeadershipLost)}
+		case "deadline":
+			d, ok := ctx.Deadline()
+			if !ok || time.Until(d) > 5*time.Second {
+				return forwardResponse{Err: encodeError(errors.New("no deadline from the request"))}
+			}
+			return forwardResponse{Index: 3}
+		}
+		return forwardResponse{Index: 7}
+	})
+	for _, tc := range []struct {
+		entry     string
+		wantIndex uint64
+		wantErr   error
+	}{
+		{"write", 7, nil},
+		{"exists", 0, state.ErrKeyExists},
+		{"no leader", 0, ErrNoLeader},
+		{"leadership lost", 9, ErrLeadershipLost},
+		{"deadline", 3, nil},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		index, err := f.forward(ctx, leader, []byte(tc.entry))
+		cancel()
+		if index != tc.wantIndex || (tc.wantErr == nil && err != nil) || !errors.Is(err, tc.wantErr) {
+			t.Errorf("%s: index %d, %v; want %d, %v", tc.entry, index, err, tc.wantIndex, tc.wantErr)
+		}
+	}
+	f.conn.mu.Lock()
+	defer f.conn.mu.Unlock()
+	if n := len(f.conn.pending); n != 0 {
+		t.Errorf("%d writes left pending", n)
+	}
+}
+
+// TestForwarderClose checks shutdown: close fails the writes in flight,
+// as writes that may have arrived, and no write dials the leader after it.
+func TestForwarderClose(t *testing.T) {
+	done := make(chan struct{})
+	f := testForwarder(t)
+	f.done = done
+	leader := fakeLeader(t, f.transport)
+	if _, err := f.forward(context.Background(), leader, []byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	inFlight := make(chan error, 1)
+	go func() {
+		_, err := f.forward(context.Background(), leader, []byte("silent"))
+		inFlight <- err
+	}()
+	for pending := 0; pending == 0; time.Sleep(time.Millisecond) { // the write is on its way
+		f.conn.mu.Lock()
+		pending = len(f.conn.pending)
+		f.conn.mu.Unlock()
+	}
+	close(done)
+	f.close()
+	select {
+	case err := <-inFlight:
+		if !errors.Is(err, ErrNodeUnavailable) || neverArrived(err) {
+			t.Errorf("write in flight at shutdown: %v; want one that may have arrived", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write in flight outlived the forwarder's close")
+	}
+	if _, err := f.forward(context.Background(), leader, []byte("answer")); !errors.Is(err, ErrShuttingDown) {
+		t.Errorf("write after close: %v; want %v", err, ErrShuttingDown)
 	}
 }
 

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"sync"
 	"time"
 )
@@ -92,29 +91,4 @@ func (l *lease) fenceFor(leader string) (fence uint64, ok bool, changed <-chan s
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.fence, l.leader == leader && time.Now().Before(l.until), l.changed
-}
-
-// awaitReads returns once a read on this follower sees every write the
-// leader has acknowledged: it holds a lease and has applied its fence. It
-// gives up after wait without a lease, and after applyFor of applying
-// towards the fence, and then the read is served from the state as it is.
-func (n *Node) awaitReads(ctx context.Context, inst *instance, leader string, wait, applyFor time.Duration) {
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		fence, ok, changed := n.lease.fenceFor(leader)
-		if ok {
-			if !n.hasApplied(inst, fence) {
-				n.waitApplied(ctx, fence, applyFor)
-			}
-			return
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
 }

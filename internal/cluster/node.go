@@ -10,11 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -77,38 +76,25 @@ type Snapshots struct {
 	TrailingLogs uint64
 }
 
-// Node is a member of a raft cluster.
+// Node is a member of a raft cluster. It runs one raft instance at a time
+// (instance.go), replaced under mu when the node joins a cluster, is
+// edited or is reset, and proposes writes (Apply). Its other jobs are
+// types of their own, each given only what it needs of the node: reads
+// (readGate: the read-lease protocol, and the waits of reads, forwarded
+// writes and acknowledgements), write forwarding (forwarder on a follower,
+// serveForwards on the leader), and membership (members).
 type Node struct {
 	cfg     Config
 	fsm     *fsm // shared by every raft instance of the node
 	started time.Time
-	applied *tracker      // on the leader: how far followers have applied
-	lease   *lease        // on a follower: whether the leader counts it
-	notify  chan struct{} // signalled when the state machine applies an entry
-	nudge   chan struct{} // signalled when the leader waits for followers to apply
 	done    chan struct{} // closed by Close; stops the background loops
-	removed atomic.Bool   // this node was a member of its cluster and is no more
 
 	mu   sync.RWMutex // read-held while using inst, write-held while replacing it
 	inst *instance
 
-	fwdMu sync.Mutex
-	fwd   *forwardConn // to the leader, for forwarded writes; nil until needed
-
-	// memberMu serializes the membership changes this node makes as
-	// leader: each reads the configuration and changes it, and the next
-	// must see the change (see addNode).
-	memberMu sync.Mutex
-}
-
-// instance is one run of raft; the node replaces it when it joins a
-// cluster, is edited, or is reset.
-type instance struct {
-	stopped bool
-	raft    *raft.Raft
-	id      raft.ServerID
-	stores  *stores
-	net     *raft.NetworkTransport
+	reads   *readGate  // when this node's state may serve a read
+	fwd     *forwarder // a follower's writes, to the leader
+	members *members   // adding and removing nodes, joining, noticing removal
 }
 
 // Open starts the raft node of cfg. A data directory without raft state is
@@ -121,16 +107,27 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:     cfg,
 		started: time.Now(),
-		applied: newTracker(),
-		lease:   newLease(),
-		notify:  make(chan struct{}, 1),
-		nudge:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
-	n.fsm = &fsm{state: cfg.State, notify: n.notify, logger: cfg.Logger, keyring: cfg.Keyring}
+	notify := make(chan struct{}, 1)
+	n.fsm = &fsm{state: cfg.State, notify: notify, logger: cfg.Logger, keyring: cfg.Keyring}
+	n.reads = newReadGate(n.current, &n.fsm.applied, notify, cfg.Transport, cfg.MaxStaleness, n.started, n.done)
 	cfg.State.OnSeals(n.fsm.sealsChanged)
-	cfg.Transport.serveForwards(n.serveForwards)
-	cfg.Transport.AdmitJoins(n.joinable)
+	n.fwd = newForwarder(cfg.Transport, n.done)
+	cfg.Transport.serveForwards(func(c net.Conn) { serveForwards(c, n.done, n.serveForward) })
+	n.members = &members{
+		host:      cfg.Host,
+		state:     cfg.State,
+		keyring:   cfg.Keyring,
+		hsm:       cfg.HSM,
+		transport: cfg.Transport,
+		logger:    cfg.Logger,
+		done:      n.done,
+		current:   n.current,
+		restart:   n.restart,
+		reset:     n.reset,
+	}
+	cfg.Transport.AdmitJoins(n.members.joinable)
 	st, err := openStores(ctx, cfg.Dir, cfg.Keyring)
 	if err != nil {
 		return nil, err
@@ -157,9 +154,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		st.close()
 		return nil, err
 	}
-	go n.reportApplied()
-	go n.nudgeFollowers()
-	go n.watchMembership()
+	n.reads.run()
+	go n.members.watch()
 	return n, nil
 }
 
@@ -181,69 +177,6 @@ func (n *Node) raftConfig(id raft.ServerID) *raft.Config {
 	}
 	conf.Logger = raftLogger()
 	return conf
-}
-
-// start runs raft on st as node id.
-func (n *Node) start(st *stores, id raft.ServerID) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.startLocked(st, id)
-}
-
-// startLocked is start for a caller that holds n.mu.
-func (n *Node) startLocked(st *stores, id raft.ServerID) error {
-	net := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  n.cfg.Transport.listen(),
-		MaxPool: 3,
-		Timeout: 5 * time.Second,
-		Logger:  raftLogger(),
-	})
-	n.fsm.applied.Store(0)
-	n.fsm.useStores(st)
-	if st.faults != nil {
-		st.faults.setNode(n.cfg.Host, n.cfg.Logger)
-	}
-	r, err := raft.NewRaft(n.raftConfig(id), n.fsm, st.logs, st.stable, st.snaps, net)
-	if err != nil {
-		net.Close()
-		return fmt.Errorf("failed to start raft: %w", err)
-	}
-	n.inst = &instance{raft: r, id: id, stores: st, net: net}
-	n.removed.Store(false)
-	return nil
-}
-
-// stop shuts raft down and closes its stores; the caller holds n.mu.
-func (inst *instance) stop() error {
-	inst.stopped = true
-	err := inst.raft.Shutdown().Error()
-	return errors.Join(err, inst.net.Close(), inst.stores.close())
-}
-
-// diskFault returns the error writes get while this node cannot write
-// its raft log (a full or failing disk), nil otherwise.
-func (inst *instance) diskFault() error {
-	if f := inst.stores.faults; f != nil {
-		return f.Fault()
-	}
-	return nil
-}
-
-// faultSince returns when this node's raft log last became unwritable,
-// and whether it is now.
-func (inst *instance) faultSince() (time.Time, bool) {
-	var f *StorageError
-	if errors.As(inst.diskFault(), &f) {
-		return f.since, true
-	}
-	return time.Time{}, false
-}
-
-// current returns the running raft instance.
-func (n *Node) current() *instance {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.inst
 }
 
 // bootstrap makes a fresh node a one-node cluster: node 0 at its host. The
@@ -354,7 +287,7 @@ func (n *Node) CatchUp(ctx context.Context) error {
 			// for the leader to count it, and for the writes it
 			// acknowledged meanwhile (the lease's fence).
 			if leader, _ := inst.raft.LeaderWithID(); leader != "" {
-				n.awaitReads(ctx, inst, string(leader), startLeaseWait, startApplyWait)
+				n.reads.awaitReads(ctx, inst, string(leader), startLeaseWait, startApplyWait)
 			}
 			if err := n.fsm.failure(); err != nil {
 				return err
@@ -403,9 +336,9 @@ func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 		err := ErrNoLeader
 		if leader, _ := inst.raft.LeaderWithID(); leader != "" {
 			var index uint64
-			index, err = n.forward(ctx, string(leader), data)
+			index, err = n.fwd.forward(ctx, string(leader), data)
 			if index > 0 {
-				n.waitApplied(ctx, index, applyWait)
+				n.reads.waitApplied(ctx, index, applyWait)
 			}
 			if !neverArrived(err) {
 				return err
@@ -420,6 +353,18 @@ func (n *Node) Apply(ctx context.Context, e *state.Entry) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// serveForward applies a forwarded log entry, if this node leads. A node
+// that is starting serves forwards before its raft runs (Open): a follower
+// still forwards to it if it led before a crash.
+func (n *Node) serveForward(ctx context.Context, entry []byte) forwardResponse {
+	inst := n.current()
+	if inst == nil || inst.raft.State() != raft.Leader {
+		return forwardResponse{Err: encodeError(ErrNoLeader)}
+	}
+	index, err := n.applyLocal(ctx, inst, entry)
+	return forwardResponse{Index: index, Err: encodeError(err)}
 }
 
 // neverArrived reports whether a forwarded write failed before it could
@@ -462,10 +407,7 @@ func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uin
 		}
 		return 0, fmt.Errorf("failed to replicate write: %w", err)
 	}
-	if followers := n.followers(inst); len(followers) > 0 {
-		signal(n.nudge)
-		n.applied.wait(ctx, f.Index(), followers, followerWait)
-	}
+	n.reads.waitFollowers(ctx, inst, f.Index())
 	if err, ok := f.Response().(error); ok {
 		return f.Index(), err
 	}
@@ -491,64 +433,6 @@ func (n *Node) checkEntry(inst *instance, data []byte) error {
 		return fmt.Errorf("%w: the write was made by a node whose state was not this cluster's (it joined or left a cluster meanwhile): try again: %w", state.ErrNotInitialized, err)
 	}
 	return err
-}
-
-// nudgeFollowers makes followers learn of new commits right away. Raft
-// tells followers the commit index with the next append, or after
-// CommitTimeout when none comes; a lone write would wait for that before
-// the followers apply it. A barrier is such an append. One barrier is under
-// way at a time, and writes committed meanwhile are covered by the next;
-// under load the appends of other writes do the job and barriers are few.
-func (n *Node) nudgeFollowers() {
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-n.nudge:
-		}
-		if inst := n.current(); inst != nil && inst.raft.State() == raft.Leader {
-			inst.raft.Barrier(applyTimeout).Error()
-		}
-	}
-}
-
-// signal notifies c without blocking; c has room for one notification.
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-// followers returns the IDs of the other voters.
-func (n *Node) followers(inst *instance) []raft.ServerID {
-	f := inst.raft.GetConfiguration()
-	if f.Error() != nil {
-		return nil
-	}
-	var ids []raft.ServerID
-	for _, s := range f.Configuration().Servers {
-		if s.ID != inst.id {
-			ids = append(ids, s.ID)
-		}
-	}
-	return ids
-}
-
-// waitApplied waits, at most bound, until this node has applied index.
-func (n *Node) waitApplied(ctx context.Context, index uint64, bound time.Duration) {
-	if n.hasApplied(n.current(), index) {
-		return // the common case: no timer to set up
-	}
-	ctx, cancel := context.WithTimeout(ctx, bound)
-	defer cancel()
-	for !n.hasApplied(n.current(), index) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Millisecond):
-		}
-	}
 }
 
 // IsLeader reports whether this node leads its cluster now: work that one
@@ -584,30 +468,7 @@ func (n *Node) AwaitReads() error {
 	if err := n.gone(inst); err != nil {
 		return err
 	}
-	if inst.raft.State() == raft.Leader {
-		return nil
-	}
-	var bound time.Duration
-	if n.cfg.MaxStaleness != nil {
-		bound = n.cfg.MaxStaleness()
-	}
-	if bound > 0 && time.Since(inst.raft.LastContact()) > bound {
-		return ErrStale
-	}
-	if since, ok := inst.faultSince(); ok {
-		// A follower that cannot write its log takes no new entries,
-		// and gets no lease (it stopped reporting): it serves its state
-		// as it is, at once, for as long as the staleness bound allows,
-		// counted from the fault (the leader's heartbeats still arrive).
-		if bound > 0 && time.Since(since) > bound {
-			return ErrStale
-		}
-		return nil
-	}
-	if leader, _ := inst.raft.LeaderWithID(); leader != "" {
-		n.awaitReads(context.Background(), inst, string(leader), leaseWait, applyWait)
-	}
-	return nil
+	return n.reads.admit(inst)
 }
 
 // Close stops raft and closes the stores.
@@ -617,11 +478,7 @@ func (n *Node) Close() error {
 	default:
 		close(n.done)
 	}
-	n.fwdMu.Lock()
-	if n.fwd != nil {
-		n.fwd.close(ErrShuttingDown)
-	}
-	n.fwdMu.Unlock()
+	n.fwd.close()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.inst == nil || n.inst.stopped {
@@ -640,7 +497,7 @@ func (n *Node) gone(inst *instance) error {
 		return ErrShuttingDown
 	default:
 	}
-	if inst.raft.State() == raft.Shutdown || n.removed.Load() {
+	if inst.raft.State() == raft.Shutdown || n.members.removed.Load() {
 		return ErrRemoved
 	}
 	return n.fsm.failure()
@@ -721,32 +578,6 @@ func (n *Node) tryFinishUpgrade(inst *instance) (bool, error) {
 	n.fsm.upgrading.Store(false)
 	n.cfg.Logger.Info("data directory upgraded: its snapshots and log entries are authenticated from now on", "dir", n.cfg.Dir)
 	return true, nil
-}
-
-// watchMembership notices when this node is removed from its cluster.
-// Raft shuts down a removed leader, but a removed follower goes on as a
-// follower of nobody; reads must not be served from its frozen state. The
-// flag is kept current here, off the read path, which only loads it.
-func (n *Node) watchMembership() {
-	tick := time.NewTicker(membershipCheck)
-	defer tick.Stop()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-tick.C:
-		}
-		inst := n.current()
-		f := inst.raft.GetConfiguration()
-		if f.Error() != nil {
-			continue
-		}
-		servers := f.Configuration().Servers
-		// An empty configuration is a node waiting for the log of the
-		// cluster it joins, not a removed one.
-		member := len(servers) == 0 || slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == inst.id })
-		n.removed.Store(!member)
-	}
 }
 
 // offlineTransport is the transport for raft functions that work on the

@@ -28,19 +28,19 @@ import (
 // idle follower must keep reporting to count as healthy. Entries applied
 // while a report is being written are covered by the next one. The stream
 // is reopened when the leader changes or the stream breaks.
-func (n *Node) reportApplied() {
+func (g *readGate) reportApplied() {
 	var s *reportStream
 	defer func() { s.close() }()
 	tick := time.NewTicker(reportInterval)
 	defer tick.Stop()
 	for {
 		select {
-		case <-n.done:
+		case <-g.done:
 			return
-		case <-n.notify:
+		case <-g.notify:
 		case <-tick.C:
 		}
-		inst := n.current()
+		inst := g.current()
 		if inst == nil {
 			continue
 		}
@@ -55,9 +55,9 @@ func (n *Node) reportApplied() {
 		}
 		if s == nil || s.leader != string(leader) {
 			s.close()
-			s = n.openReportStream(string(leader), string(inst.id))
+			s = g.openReportStream(string(leader), string(inst.id))
 		}
-		if err := s.send(n.appliedIndex(inst), time.Since(n.started)); err != nil {
+		if err := s.send(g.appliedIndex(inst), time.Since(g.started)); err != nil {
 			s.close()
 			s = nil
 		}
@@ -71,18 +71,18 @@ type reportStream struct {
 	cancel context.CancelFunc
 }
 
-func (n *Node) openReportStream(leader, id string) *reportStream {
+func (g *readGate) openReportStream(leader, id string) *reportStream {
 	ctx, cancel := context.WithCancel(context.Background())
 	r, w := io.Pipe()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+leader+rpcApplied+"?node="+url.QueryEscape(id), r)
 	if err == nil {
 		go func() {
-			res, err := n.cfg.Transport.client.Do(req)
+			res, err := g.transport.client.Do(req)
 			if err == nil {
-				err = n.readEchoes(leader, res.Body)
+				err = g.readEchoes(leader, res.Body)
 				res.Body.Close()
 			}
-			n.lease.drop(leader)
+			g.lease.drop(leader)
 			r.CloseWithError(err) // the next send fails, and the stream is reopened
 		}()
 	} else {
@@ -93,7 +93,7 @@ func (n *Node) openReportStream(leader, id string) *reportStream {
 
 // readEchoes renews this follower's lease with every echo of the leader,
 // until the stream ends; it always returns an error.
-func (n *Node) readEchoes(leader string, body io.Reader) error {
+func (g *readGate) readEchoes(leader string, body io.Reader) error {
 	var buf [16]byte
 	for {
 		if _, err := io.ReadFull(body, buf[:]); err != nil {
@@ -102,8 +102,8 @@ func (n *Node) readEchoes(leader string, body io.Reader) error {
 			}
 			return err
 		}
-		sent := n.started.Add(time.Duration(binary.BigEndian.Uint64(buf[:8]))) // #nosec G115 -- a duration since the node started, sent by a peer node (mutual TLS); never near 2^63 ns
-		n.lease.renew(leader, sent, binary.BigEndian.Uint64(buf[8:]))
+		sent := g.started.Add(time.Duration(binary.BigEndian.Uint64(buf[:8]))) // #nosec G115 -- a duration since the node started, sent by a peer node (mutual TLS); never near 2^63 ns
+		g.lease.renew(leader, sent, binary.BigEndian.Uint64(buf[8:]))
 	}
 }
 
@@ -125,8 +125,8 @@ func (s *reportStream) close() {
 
 // serveApplied reads a follower's stream of applied indexes, until the
 // follower ends it or this node shuts down.
-func (n *Node) serveApplied(w http.ResponseWriter, r *http.Request) {
-	if !n.cfg.Transport.IsNode(r) {
+func (g *readGate) serveApplied(w http.ResponseWriter, r *http.Request) {
+	if !g.transport.IsNode(r) {
 		writeRPC(w, http.StatusForbidden, errorResponse{Err: &rpcError{Message: "access denied: only cluster nodes may call " + rpcApplied}})
 		return
 	}
@@ -134,7 +134,7 @@ func (n *Node) serveApplied(w http.ResponseWriter, r *http.Request) {
 	defer close(done)
 	go func() {
 		select {
-		case <-n.done:
+		case <-g.done:
 		case <-r.Context().Done():
 		case <-done:
 		}
@@ -151,19 +151,19 @@ func (n *Node) serveApplied(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.ReadFull(r.Body, buf[:]); err != nil {
 			return
 		}
-		n.applied.update(id, binary.BigEndian.Uint64(buf[:8]))
+		g.applied.update(id, binary.BigEndian.Uint64(buf[:8]))
 		// Only a leader counts followers, so only a leader grants leases.
 		// The applied index is read after the update: a write acknowledged
 		// without waiting for this follower is applied here already.
 		// Under load a follower reports after every batch it applies; one
 		// echo per echoInterval keeps its lease alive just as well.
-		inst := n.current()
+		inst := g.current()
 		if inst.raft.State() != raft.Leader || time.Since(echoed) < echoInterval {
 			continue
 		}
 		echoed = time.Now()
 		copy(buf[:8], buf[8:])
-		binary.BigEndian.PutUint64(buf[8:], n.appliedIndex(inst))
+		binary.BigEndian.PutUint64(buf[8:], g.appliedIndex(inst))
 		if _, err := w.Write(buf[:]); err != nil {
 			return
 		}

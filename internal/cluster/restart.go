@@ -59,7 +59,7 @@ func (n *Node) Restart(ctx context.Context, all bool) error {
 func (n *Node) restartPeer(ctx context.Context, host string) error {
 	sent := time.Now()
 	for {
-		err := n.call(ctx, host, rpcRestart, struct{}{}, nil)
+		err := n.cfg.Transport.call(ctx, host, rpcRestart, struct{}{}, nil)
 		if err == nil {
 			break
 		}
@@ -79,7 +79,7 @@ func (n *Node) restartPeer(ctx context.Context, host string) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 		var st NodeStatus
-		if err := n.call(ctx, host, rpcStatus, struct{}{}, &st); err == nil && st.Uptime < time.Since(sent) {
+		if err := n.cfg.Transport.call(ctx, host, rpcStatus, struct{}{}, &st); err == nil && st.Uptime < time.Since(sent) {
 			return nil
 		}
 	}

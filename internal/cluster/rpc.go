@@ -10,11 +10,9 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"strconv"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/identity"
 )
@@ -92,17 +90,17 @@ type errorResponse struct {
 
 // call sends an RPC with a JSON request to the node at host and decodes
 // its JSON reply into resp.
-func (n *Node) call(ctx context.Context, host, path string, req, resp any) error {
+func (t *Transport) call(ctx context.Context, host, path string, req, resp any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
-	return n.callRaw(ctx, host, path, body, resp)
+	return t.callRaw(ctx, host, path, body, resp)
 }
 
 // callRaw sends an RPC with the given body. Transport failures are
 // ErrNodeUnavailable; errors the peer returns keep their identity.
-func (n *Node) callRaw(ctx context.Context, host, path string, body []byte, resp any) error {
+func (t *Transport) callRaw(ctx context.Context, host, path string, body []byte, resp any) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rpcTimeout)
@@ -118,7 +116,7 @@ func (n *Node) callRaw(ctx context.Context, host, path string, body []byte, resp
 	r = r.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
 	}))
-	res, err := n.cfg.Transport.client.Do(r)
+	res, err := t.client.Do(r)
 	if errors.Is(err, errNotNode) {
 		return fmt.Errorf("%w: %s: %w", ErrNodeUnavailable, host, errNotNode)
 	}
@@ -146,62 +144,6 @@ func (n *Node) callRaw(ctx context.Context, host, path string, body []byte, resp
 	return json.Unmarshal(data, resp)
 }
 
-// hasApplied reports whether this node's state reflects the log up to
-// index. Reads ask it: the FSM's own count answers most of them without
-// the cost of appliedIndex.
-func (n *Node) hasApplied(inst *instance, index uint64) bool {
-	return n.fsm.applied.Load() >= index || n.appliedIndex(inst) >= index
-}
-
-// appliedIndex is how far this node's state reflects the log: what a
-// follower reports to the leader, and what a read or a forwarded write
-// waits for. See appliedThrough.
-func (n *Node) appliedIndex(inst *instance) uint64 {
-	return appliedThrough(n.fsm.applied.Load(), inst.raft.AppliedIndex(), inst.stores.logs, func() uint64 {
-		// Stats is costly; it is asked only when a command is queued.
-		s, _ := strconv.ParseUint(inst.raft.Stats()["last_snapshot_index"], 10, 64)
-		return s
-	})
-}
-
-// appliedThrough is how far the state reflects the log, from the last
-// command the FSM applied and raft's AppliedIndex (queued). Raft's index
-// also covers the entries that never reach the FSM (no-ops,
-// configurations, barriers) and snapshots, but raft advances it as soon as
-// it queues commands for the FSM, before they are applied: a follower that
-// replays its log after a restart runs hundreds of entries behind it, and
-// counting those would let the leader acknowledge a write the follower
-// does not serve yet. So the entries after applied count up to the first
-// command among them that the latest snapshot (raft's, which the state
-// holds: restored, or taken from it) does not cover; entries below the
-// log's first index were compacted into it. Unsure (the log cannot be
-// read), it says applied.
-func appliedThrough(applied, queued uint64, logs raft.LogStore, snapshot func() uint64) uint64 {
-	if queued <= applied {
-		return applied
-	}
-	first, err := logs.FirstIndex()
-	if err != nil {
-		return applied
-	}
-	var l raft.Log
-	snap := uint64(0)
-	asked := false
-	for i := max(applied+1, first); i <= queued; i++ {
-		if err := logs.GetLog(i, &l); err == nil && l.Type != raft.LogCommand {
-			continue
-		}
-		if !asked {
-			snap, asked = snapshot(), true
-		}
-		if snap < i {
-			return i - 1
-		}
-		i = snap // the snapshot covers the entries up to it
-	}
-	return queued
-}
-
 // RPCHandler serves the /v1/rpc endpoints to other nodes.
 func (n *Node) RPCHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -211,7 +153,7 @@ func (n *Node) RPCHandler() http.Handler {
 			// ask it to join (only that, over the peer handshake, and
 			// serveJoin checks the proof).
 			node := n.cfg.Transport.IsNode(r)
-			joiner := !node && path == rpcJoin && r.TLS != nil && r.TLS.ServerName == RPCServerName && n.joinable()
+			joiner := !node && path == rpcJoin && r.TLS != nil && r.TLS.ServerName == RPCServerName && n.members.joinable()
 			if !node && !joiner {
 				writeRPC(w, http.StatusForbidden, errorResponse{Err: &rpcError{Message: "access denied: only cluster nodes may call " + path}})
 				return
@@ -234,11 +176,11 @@ func (n *Node) RPCHandler() http.Handler {
 			writeRPC(w, http.StatusOK, resp)
 		})
 	}
-	handle(rpcMembership, n.serveMembership)
+	handle(rpcMembership, n.members.serveMembership)
 	handle(rpcStatus, func(context.Context, []byte) (any, error) { return n.LocalStatus(), nil })
-	handle(rpcJoin, n.serveJoin)
+	handle(rpcJoin, n.members.serveJoin)
 	handle(rpcReset, func(ctx context.Context, _ []byte) (any, error) { return struct{}{}, n.reset(ctx) })
-	mux.HandleFunc(rpcApplied, n.serveApplied)
+	mux.HandleFunc(rpcApplied, n.reads.serveApplied)
 	handle(rpcRestart, func(context.Context, []byte) (any, error) {
 		if n.cfg.Restart == nil {
 			return nil, errors.New("restart is not supported by this node")
@@ -254,28 +196,6 @@ func writeRPC(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(body)
-}
-
-// serveMembership carries out a forwarded membership change, if this node
-// leads.
-func (n *Node) serveMembership(ctx context.Context, body []byte) (any, error) {
-	var req membershipRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, err
-	}
-	inst := n.current()
-	var err error
-	switch {
-	case inst.raft.State() != raft.Leader:
-		err = ErrNoLeader
-	case req.AddNode != "":
-		err = n.addNode(ctx, inst, req.AddNode)
-	case req.RemoveNode != "":
-		err = n.removeNode(ctx, inst, req.RemoveNode, req.DeleteCluster)
-	default:
-		err = errors.New("empty membership request")
-	}
-	return forwardResponse{Err: encodeError(err)}, nil
 }
 
 // unwrapURL drops the "Post https://…" of a url.Error, which says nothing

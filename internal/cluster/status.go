@@ -107,7 +107,7 @@ func (n *Node) ClusterStatus(ctx context.Context) (up map[int]NodeStatus, down m
 			ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 			defer cancel()
 			var st NodeStatus
-			err := n.call(ctx, host, rpcStatus, struct{}{}, &st)
+			err := n.cfg.Transport.call(ctx, host, rpcStatus, struct{}{}, &st)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -30,6 +30,10 @@ const (
 	pkcs11PrivateKeyInfo = "keep/hsm/pkcs11/private-key/"
 )
 
+// PKCS11Available reports whether this binary can load PKCS#11 modules: it
+// was built with cgo (see pkcs11_nocgo.go for a build without).
+const PKCS11Available = true
+
 // ckrAEADDecryptFailed is PKCS#11 v3's CKR_AEAD_DECRYPT_FAILED, which
 // miekg/pkcs11 v1.1.2 does not define; v3 tokens report a tag mismatch
 // with it.

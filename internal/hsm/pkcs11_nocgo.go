@@ -9,6 +9,10 @@ import (
 	"aead.dev/mtls"
 )
 
+// PKCS11Available reports whether this binary can load PKCS#11 modules:
+// not without cgo.
+const PKCS11Available = false
+
 // PKCS11 is the PKCS#11 HSM. This keep binary was built without cgo, which
 // PKCS#11 modules (C libraries) need: OpenPKCS11 and CreatePKCS11Key fail
 // with ErrModule, so that such a build still runs with soft HSMs.

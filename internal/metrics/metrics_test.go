@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"github.com/keep-kms/keep/internal/audit"
 	"github.com/keep-kms/keep/internal/cluster"
 	"github.com/keep-kms/keep/internal/usage"
+	"github.com/keep-kms/keep/test/promrules"
 )
 
 // exercised returns metrics in which every family has samples.
@@ -35,6 +37,8 @@ func exercised(t *testing.T) *Metrics {
 	m.SetRaft(func() cluster.RaftStats {
 		return cluster.RaftStats{Role: "Follower", Term: 3, LastIndex: 12, CommitIndex: 11, AppliedIndex: 10, LastContact: 1500 * time.Millisecond}
 	})
+	m.SetMaxStaleness(func() time.Duration { return 30 * time.Second })
+	m.SetAuditFailing(func() bool { return true })
 	m.SetCertificates(func() []Certificate {
 		return []Certificate{
 			{Name: "a.crt", NotAfter: time.Now().Add(24 * time.Hour)},
@@ -68,36 +72,6 @@ func scrape(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
 	return families
 }
 
-// value returns the value of the sample of family name with the given
-// labels, and whether there is one.
-func value(families map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
-	f, ok := families[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		have := map[string]string{}
-		for _, l := range m.Label {
-			have[l.GetName()] = l.GetValue()
-		}
-		for k, v := range labels {
-			if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
-		}
-	}
-	return 0, false
-}
-
 func TestMetrics(t *testing.T) {
 	families := scrape(t, exercised(t))
 	for _, tc := range []struct {
@@ -121,6 +95,11 @@ func TestMetrics(t *testing.T) {
 		{"keep_raft_commit_index", nil, 11},
 		{"keep_raft_applied_index", nil, 10},
 		{"keep_raft_last_contact_seconds", nil, 1.5},
+		{"keep_raft_log_fault", map[string]string{"kind": "disk_full"}, 0},
+		{"keep_raft_log_fault", map[string]string{"kind": "disk_error"}, 0},
+		{"keep_state_tampered", nil, 0},
+		{"keep_cluster_max_staleness_seconds", nil, 30},
+		{"keep_audit_sink_failing", nil, 1},
 		{"keep_tls_certificate_expiring", map[string]string{"cert": "a.crt"}, 1},
 		{"keep_tls_certificate_expiring", map[string]string{"cert": "b.crt"}, 0},
 		{"keep_build_info", nil, 1},
@@ -130,15 +109,15 @@ func TestMetrics(t *testing.T) {
 		{"keep_key_last_generate_timestamp_seconds", map[string]string{"enclave": "e", "key": "used"}, 1796551100},
 		{"keep_key_decrypts_30d", map[string]string{"enclave": "e", "key": "generated"}, 0},
 	} {
-		got, ok := value(families, tc.name, tc.labels)
+		got, ok := promrules.Value(families, tc.name, tc.labels)
 		if !ok || got != tc.want {
 			t.Errorf("%s%v = %v (present: %v), want %v", tc.name, tc.labels, got, ok, tc.want)
 		}
 	}
-	if _, ok := value(families, "keep_key_last_decrypt_timestamp_seconds", map[string]string{"key": "generated"}); ok {
+	if _, ok := promrules.Value(families, "keep_key_last_decrypt_timestamp_seconds", map[string]string{"key": "generated"}); ok {
 		t.Error("a last decrypt of a key that never decrypted")
 	}
-	if left, _ := value(families, "keep_tls_certificate_expiry_seconds", map[string]string{"cert": "a.crt"}); left < 23*3600 || left > 24*3600 {
+	if left, _ := promrules.Value(families, "keep_tls_certificate_expiry_seconds", map[string]string{"cert": "a.crt"}); left < 23*3600 || left > 24*3600 {
 		t.Errorf("keep_tls_certificate_expiry_seconds{cert=a.crt} = %v, want about 86400", left)
 	}
 	for _, name := range []string{"process_cpu_seconds_total", "go_goroutines"} {
@@ -158,6 +137,92 @@ func TestEncodeOpenMetrics(t *testing.T) {
 	}
 	if !bytes.HasSuffix(body, []byte("# EOF\n")) {
 		t.Errorf("OpenMetrics body does not end with # EOF")
+	}
+}
+
+// TestFaults checks that keep_raft_log_fault tells a full disk from a
+// failing one, and keep_state_tampered a node that refused a record, and
+// that they show nothing while the node is well.
+func TestFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name                      string
+		stats                     cluster.RaftStats
+		full, otherwise, tampered float64
+	}{
+		{"well", cluster.RaftStats{}, 0, 0, 0},
+		{"full", cluster.RaftStats{LogFault: fmt.Errorf("writing segment: %w", cluster.ErrDiskFull)}, 1, 0, 0},
+		{"failing", cluster.RaftStats{LogFault: fmt.Errorf("fsync: %w", cluster.ErrDiskFailed)}, 0, 1, 0},
+		{"tampered", cluster.RaftStats{Tampered: fmt.Errorf("%w: entry 7", cluster.ErrTampered)}, 0, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := New()
+			m.SetRaft(func() cluster.RaftStats { s := tc.stats; s.Role = "Follower"; return s })
+			families := scrape(t, m)
+			for _, want := range []struct {
+				name   string
+				labels map[string]string
+				value  float64
+			}{
+				{"keep_raft_log_fault", map[string]string{"kind": "disk_full"}, tc.full},
+				{"keep_raft_log_fault", map[string]string{"kind": "disk_error"}, tc.otherwise},
+				{"keep_state_tampered", nil, tc.tampered},
+			} {
+				if got, ok := promrules.Value(families, want.name, want.labels); !ok || got != want.value {
+					t.Errorf("%s%v = %v (present: %v), want %v", want.name, want.labels, got, ok, want.value)
+				}
+			}
+		})
+	}
+}
+
+// TestAlertRules checks that the alert rules of deploy/prometheus select
+// only metrics that Keep exports, by the names of their series (a
+// counter's _total, a histogram's _bucket), as TestDashboard does for the
+// dashboard. test/deploy checks the rest of the file, and the same names
+// on a running node.
+func TestAlertRules(t *testing.T) {
+	families := scrape(t, exercised(t))
+	rules := promrules.Load(t, "../../deploy/prometheus/keep-rules.yml")
+	used := map[string]bool{}
+	for _, r := range rules {
+		resolve(t, families, "alert "+r.Alert, r.Metrics, used)
+	}
+	// What the issue asks alerts for: no leader, a node cut off longer
+	// than the staleness bound, a failing audit sink, expiring
+	// certificates, a full disk, error rates.
+	wantUsed(t, used, "no alert watches", "keep_raft_role", "keep_raft_last_contact_seconds",
+		"keep_cluster_max_staleness_seconds", "keep_audit_sink_failing", "keep_tls_certificate_expiry_seconds",
+		"keep_raft_log_fault", "keep_state_tampered", "keep_http_requests_total")
+}
+
+// keepSeries matches the names of the series Keep exports: its own, and
+// those of the process and Go collectors.
+var keepSeries = regexp.MustCompile(`^(?:keep|process|go)_[a-z0-9_]+$`)
+
+// resolve resolves the series names a query selects (where names the
+// query) to the families Keep exports, reports those it does not, and
+// records the families in used. Names of other exporters are skipped.
+func resolve(t *testing.T, families map[string]*dto.MetricFamily, where string, names []string, used map[string]bool) {
+	t.Helper()
+	for _, n := range names {
+		if !keepSeries.MatchString(n) {
+			continue // up, node_exporter's and the kubelet's metrics
+		}
+		family, err := promrules.Family(families, n)
+		if err != nil {
+			t.Errorf("%s selects %s: %v", where, n, err)
+		}
+		used[family] = true
+	}
+}
+
+// wantUsed reports each of the families names that used lacks.
+func wantUsed(t *testing.T, used map[string]bool, complaint string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if !used[n] {
+			t.Errorf("%s %s", complaint, n)
+		}
 	}
 }
 
@@ -184,27 +249,11 @@ func TestDashboard(t *testing.T) {
 	used := map[string]bool{}
 	for _, p := range dash.Panels {
 		for _, target := range p.Targets {
-			for _, n := range name.FindAllString(target.Expr, -1) {
-				family := n
-				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-					if f, ok := strings.CutSuffix(n, suffix); ok && families[f] != nil {
-						family = f
-					}
-				}
-				if families[family] == nil {
-					t.Errorf("panel %q queries %s, which is no metric of Keep", p.Title, n)
-				}
-				used[family] = true
-			}
+			resolve(t, families, fmt.Sprintf("panel %q", p.Title), name.FindAllString(target.Expr, -1), used)
 		}
 	}
-	for _, n := range []string{
-		"keep_http_requests_total", "keep_http_request_duration_seconds", "keep_http_requests_in_flight",
-		"keep_commands_total", "keep_raft_role", "keep_raft_commit_index", "keep_raft_last_contact_seconds",
-		"keep_tls_certificate_expiry_seconds", "keep_key_decrypts_30d",
-	} {
-		if !used[n] {
-			t.Errorf("the dashboard shows no %s", n)
-		}
-	}
+	wantUsed(t, used, "the dashboard shows no", "keep_http_requests_total", "keep_http_request_duration_seconds",
+		"keep_http_requests_in_flight", "keep_commands_total", "keep_raft_role", "keep_raft_commit_index",
+		"keep_raft_last_contact_seconds", "keep_tls_certificate_expiry_seconds", "keep_key_decrypts_30d",
+		"keep_raft_log_fault", "keep_state_tampered", "keep_audit_sink_failing")
 }

@@ -41,6 +41,9 @@ func (b *banner) write(w io.Writer) {
 	if buildinfo.Commit != "" {
 		commit = "  commit=" + buildinfo.Commit
 	}
+	if buildinfo.FIPS140() {
+		commit += "  fips140=on"
+	}
 	line("Version", "%s%s", buildinfo.Version, commit)
 	if b.Dev {
 		line("HSM", "%s (in memory, dev mode: state is lost on exit)", b.HSM)

@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/keep-kms/keep/internal/api/kes"
 	"github.com/keep-kms/keep/internal/api/minkms"
 	"github.com/keep-kms/keep/internal/cluster"
+	"github.com/keep-kms/keep/internal/gctune"
 	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/identity"
 	"github.com/keep-kms/keep/internal/logging"
@@ -60,16 +60,15 @@ const (
 	maxStreams  = 250
 )
 
-// gcPercent is the garbage collector's target for a server: Keep's live
-// heap is small (keys, policies, identities), and every request allocates,
-// so a higher target trades a few MiB for markedly less GC CPU per request.
-// GOGC in the environment overrides it.
-const gcPercent = 400
+// gcTuneEvery is how often a node sets the garbage collector's target
+// from its live heap (gctune.Default); GOGC in the environment overrides
+// the policy.
+const gcTuneEvery = time.Second
 
 // Run starts a node and serves until ctx is cancelled.
 func Run(ctx context.Context, opts Options) error {
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
+		go gctune.Run(ctx, gctune.Default, gcTuneEvery)
 	}
 	opts, err := prepare(opts)
 	if err != nil {
@@ -101,6 +100,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer auditLog.Close()
 	nodeMetrics := metrics.New()
 	auditLog.Observe(nodeMetrics.CountCommands)
+	nodeMetrics.SetAuditFailing(auditLog.Failing)
 
 	// The node's own root: the HSM-derived root API key, or the config
 	// file's admin.identity. The cluster-wide setting admin.identity
@@ -219,6 +219,7 @@ func Run(ctx context.Context, opts Options) error {
 	// sent away and the requests they sent are answered (see drain).
 	defer clients.drain(srv, &serving)
 	nodeMetrics.SetRaft(node.RaftStats)
+	nodeMetrics.SetMaxStaleness(settings.maxStaleness)
 
 	// Peers may call this node while it catches up: a node that answers
 	// them only once it is current looks down to its cluster meanwhile.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/minio/kms-go/kms"
 
+	"github.com/keep-kms/keep/test/promrules"
 	"github.com/keep-kms/keep/test/testnode"
 )
 
@@ -392,6 +393,11 @@ func TestRollingUpgradeStopsUpgradedFollower(t *testing.T) {
 	}
 	if _, err := nodes[1].RootClient(t).ListEnclaves(tctx(t), &kms.ListRequest{}); err != nil {
 		t.Fatalf("the old follower: %s", testnode.DescribeErr(err))
+	}
+	// What the alert KeepStateTampered watches.
+	families := promrules.Scrape(t, testnode.HTTPClient(t, up.Root, 30*time.Second), up.Endpoint()+"/v1/health/metrics")
+	if v, ok := promrules.Value(families, "keep_state_tampered", nil); !ok || v != 1 {
+		t.Errorf("keep_state_tampered of the refusing follower = %v (present: %v), want 1", v, ok)
 	}
 }
 

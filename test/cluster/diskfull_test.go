@@ -16,6 +16,7 @@ import (
 	"github.com/minio/kms-go/kms"
 	"github.com/minio/kms-go/kms/cmds"
 
+	"github.com/keep-kms/keep/test/promrules"
 	"github.com/keep-kms/keep/test/testnode"
 )
 
@@ -175,6 +176,19 @@ func wantOneFaultRecord(t *testing.T, n *testnode.Node) {
 	}
 }
 
+// wantLogFault checks what keep_raft_log_fault of n reports, the series
+// the alerts KeepDiskFull and KeepDiskError watch: full and failed are 1
+// for the fault the node has, 0 otherwise.
+func wantLogFault(t *testing.T, what string, n *testnode.Node, full, failed float64) {
+	t.Helper()
+	families := promrules.Scrape(t, testnode.HTTPClient(t, n.Root, 10*time.Second), n.Endpoint()+"/v1/health/metrics")
+	for kind, want := range map[string]float64{"disk_full": full, "disk_error": failed} {
+		if got, ok := promrules.Value(families, "keep_raft_log_fault", map[string]string{"kind": kind}); !ok || got != want {
+			t.Errorf("%s: keep_raft_log_fault{kind=%q} = %v (present: %v), want %v", what, kind, got, ok, want)
+		}
+	}
+}
+
 // newDEK creates key k0 in the default enclave and returns a data key it
 // generated.
 func newDEK(t *testing.T, ctx context.Context, cl *kms.Client) *kms.GenerateKeyResponse {
@@ -232,6 +246,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	wantPolicies(t, "while the disk is full", cl, acked[len(acked)-3:])
 	wantOneFaultRecord(t, n)
+	wantLogFault(t, "while the disk is full", n, 1, 0)
 
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
@@ -241,6 +256,7 @@ func TestDiskFull(t *testing.T) {
 	if n.PID() != pid || !n.Running() {
 		t.Fatalf("the node restarted (pid %d, then %d) instead of recovering in place", pid, n.PID())
 	}
+	wantLogFault(t, "after the space was freed", n, 0, 0)
 	more, err := writePolicies(cl, "q", 5)
 	noErr(t, err, "write after recovery")
 	acked = append(acked, more...)
@@ -451,6 +467,7 @@ func TestFsyncFails(t *testing.T) {
 		}
 	}
 	wantOneFaultRecord(t, n)
+	wantLogFault(t, "while fsync fails", n, 0, 1)
 
 	stop()
 	took := awaitWritable(t, "after fsync works again", cl, "after-0", 10*time.Second)
@@ -459,6 +476,7 @@ func TestFsyncFails(t *testing.T) {
 		t.Fatalf("the node restarted (pid %d, then %d) instead of recovering in place", pid, n.PID())
 	}
 	acked = append(acked, "after-0")
+	wantLogFault(t, "after fsync works again", n, 0, 0)
 	for i := 1; i < 20; i++ {
 		name := fmt.Sprintf("after-%d", i)
 		noErr(t, cl.CreateKey(ctx, "default", &kms.CreateKeyRequest{Name: name}), "create %s", name)

@@ -6,15 +6,15 @@ package softhsm
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/keep-kms/keep/test/aptget"
 )
 
 // moduleDirs are where Debian, Ubuntu, Fedora and Alpine put the module.
@@ -27,24 +27,13 @@ var moduleDirs = []string{
 	"/usr/local/lib/softhsm",
 }
 
-var (
-	installOnce sync.Once
-	installErr  error
-)
-
 // Module returns the path of libsofthsm2.so. If softhsm2-util is missing and
 // the process runs as root, it installs the Debian package softhsm2 once per
 // process (as CI does); otherwise it fails the test saying what to install.
 func Module(t testing.TB) string {
 	t.Helper()
-	if _, err := exec.LookPath("softhsm2-util"); err != nil {
-		if os.Geteuid() != 0 {
-			t.Fatal("softhsm: softhsm2-util not found: install SoftHSM2 (Debian/Ubuntu: apt-get install softhsm2) to run this test")
-		}
-		installOnce.Do(func() { installErr = install() })
-		if installErr != nil {
-			t.Fatalf("softhsm: softhsm2-util not found and installing it failed: %v", installErr)
-		}
+	if err := aptget.Ensure("softhsm2-util", "softhsm2"); err != nil {
+		t.Fatalf("softhsm: %v", err)
 	}
 	for _, dir := range moduleDirs {
 		p := filepath.Join(dir, "libsofthsm2.so")
@@ -54,27 +43,6 @@ func Module(t testing.TB) string {
 	}
 	t.Fatalf("softhsm: softhsm2-util is installed but libsofthsm2.so is in none of %s", strings.Join(moduleDirs, ", "))
 	return ""
-}
-
-// install runs apt-get to install softhsm2; only tests running as root on a
-// Debian-like system (CI) get here.
-func install() error {
-	for _, args := range [][]string{{"update"}, {"install", "-y", "softhsm2"}} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("apt-get %s: %v: %s", strings.Join(args, " "), err, lastLine(out))
-		}
-	}
-	if _, err := exec.LookPath("softhsm2-util"); err != nil {
-		return fmt.Errorf("softhsm2 installed but softhsm2-util still missing: %v", err)
-	}
-	return nil
-}
-
-func lastLine(out []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1]
 }
 
 // Token is an initialized SoftHSM2 token, logged out, with no objects.

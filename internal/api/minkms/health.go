@@ -10,13 +10,16 @@ import (
 	"github.com/keep-kms/keep/internal/service"
 )
 
-// version answers GET /version; it needs no client certificate.
+// version answers GET /version; it needs no client certificate. fips140
+// tells newer MinIO KMS clients whether this node's cryptography runs in
+// Go's FIPS 140-3 mode.
 func (a *API) version(w http.ResponseWriter, r *http.Request, _ service.Caller) {
 	writeMessage(w, r, &pb.VersionResponse{
 		Version:    buildinfo.Version,
 		Commit:     buildinfo.Commit,
 		APIVersion: "v1",
 		Host:       a.host,
+		FIPS140:    buildinfo.FIPS140(),
 	})
 }
 
