@@ -187,6 +187,7 @@ MINIO_KMS_API_KEY or --api-key.`,
 	}
 	add(groupServer, a.serverCommand())
 	add(groupServer, a.nodeCommands()...)
+	add(groupServer, a.healthCommand())
 	add(groupCluster, a.clusterCommands()...)
 	add(groupEnclave, a.enclaveCommands()...)
 	add(groupKey, a.keyCommands()...)

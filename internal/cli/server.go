@@ -22,7 +22,8 @@ func (a *app) serverCommand() *cobra.Command {
 
 The node's HSMs seal the cluster's root key. They are listed under hsm: in
 the config file or, without one, come from the environment:
-  ` + EnvHSMKey + `      a soft HSM key (create one with 'keep --soft-hsm')
+  ` + EnvHSMKey + `      a soft HSM key (create one with 'keep --soft-hsm'),
+  or ` + EnvHSMKey + `_FILE  a file holding it (a systemd credential, a mounted Secret)
   KEEP_PKCS11_MODULE     a PKCS#11 token (create its key with 'keep --pkcs11'),
   with KEEP_PKCS11_TOKEN (or KEEP_PKCS11_SLOT), KEEP_PKCS11_KEY and the PIN in
   KEEP_PKCS11_PIN (or a file named by KEEP_PKCS11_PIN_FILE).

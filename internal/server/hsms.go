@@ -12,20 +12,21 @@ import (
 // Environment variables that configure a node's HSMs when its config file
 // has no hsm section.
 const (
-	EnvSoftHSMKey    = "MINIO_KMS_HSM_KEY"    // a soft HSM key, hsm:aes256:…
-	EnvPKCS11Module  = "KEEP_PKCS11_MODULE"   // path of the PKCS#11 module
-	EnvPKCS11Token   = "KEEP_PKCS11_TOKEN"    // #nosec G101 -- names the variable of a token's label, not a credential
-	EnvPKCS11Slot    = "KEEP_PKCS11_SLOT"     // or slot ID
-	EnvPKCS11Key     = "KEEP_PKCS11_KEY"      // label of the key objects
-	EnvPKCS11PIN     = hsm.EnvPKCS11PIN       // user PIN
-	EnvPKCS11PINFile = "KEEP_PKCS11_PIN_FILE" // or a file holding it
-	EnvPKCS11Name    = "KEEP_PKCS11_NAME"     // the HSM's name; default pkcs11:TOKEN/KEY
+	EnvSoftHSMKey     = "MINIO_KMS_HSM_KEY"      // a soft HSM key, hsm:aes256:…
+	EnvSoftHSMKeyFile = "MINIO_KMS_HSM_KEY_FILE" // or a file holding it
+	EnvPKCS11Module   = "KEEP_PKCS11_MODULE"     // path of the PKCS#11 module
+	EnvPKCS11Token    = "KEEP_PKCS11_TOKEN"      // #nosec G101 -- names the variable of a token's label, not a credential
+	EnvPKCS11Slot     = "KEEP_PKCS11_SLOT"       // or slot ID
+	EnvPKCS11Key      = "KEEP_PKCS11_KEY"        // label of the key objects
+	EnvPKCS11PIN      = hsm.EnvPKCS11PIN         // user PIN
+	EnvPKCS11PINFile  = "KEEP_PKCS11_PIN_FILE"   // or a file holding it
+	EnvPKCS11Name     = "KEEP_PKCS11_NAME"       // the HSM's name; default pkcs11:TOKEN/KEY
 )
 
 // HSMConfig is one HSM of a node's config file: a soft HSM whose key is in
-// an environment variable, or a key on a PKCS#11 token. No secret is in
-// the file itself: the soft key and the PIN come from the environment or
-// from a file.
+// an environment variable or a file, or a key on a PKCS#11 token. No secret
+// is in the config file itself: the soft key and the PIN come from the
+// environment or from a file of their own.
 //
 //	hsm:
 //	  - name: token-a          # the HSM's name in the cluster (keep add-hsm NAME)
@@ -36,7 +37,7 @@ const (
 //	      pin_env: KEEP_PKCS11_PIN   # or pin_file: /etc/keep/pin
 //	  - name: hsm:aes256
 //	    soft:
-//	      key_env: MINIO_KMS_HSM_KEY
+//	      key_env: MINIO_KMS_HSM_KEY   # or key_file: /run/credentials/keep.service/hsm-key
 type HSMConfig struct {
 	Name   string        `yaml:"name,omitempty" json:"name,omitempty"`
 	Soft   *SoftConfig   `yaml:"soft,omitempty" json:"soft,omitempty"`
@@ -44,9 +45,12 @@ type HSMConfig struct {
 }
 
 // SoftConfig is the soft member of an HSMConfig: the environment variable
-// that holds the hsm:aes256:… key.
+// or the file that holds the hsm:aes256:… key. A file lets the key come
+// from a systemd credential (LoadCredential=) or a mounted Kubernetes
+// Secret, and so stay out of the process environment.
 type SoftConfig struct {
-	KeyEnv string `yaml:"key_env" json:"key_env"`
+	KeyEnv  string `yaml:"key_env,omitempty" json:"key_env,omitempty"`
+	KeyFile string `yaml:"key_file,omitempty" json:"key_file,omitempty"`
 }
 
 // PKCS11Config is the pkcs11 member of an HSMConfig.
@@ -70,6 +74,9 @@ func checkHSMs(list []HSMConfig) error {
 			if err := hsm.ValidName(h.Name); err != nil {
 				return fmt.Errorf("hsm[%d]: %w", i, err)
 			}
+		}
+		if s := h.Soft; s != nil && (s.KeyEnv == "") == (s.KeyFile == "") {
+			return fmt.Errorf("hsm[%d].soft: give exactly one of key_env and key_file (the key itself never goes into the config file)", i)
 		}
 		if p := h.PKCS11; p != nil {
 			switch {
@@ -107,7 +114,8 @@ func (h HSMConfig) name() string {
 func (p *PKCS11Config) defaultName() string { return p.hsmConfig("").DefaultName() }
 
 // hsmsFromEnv returns the HSMs the environment configures: a PKCS#11 token
-// (KEEP_PKCS11_*) and a soft HSM key (MINIO_KMS_HSM_KEY), in that order.
+// (KEEP_PKCS11_*) and a soft HSM key (MINIO_KMS_HSM_KEY, or the file
+// MINIO_KMS_HSM_KEY_FILE names), in that order.
 func hsmsFromEnv(getenv func(string) string) ([]HSMConfig, error) {
 	var list []HSMConfig
 	if module := getenv(EnvPKCS11Module); module != "" {
@@ -125,8 +133,13 @@ func hsmsFromEnv(getenv func(string) string) ([]HSMConfig, error) {
 		}
 		list = append(list, HSMConfig{Name: getenv(EnvPKCS11Name), PKCS11: p})
 	}
-	if getenv(EnvSoftHSMKey) != "" {
+	switch key, file := getenv(EnvSoftHSMKey), getenv(EnvSoftHSMKeyFile); {
+	case key != "" && file != "":
+		return nil, fmt.Errorf("the environment's HSM: set one of %s and %s, not both", EnvSoftHSMKey, EnvSoftHSMKeyFile)
+	case key != "":
 		list = append(list, HSMConfig{Soft: &SoftConfig{KeyEnv: EnvSoftHSMKey}})
+	case file != "":
+		list = append(list, HSMConfig{Soft: &SoftConfig{KeyFile: file}})
 	}
 	if err := checkHSMs(list); err != nil {
 		return nil, fmt.Errorf("the environment's HSM: %w", err)
@@ -135,7 +148,7 @@ func hsmsFromEnv(getenv func(string) string) ([]HSMConfig, error) {
 }
 
 // errNoHSM is the start-up error of a node configured with no HSM.
-var errNoHSM = errors.New("no HSM: set " + EnvSoftHSMKey + " to a soft HSM key (create one with 'keep --soft-hsm'), or " +
+var errNoHSM = errors.New("no HSM: set " + EnvSoftHSMKey + " to a soft HSM key (create one with 'keep --soft-hsm') or " + EnvSoftHSMKeyFile + " to a file holding it, or " +
 	EnvPKCS11Module + " and the other KEEP_PKCS11_* variables for a PKCS#11 token (create its key with 'keep --pkcs11'), or list HSMs under hsm: in the config file")
 
 // openHSMs opens every HSM of the node's configuration, in order: those of
@@ -174,15 +187,28 @@ func (c HSMConfig) open(getenv func(string) string) (hsm.HSM, error) {
 		}
 		return openPKCS11(c.name(), c.PKCS11, pin)
 	}
-	key := strings.TrimSpace(getenv(c.Soft.KeyEnv))
+	s, err := c.Soft.open(getenv)
+	if err != nil {
+		return nil, err
+	}
+	s.SetName(c.name())
+	return s, nil
+}
+
+// open reads the soft HSM key from its environment variable or file;
+// errors name where it was looked for, never what was found.
+func (c *SoftConfig) open(getenv func(string) string) (*hsm.Soft, error) {
+	if c.KeyFile != "" {
+		return hsm.ReadSoftKeyFile(c.KeyFile)
+	}
+	key := strings.TrimSpace(getenv(c.KeyEnv))
 	if key == "" {
-		return nil, fmt.Errorf("%s is not set: set it to the soft HSM key (create one with 'keep --soft-hsm')", c.Soft.KeyEnv)
+		return nil, fmt.Errorf("%s is not set: set it to the soft HSM key (create one with 'keep --soft-hsm')", c.KeyEnv)
 	}
 	s, err := hsm.ParseSoftKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("invalid %s: %w", c.Soft.KeyEnv, err)
+		return nil, fmt.Errorf("invalid %s: %w", c.KeyEnv, err)
 	}
-	s.SetName(c.name())
 	return s, nil
 }
 
