@@ -33,8 +33,8 @@ func (p Policy) Percent(live uint64) int {
 	if live == 0 {
 		return p.Max
 	}
-	pct := p.Headroom * 100 / live
-	return int(max(uint64(p.Min), min(uint64(p.Max), pct)))
+	pct := float64(p.Headroom) / float64(live) * 100
+	return max(p.Min, min(p.Max, int(pct)))
 }
 
 // liveHeap is the runtime's count of heap bytes that the last collection
