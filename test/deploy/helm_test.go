@@ -160,13 +160,8 @@ type (
 	podSpec struct {
 		RestartPolicy string      `yaml:"restartPolicy"`
 		Containers    []container `yaml:"containers"`
-		Volumes       []struct {
-			Name   string `yaml:"name"`
-			Secret *struct {
-				SecretName string `yaml:"secretName"`
-			} `yaml:"secret"`
-		} `yaml:"volumes"`
-		Affinity struct {
+		Volumes       []volume    `yaml:"volumes"`
+		Affinity      struct {
 			PodAntiAffinity struct {
 				Required  []affinityTerm `yaml:"requiredDuringSchedulingIgnoredDuringExecution"`
 				Preferred []struct {
@@ -176,21 +171,28 @@ type (
 			} `yaml:"podAntiAffinity"`
 		} `yaml:"affinity"`
 	}
+	volume struct {
+		Name   string `yaml:"name"`
+		Secret *struct {
+			SecretName string `yaml:"secretName"`
+		} `yaml:"secret"`
+	}
+	volumeMount struct {
+		Name      string `yaml:"name"`
+		MountPath string `yaml:"mountPath"`
+		SubPath   string `yaml:"subPath"`
+	}
 	affinityTerm struct {
 		TopologyKey   string   `yaml:"topologyKey"`
 		LabelSelector selector `yaml:"labelSelector"`
 	}
 	container struct {
-		Name         string   `yaml:"name"`
-		Args         []string `yaml:"args"`
-		Command      []string `yaml:"command"`
-		Env          []envVar `yaml:"env"`
-		VolumeMounts []struct {
-			Name      string `yaml:"name"`
-			MountPath string `yaml:"mountPath"`
-			SubPath   string `yaml:"subPath"`
-		} `yaml:"volumeMounts"`
-		Ports []struct {
+		Name         string        `yaml:"name"`
+		Args         []string      `yaml:"args"`
+		Command      []string      `yaml:"command"`
+		Env          []envVar      `yaml:"env"`
+		VolumeMounts []volumeMount `yaml:"volumeMounts"`
+		Ports        []struct {
 			Name          string `yaml:"name"`
 			ContainerPort int    `yaml:"containerPort"`
 		} `yaml:"ports"`
@@ -464,29 +466,28 @@ func checkChart(t *testing.T, r *rendered, tc chartCase) {
 		t.Errorf("--address %q", args["--address"])
 	}
 
-	// Secrets come from Secrets only: the HSM key through a secretKeyRef,
-	// the TLS key from a mounted Secret; no secret is rendered.
-	hsmKey := envNamed(c.Env, "MINIO_KMS_HSM_KEY")
+	// Secrets come from Secrets only: the HSM key as a file of a mounted
+	// Secret (never a variable), the TLS key from a mounted Secret; no
+	// secret is rendered.
+	if v := envNamed(c.Env, "MINIO_KMS_HSM_KEY"); v != nil {
+		t.Errorf("the HSM key is a variable: %+v", v)
+	}
+	hsmFile := envNamed(c.Env, "MINIO_KMS_HSM_KEY_FILE")
 	switch {
 	case tc.pkcs11:
-		if hsmKey != nil || envNamed(c.Env, "KEEP_PKCS11_PIN") == nil {
-			t.Errorf("PKCS#11: MINIO_KMS_HSM_KEY %+v, KEEP_PKCS11_PIN %+v", hsmKey, envNamed(c.Env, "KEEP_PKCS11_PIN"))
+		if hsmFile != nil || envNamed(c.Env, "KEEP_PKCS11_PIN") == nil {
+			t.Errorf("PKCS#11: MINIO_KMS_HSM_KEY_FILE %+v, KEEP_PKCS11_PIN %+v", hsmFile, envNamed(c.Env, "KEEP_PKCS11_PIN"))
 		}
-	case hsmKey == nil || hsmKey.Value != nil || hsmKey.ValueFrom == nil || hsmKey.ValueFrom.SecretKeyRef == nil || hsmKey.ValueFrom.SecretKeyRef.Name != fullname+"-hsm":
-		t.Errorf("MINIO_KMS_HSM_KEY is not from the Secret %s-hsm: %+v", fullname, hsmKey)
+	case hsmFile == nil || hsmFile.Value == nil:
+		t.Errorf("no MINIO_KMS_HSM_KEY_FILE: %+v", hsmFile)
+	default:
+		if mount := secretMount(spec.Template.Spec.Volumes, c.VolumeMounts, fullname+"-hsm"); mount == "" || filepath.Dir(*hsmFile.Value) != mount {
+			t.Errorf("MINIO_KMS_HSM_KEY_FILE %s is not in the Secret %s-hsm (mounted at %q)", *hsmFile.Value, fullname, mount)
+		}
 	}
 	checkNoSecrets(t, r)
 	tlsSecret := fullname + "-tls"
-	var tlsMount string
-	for _, v := range spec.Template.Spec.Volumes {
-		if v.Secret != nil && v.Secret.SecretName == tlsSecret {
-			for _, m := range c.VolumeMounts {
-				if m.Name == v.Name && m.SubPath == "" {
-					tlsMount = m.MountPath
-				}
-			}
-		}
-	}
+	tlsMount := secretMount(spec.Template.Spec.Volumes, c.VolumeMounts, tlsSecret)
 	if tlsMount == "" {
 		t.Errorf("the Secret %s is not mounted whole (renewals must reach the node)", tlsSecret)
 	}
@@ -639,9 +640,21 @@ func checkNoSecrets(t *testing.T, r *rendered) {
 			if err := doc.Decode(&pod); err != nil {
 				continue
 			}
+			vols := pod.Spec.Template.Spec.Volumes
 			for _, c := range pod.Spec.Template.Spec.Containers {
 				for _, e := range c.Env {
-					if regexp.MustCompile(`KEY|PIN|PASSWORD|TOKEN`).MatchString(e.Name) && (e.Value != nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
+					if !regexp.MustCompile(`KEY|PIN|PASSWORD|TOKEN`).MatchString(e.Name) {
+						continue
+					}
+					if strings.HasSuffix(e.Name, "_FILE") {
+						// A path to the secret: it must be a file of a
+						// mounted Secret.
+						if e.Value == nil || !inSecretMount(vols, c.VolumeMounts, *e.Value) {
+							t.Errorf("%s %s, container %s: %s is not a file of a mounted Secret", kind, name, c.Name, e.Name)
+						}
+						continue
+					}
+					if e.Value != nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
 						t.Errorf("%s %s, container %s: %s is not from a Secret", kind, name, c.Name, e.Name)
 					}
 				}
@@ -952,6 +965,33 @@ type joinResult struct {
 	joinRun
 	code           int
 	stdout, stderr string
+}
+
+// secretMount is where mounts mount the whole of the volume of Secret
+// name, or "" if they do not.
+func secretMount(vols []volume, mounts []volumeMount, name string) string {
+	for _, v := range vols {
+		if v.Secret == nil || v.Secret.SecretName != name {
+			continue
+		}
+		for _, m := range mounts {
+			if m.Name == v.Name && m.SubPath == "" {
+				return m.MountPath
+			}
+		}
+	}
+	return ""
+}
+
+// inSecretMount reports whether path is a file directly in the mount of a
+// Secret volume.
+func inSecretMount(vols []volume, mounts []volumeMount, path string) bool {
+	for _, v := range vols {
+		if v.Secret != nil && filepath.Dir(path) == secretMount(vols, mounts, v.Secret.SecretName) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r joinResult) String() string {

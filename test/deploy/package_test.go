@@ -4,7 +4,7 @@ package deploy
 // systemd unit (deploy/systemd/keep.service): the image is built with
 // podman from Debian's packages and run, the unit is checked with
 // systemd-analyze. Both install their tools with apt-get when missing and
-// the test runs as root (as CI does).
+// the test runs as root (as CI does; test/aptget).
 
 import (
 	"bytes"
@@ -18,67 +18,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/keep-kms/keep/test/aptget"
 	"github.com/keep-kms/keep/test/softhsm"
 	"github.com/keep-kms/keep/test/testnode"
 )
-
-var (
-	debMu    sync.Mutex
-	debTried = map[string]error{} // apt-get install outcome per package list
-)
-
-// installDebs makes sure the commands are there, installing the Debian
-// packages pkgs with apt-get (once per process) if one is missing. Without
-// root the test is skipped: naming what to install.
-func installDebs(t *testing.T, commands []string, pkgs ...string) {
-	t.Helper()
-	missing := func() []string {
-		var m []string
-		for _, c := range commands {
-			if _, err := exec.LookPath(c); err != nil {
-				m = append(m, c)
-			}
-		}
-		return m
-	}
-	m := missing()
-	if len(m) == 0 {
-		return
-	}
-	if os.Geteuid() != 0 {
-		t.Skipf("needs %s (Debian: apt-get install %s), and root to install it", strings.Join(m, ", "), strings.Join(pkgs, " "))
-	}
-	debMu.Lock()
-	defer debMu.Unlock()
-	key := strings.Join(pkgs, " ")
-	err, tried := debTried[key]
-	if !tried {
-		err = aptGet(pkgs...)
-		debTried[key] = err
-	}
-	if err != nil {
-		t.Fatalf("%s missing, and installing %s failed: %v", strings.Join(m, ", "), key, err)
-	}
-	if m := missing(); len(m) > 0 {
-		t.Fatalf("installed %s, but %s still missing", key, strings.Join(m, ", "))
-	}
-}
-
-func aptGet(pkgs ...string) error {
-	for _, args := range [][]string{{"update"}, append([]string{"install", "-y"}, pkgs...)} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("apt-get %s: %v: %s", strings.Join(args, " "), err, tail(out, 3))
-		}
-	}
-	return nil
-}
 
 // tail is the last n lines of out.
 func tail(out []byte, n int) string {
@@ -287,7 +234,8 @@ func TestContainerImage(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("container images are built and run on Linux")
 	}
-	installDebs(t, []string{"podman", "runc"}, "podman", "runc")
+	aptget.Need(t, "podman", "podman")
+	aptget.Need(t, "runc", "runc")
 	module := softhsm.Module(t) // before localBase copies its libraries
 	p := newPodman(t)
 

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/keep-kms/keep/test/aptget"
 	"github.com/keep-kms/keep/test/testnode"
 )
 
@@ -109,7 +110,7 @@ func TestSystemdUnit(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("systemd units are Linux's")
 	}
-	installDebs(t, []string{"systemd-analyze"}, "systemd")
+	aptget.Need(t, "systemd-analyze", "systemd")
 	unit := repoFile(t, "deploy/systemd/keep.service")
 	bin := testnode.Binary(t)
 
