@@ -58,6 +58,7 @@ listens on 127.0.0.1:7373.`,
 	}
 	cmd.Flags().StringVar(&opts.Address, "address", "", "listen address IP:PORT (default 0.0.0.0:7373, 127.0.0.1:7373 with --dev)")
 	cmd.Flags().StringVar(&opts.Host, "host", "", "HOST:PORT other nodes and clients reach this node at; must match the address used to add it to a cluster")
+	cmd.Flags().StringVar(&opts.Seed, "seed", "", "HOST:PORT of the node that founds the cluster: any other node reports itself not ready until it has been added (keep add)")
 	cmd.Flags().StringVar(&opts.ConfigFile, "config", "", "YAML configuration file")
 	cmd.Flags().BoolVar(&opts.Dev, "dev", false, "start a development server with in-memory state")
 	return cmd

@@ -68,6 +68,10 @@ type members struct {
 	removed atomic.Bool
 }
 
+// Joinable reports whether this node is a fresh one-node cluster, which
+// another cluster may add (AddNode there): nothing of its own yet.
+func (n *Node) Joinable() bool { return n.members.joinable() }
+
 // AddNode adds the node at host to the cluster. The node must be running,
 // reachable, hold the cluster's HSM key, and be fresh: a one-node cluster
 // without keys, policies or identities.

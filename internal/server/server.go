@@ -40,12 +40,18 @@ const DefaultPort = 7373
 
 // Options are the command-line settings of a node.
 type Options struct {
-	Dir        string    // data directory; required unless Dev
-	Address    string    // listen address, default "0.0.0.0:7373" ("127.0.0.1:7373" with Dev)
-	Host       string    // advertised host:port of this node; "" = server picks
-	ConfigFile string    // YAML config path; "" = none
-	Dev        bool      // in-memory node with a random HSM key
-	Stdout     io.Writer // banner goes here
+	Dir        string // data directory; required unless Dev
+	Address    string // listen address, default "0.0.0.0:7373" ("127.0.0.1:7373" with Dev)
+	Host       string // advertised host:port of this node; "" = server picks
+	ConfigFile string // YAML config path; "" = none
+	// Seed is the host:port of the node that founds the cluster. Any other
+	// node reports itself not ready (GET /v1/health/ready, KES /v1/ready)
+	// while it is a fresh one-node cluster that waits to be added: a
+	// deployment that adds its nodes by itself (the Helm chart) keeps
+	// clients off it until then. "" = every node is ready once it serves.
+	Seed   string
+	Dev    bool      // in-memory node with a random HSM key
+	Stdout io.Writer // banner goes here
 	// Getenv reads the environment, where the HSMs are configured unless
 	// the config file lists them (see HSMConfig); nil means os.Getenv.
 	Getenv func(string) string
@@ -233,6 +239,8 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	settings.caughtUp()
 
+	// A node that is not the seed waits, not ready, to be added.
+	nodeHealth := &health{st: st, node: node, awaitsJoin: opts.Seed != "" && opts.Seed != opts.Host}
 	svc := service.New(st, node, admin)
 	svc.UseHSMs(keyring)
 	if admin == rootKey.Identity().String() {
@@ -240,7 +248,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	api := minkms.New(minkms.Config{
 		Service: svc,
-		Node:    &health{st: st, node: node},
+		Node:    nodeHealth,
 		Host:    opts.Host,
 		Audit:   auditLog,
 		Logs:    logs,
@@ -257,7 +265,7 @@ func Run(ctx context.Context, opts Options) error {
 	api.Register(mux)
 	kesAPI := kes.New(kes.Config{
 		Service: svc,
-		Node:    &health{st: st, node: node},
+		Node:    nodeHealth,
 		Host:    opts.Host,
 		Enclave: conf.kesEnclave(),
 		Audit:   auditLog,
@@ -349,6 +357,11 @@ func prepare(opts Options) (Options, error) {
 	} else if _, _, err := net.SplitHostPort(opts.Host); err != nil {
 		opts.Host = net.JoinHostPort(opts.Host, strconv.Itoa(DefaultPort))
 	}
+	if opts.Seed != "" {
+		if _, _, err := net.SplitHostPort(opts.Seed); err != nil {
+			opts.Seed = net.JoinHostPort(opts.Seed, strconv.Itoa(DefaultPort))
+		}
+	}
 
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
@@ -429,9 +442,14 @@ func shutdown(srv *http.Server) {
 type health struct {
 	st   *state.State
 	node *cluster.Node
+	// awaitsJoin: this node is not the seed (Options.Seed), so it is not
+	// ready while it may still be added to the seed's cluster.
+	awaitsJoin bool
 }
 
-func (h *health) Ready() bool    { return h.st.Initialized() }
+func (h *health) Ready() bool {
+	return h.st.Initialized() && !(h.awaitsJoin && h.node.Joinable())
+}
 func (h *health) Writable() bool { return h.node.Writable() }
 
 func (h *health) Status() cluster.NodeStatus { return h.node.LocalStatus() }

@@ -462,6 +462,10 @@ func checkChart(t *testing.T, r *rendered, tc chartCase) {
 			t.Errorf("node %d: --host %s, want %s", i, got, podHost(i))
 		}
 	}
+	// Node 0 founds the cluster: the others wait, not ready, to be added.
+	if args["--seed"] != podHost(0) {
+		t.Errorf("--seed %q, want node 0's host %s", args["--seed"], podHost(0))
+	}
 	if args["--address"] != "0.0.0.0:7373" {
 		t.Errorf("--address %q", args["--address"])
 	}
@@ -843,6 +847,14 @@ func TestHelmJoin(t *testing.T) {
 		nodes[i] = testnode.New(t, testnode.Options{Name: fmt.Sprintf("%s-%d", fullname, i), Addr: addr, HSMKey: hsmKey, Config: conf})
 		hostOf[podHost(i)] = addr
 	}
+	// The nodes' --seed, as rendered: node 0.
+	seed, ok := hostOf[serverArgs(t, node)["--seed"]]
+	if !ok {
+		t.Fatalf("--seed %q is not a node's host", serverArgs(t, node)["--seed"])
+	}
+	for _, n := range nodes {
+		n.ExtraArgs = append(n.ExtraArgs, "--seed="+seed)
+	}
 	if !strings.Contains(cm.Data["keep.yaml"], tlsDir+"/") {
 		t.Fatalf("keep.yaml does not name %s: %s", tlsDir, cm.Data["keep.yaml"])
 	}
@@ -913,10 +925,19 @@ func TestHelmJoin(t *testing.T) {
 	}
 	rerun("rolling restart", r3, nodes[:3])
 
-	// Scale-up to 5: the Job adds nodes 3 and 4, and nothing else.
+	// Scale-up to 5: nodes 3 and 4 serve, but are not ready (no client
+	// is sent to them) until the Job has added them, and nothing else.
 	nodes[3].MustStart()
 	nodes[4].MustStart()
+	for _, n := range nodes[3:] {
+		if status := readiness(t, n, node); status != http.StatusServiceUnavailable {
+			t.Errorf("%s before the join: readiness %d, want %d", n.Name, status, http.StatusServiceUnavailable)
+		}
+	}
 	rerun("scale-up", r5, nodes)
+	for _, n := range nodes[3:] {
+		probeLikeKubelet(t, n, node)
+	}
 	if res := testnode.CLI(t, []string{nodes[4].Endpoint()}, root, "stat-key", "helm-join-key", "-k"); res.Code != 0 {
 		t.Errorf("the key created before the scale-up, on node 4: %s", res)
 	}
@@ -1119,6 +1140,24 @@ func wantMembers(t *testing.T, got map[string]string, want []*testnode.Node) {
 // HTTPS without verifying the certificate and without a client
 // certificate, a new connection each time. Each must answer 200 (within
 // 10 s: the node is up).
+// readiness sends c's readiness probe to n once, as kubelet does, and
+// returns the status of the answer.
+func readiness(t *testing.T, n *testnode.Node, c container) int {
+	t.Helper()
+	client := &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // #nosec G402 -- kubelet does not verify probe targets
+	}
+	defer client.CloseIdleConnections()
+	p := c.ReadinessProbe
+	resp, err := client.Get(strings.ToLower(p.HTTPGet.Scheme) + "://" + n.Addr + p.HTTPGet.Path)
+	if err != nil {
+		t.Fatalf("readiness probe of %s: %v", n.Name, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func probeLikeKubelet(t *testing.T, n *testnode.Node, c container) {
 	t.Helper()
 	client := &http.Client{
