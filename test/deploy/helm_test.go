@@ -1136,21 +1136,13 @@ func wantMembers(t *testing.T, got map[string]string, want []*testnode.Node) {
 	}
 }
 
-// probeLikeKubelet sends the container's probes to n as kubelet does:
-// HTTPS without verifying the certificate and without a client
-// certificate, a new connection each time. Each must answer 200 (within
-// 10 s: the node is up).
 // readiness sends c's readiness probe to n once, as kubelet does, and
 // returns the status of the answer.
 func readiness(t *testing.T, n *testnode.Node, c container) int {
 	t.Helper()
-	client := &http.Client{
-		Timeout:   5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // #nosec G402 -- kubelet does not verify probe targets
-	}
+	client := kubeletClient()
 	defer client.CloseIdleConnections()
-	p := c.ReadinessProbe
-	resp, err := client.Get(strings.ToLower(p.HTTPGet.Scheme) + "://" + n.Addr + p.HTTPGet.Path)
+	resp, err := client.Get(probeURL(n, c.ReadinessProbe))
 	if err != nil {
 		t.Fatalf("readiness probe of %s: %v", n.Name, err)
 	}
@@ -1158,18 +1150,33 @@ func readiness(t *testing.T, n *testnode.Node, c container) int {
 	return resp.StatusCode
 }
 
-func probeLikeKubelet(t *testing.T, n *testnode.Node, c container) {
-	t.Helper()
-	client := &http.Client{
+// kubeletClient sends probes as kubelet does: HTTPS without a client
+// certificate, not verifying the node's, a connection per probe.
+func kubeletClient() *http.Client {
+	return &http.Client{
 		Timeout: 5 * time.Second,
 		Transport: &http.Transport{
 			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // #nosec G402 -- kubelet does not verify probe targets
 			DisableKeepAlives: true,
 		},
 	}
+}
+
+// probeURL is the URL probe p asks of node n.
+func probeURL(n *testnode.Node, p *probe) string {
+	return strings.ToLower(p.HTTPGet.Scheme) + "://" + n.Addr + p.HTTPGet.Path
+}
+
+// probeLikeKubelet sends the container's probes to n as kubelet does:
+// HTTPS without verifying the certificate and without a client
+// certificate, a new connection each time. Each must answer 200 (within
+// 10 s: the node is up).
+func probeLikeKubelet(t *testing.T, n *testnode.Node, c container) {
+	t.Helper()
+	client := kubeletClient()
 	defer client.CloseIdleConnections()
 	for _, p := range []*probe{c.StartupProbe, c.LivenessProbe, c.ReadinessProbe} {
-		url := strings.ToLower(p.HTTPGet.Scheme) + "://" + n.Addr + p.HTTPGet.Path
+		url := probeURL(n, p)
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			resp, err := client.Get(url)

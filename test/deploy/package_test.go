@@ -27,15 +27,6 @@ import (
 	"github.com/keep-kms/keep/test/testnode"
 )
 
-// tail is the last n lines of out.
-func tail(out []byte, n int) string {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // repoFile is the path of a file of the repository.
 func repoFile(t *testing.T, rel string) string {
 	t.Helper()
@@ -97,7 +88,7 @@ func (p *podman) try(ctx context.Context, args ...string) (string, string, error
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
 	if err != nil {
-		err = fmt.Errorf("podman %s: %w\n%s", strings.Join(args, " "), err, tail(e.Bytes(), 10))
+		err = fmt.Errorf("podman %s: %w\n%s", strings.Join(args, " "), err, testnode.Tail(e.String(), 2048))
 	}
 	return o.String(), e.String(), err
 }

@@ -165,7 +165,7 @@ func TestSystemdUnit(t *testing.T) {
 	score := regexp.MustCompile(`Overall exposure level for keep.service: ([0-9.]+ \S+)`).FindSubmatch(out)
 	switch {
 	case score == nil && strings.Contains(string(out), "--offline"):
-		t.Logf("systemd-analyze security --offline is not supported here (systemd < 250): %s", tail(out, 1))
+		t.Logf("systemd-analyze security --offline is not supported here (systemd < 250): %s", testnode.Tail(string(out), 512))
 	case score == nil:
 		t.Errorf("systemd-analyze security keep.service: no exposure level: %v\n%s", err, out)
 	case err != nil:
