@@ -224,7 +224,7 @@ func openSnapshot(u Unsealer, data []byte, kind envelopeKind, legacy bool) (*ope
 			return nil, fmt.Errorf("%s: %w: its MAC does not match: it was changed after it was written", kind.what, ErrNotAuthentic)
 		}
 	}
-	if err := json.Unmarshal(env.body, &o.snap); err != nil {
+	if err := decodeSnapshot(env.body, &o.snap); err != nil {
 		return nil, fmt.Errorf("failed to read %s: %w", kind.what, err)
 	}
 	switch {
@@ -246,7 +246,7 @@ func openLegacySnapshot(u Unsealer, data []byte, kind envelopeKind, legacy bool)
 		return nil, fmt.Errorf("%s: %w: it is in the unauthenticated format of an earlier version of Keep, which this data directory no longer accepts", kind.what, ErrNotAuthentic)
 	}
 	o := &opened{legacy: true}
-	if err := json.Unmarshal(data, &o.snap); err != nil {
+	if err := decodeSnapshot(data, &o.snap); err != nil {
 		return nil, fmt.Errorf("failed to read %s: %w", kind.what, err)
 	}
 	if o.snap.Format != legacySnapshotFormat {
