@@ -194,34 +194,29 @@ func (c *cursor) keys(l *layout, chunk int) bool {
 // decodeChunks decodes the keys of chunks from data on up to workers
 // cores, and reports whether every one was decoded.
 func decodeChunks(data []byte, chunks []keysChunk, workers int) bool {
-	workers = min(workers, len(chunks))
-	if workers <= 1 {
-		k := keyDecoder{cursor: cursor{d: data}}
-		for i := range chunks {
-			if !k.chunk(&chunks[i]) {
-				return false
-			}
-		}
-		return true
-	}
 	var (
 		next   atomic.Int64
 		failed atomic.Bool
-		wg     sync.WaitGroup
 	)
-	for range workers {
-		wg.Go(func() {
-			k := keyDecoder{cursor: cursor{d: data}}
-			for !failed.Load() {
-				i := int(next.Add(1) - 1)
-				if i >= len(chunks) {
-					return
-				}
-				if !k.chunk(&chunks[i]) {
-					failed.Store(true)
-				}
+	work := func() {
+		k := keyDecoder{cursor: cursor{d: data}}
+		for !failed.Load() {
+			i := int(next.Add(1) - 1)
+			if i >= len(chunks) {
+				return
 			}
-		})
+			if !k.chunk(&chunks[i]) {
+				failed.Store(true)
+			}
+		}
+	}
+	if workers = min(workers, len(chunks)); workers <= 1 {
+		work()
+		return !failed.Load()
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(work)
 	}
 	wg.Wait()
 	return !failed.Load()
@@ -476,26 +471,34 @@ const (
 	fieldKESSealedHMAC
 )
 
-func (k *keyDecoder) key(sk *snapshotKey) bool {
+// fields reads an object of fields that field reads: it returns the bit
+// of the field named name and whether it read its value, or 0 for a name
+// it does not know, which is refused. Each field may come once.
+func (k *keyDecoder) fields(field func(name []byte) (bit int, ok bool)) bool {
 	seen := 0
 	return k.members(func(name []byte) bool {
-		var field int
-		ok := false
-		switch string(name) {
-		case "name":
-			field, ok = fieldName, k.string(&sk.Name)
-		case "next":
-			field, ok = fieldNext, k.uint32(&sk.Next)
-		case "rotate_every":
-			field, ok = fieldRotateEvery, k.duration(&sk.RotateEvery)
-		case "versions":
-			field, ok = fieldVersions, k.versionList(&sk.Versions)
-		}
-		if seen&field != 0 {
+		bit, ok := field(name)
+		if bit == 0 || seen&bit != 0 {
 			return false
 		}
-		seen |= field
+		seen |= bit
 		return ok
+	})
+}
+
+func (k *keyDecoder) key(sk *snapshotKey) bool {
+	return k.fields(func(name []byte) (int, bool) {
+		switch string(name) {
+		case "name":
+			return fieldName, k.string(&sk.Name)
+		case "next":
+			return fieldNext, k.uint32(&sk.Next)
+		case "rotate_every":
+			return fieldRotateEvery, k.duration(&sk.RotateEvery)
+		case "versions":
+			return fieldVersions, k.versionList(&sk.Versions)
+		}
+		return 0, false
 	})
 }
 
@@ -530,35 +533,28 @@ func (k *keyDecoder) version(sv *snapshotVersion) bool {
 	if k.null() {
 		return true
 	}
-	seen := 0
-	return k.members(func(name []byte) bool {
-		var field int
-		ok := false
+	return k.fields(func(name []byte) (int, bool) {
 		switch string(name) {
 		case "version":
-			field, ok = fieldVersion, k.uint32(&sv.Version)
+			return fieldVersion, k.uint32(&sv.Version)
 		case "type":
-			field, ok = fieldType, k.keyType(&sv.Type)
+			return fieldType, k.keyType(&sv.Type)
 		case "sealed":
-			field, ok = fieldSealed, k.bytes(&sv.Sealed)
+			return fieldSealed, k.bytes(&sv.Sealed)
 		case "imported":
-			field, ok = fieldImported, k.bool(&sv.Imported)
+			return fieldImported, k.bool(&sv.Imported)
 		case "kes":
-			field, ok = fieldKES, k.kes(&sv.KES)
+			return fieldKES, k.kes(&sv.KES)
 		case "created_at":
-			field, ok = fieldCreatedAt, k.time(&sv.CreatedAt)
+			return fieldCreatedAt, k.time(&sv.CreatedAt)
 		case "created_by":
-			field, ok = fieldCreatedBy, k.creator(&sv.CreatedBy)
+			return fieldCreatedBy, k.creator(&sv.CreatedBy)
 		case "disabled":
-			field, ok = fieldDisabled, k.bool(&sv.Disabled)
+			return fieldDisabled, k.bool(&sv.Disabled)
 		case "delete_at":
-			field, ok = fieldDeleteAt, k.time(&sv.DeleteAt)
+			return fieldDeleteAt, k.time(&sv.DeleteAt)
 		}
-		if seen&field != 0 {
-			return false
-		}
-		seen |= field
-		return ok
+		return 0, false
 	})
 }
 
@@ -727,27 +723,20 @@ func (k *keyDecoder) kes(dst **KESArgs) bool {
 		return true
 	}
 	a := new(KESArgs)
-	seen := 0
-	ok := k.members(func(name []byte) bool {
-		var field int
-		ok := false
+	ok := k.fields(func(name []byte) (int, bool) {
 		switch string(name) {
 		case "format":
-			field, ok = fieldKESFormat, k.string(&a.Format)
+			return fieldKESFormat, k.string(&a.Format)
 		case "implicit":
-			field, ok = fieldKESImplicit, k.bool(&a.Implicit)
+			return fieldKESImplicit, k.bool(&a.Implicit)
 		case "sealed_hmac":
-			field, ok = fieldKESSealedHMAC, k.bytes(&a.SealedHMAC)
+			return fieldKESSealedHMAC, k.bytes(&a.SealedHMAC)
 		case "created_at":
-			field, ok = fieldCreatedAt, k.time(&a.CreatedAt)
+			return fieldCreatedAt, k.time(&a.CreatedAt)
 		case "created_by":
-			field, ok = fieldCreatedBy, k.creator(&a.CreatedBy)
+			return fieldCreatedBy, k.creator(&a.CreatedBy)
 		}
-		if seen&field != 0 {
-			return false
-		}
-		seen |= field
-		return ok
+		return 0, false
 	})
 	*dst = a
 	return ok
