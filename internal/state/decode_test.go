@@ -125,7 +125,7 @@ func filledSnapshot(enclaves, n int) []byte {
 // keyDecoder knows it.
 func TestDecodeSnapshotTakesKeep(t *testing.T) {
 	inputs := mainSnapshotBodies(t)
-	inputs = append(inputs, filledSnapshot(1, 1), filledSnapshot(3, 50))
+	inputs = append(inputs, filledSnapshot(1, 1), filledSnapshot(3, 20))
 	for i, data := range inputs {
 		for _, split := range []struct{ chunk, workers int }{{minChunk, 1}, {1, 1}, {1, 4}, {300, 2}} {
 			if !checkDecode(t, data, split.chunk, split.workers) {
