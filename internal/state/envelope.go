@@ -173,6 +173,51 @@ func (b *bodyWriter) splice(p []byte, field string) (before, after []byte) {
 	return p[:i+len(mark)], p[i+len(mark)+len("null"):]
 }
 
+// errChanged refuses an envelope of kind whose MAC does not match.
+func errChanged(kind envelopeKind) error {
+	return fmt.Errorf("%s: %w: its MAC does not match: it was changed after it was written", kind.what, ErrNotAuthentic)
+}
+
+// envelopeHeaderMax is the longest header of an envelope: magic, format,
+// length, sealed root key and MAC.
+const envelopeHeaderMax = len("KEEPSNAP") + 3 + 0xffff + macSize
+
+// checkEnvelope verifies the MAC of an envelope of kind as it reads it
+// from br, and decodes none of it: it holds the header and no more. done
+// is false, and nothing is read, if br holds no envelope of kind or one
+// without a root key (a state never initialized), which the caller must
+// open as a whole. br must buffer envelopeHeaderMax bytes.
+func checkEnvelope(u Unsealer, br *bufio.Reader, kind envelopeKind) (done bool, err error) {
+	fixed := len(kind.magic) + 3
+	head, err := br.Peek(fixed)
+	if err != nil || !bytes.HasPrefix(head, []byte(kind.magic)) || binary.BigEndian.Uint16(head[fixed-2:]) == 0 {
+		return false, nil
+	}
+	if head, err = br.Peek(fixed + int(binary.BigEndian.Uint16(head[fixed-2:])) + macSize); err != nil {
+		return false, nil // truncated, as openSnapshot says
+	}
+	env, _, err := parseEnvelope(head, kind)
+	if err != nil {
+		return true, err
+	}
+	_, macs, err := unsealRoot(u, env.sealedRootKey)
+	if err != nil {
+		return true, fmt.Errorf("%s: %w", kind.what, err)
+	}
+	h := hmac.New(sha256.New, macs.of(kind))
+	h.Write(env.signed)
+	if _, err := br.Discard(len(head)); err != nil {
+		return true, fmt.Errorf("failed to read %s: %w", kind.what, err)
+	}
+	if _, err := io.Copy(h, br); err != nil {
+		return true, fmt.Errorf("failed to read %s: %w", kind.what, err)
+	}
+	if !hmac.Equal(h.Sum(nil), env.mac) {
+		return true, errChanged(kind)
+	}
+	return true, nil
+}
+
 func envelopeMAC(key, signed, body []byte) []byte {
 	h := hmac.New(sha256.New, key)
 	h.Write(signed)
@@ -221,10 +266,10 @@ func openSnapshot(u Unsealer, data []byte, kind envelopeKind, legacy bool) (*ope
 			return nil, fmt.Errorf("%s: %w", kind.what, err)
 		}
 		if !hmac.Equal(envelopeMAC(o.macs.of(kind), env.signed, env.body), env.mac) {
-			return nil, fmt.Errorf("%s: %w: its MAC does not match: it was changed after it was written", kind.what, ErrNotAuthentic)
+			return nil, errChanged(kind)
 		}
 	}
-	if err := json.Unmarshal(env.body, &o.snap); err != nil {
+	if err := decodeSnapshot(env.body, &o.snap); err != nil {
 		return nil, fmt.Errorf("failed to read %s: %w", kind.what, err)
 	}
 	switch {
@@ -246,7 +291,7 @@ func openLegacySnapshot(u Unsealer, data []byte, kind envelopeKind, legacy bool)
 		return nil, fmt.Errorf("%s: %w: it is in the unauthenticated format of an earlier version of Keep, which this data directory no longer accepts", kind.what, ErrNotAuthentic)
 	}
 	o := &opened{legacy: true}
-	if err := json.Unmarshal(data, &o.snap); err != nil {
+	if err := decodeSnapshot(data, &o.snap); err != nil {
 		return nil, fmt.Errorf("failed to read %s: %w", kind.what, err)
 	}
 	if o.snap.Format != legacySnapshotFormat {
