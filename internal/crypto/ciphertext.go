@@ -27,6 +27,10 @@ const (
 	prefixSize      = headerSize + ivSize + nonceSize
 	minSize         = prefixSize + tagSize
 
+	// Overhead is how much longer a ciphertext of Encrypt is than its
+	// plaintext: a sealed key is KeySize+Overhead bytes.
+	Overhead = minSize
+
 	// maxPlaintextSize is the smaller of the AES-GCM and ChaCha20-Poly1305
 	// limits; beyond it their Seal panics instead of returning an error.
 	maxPlaintextSize = (1<<32 - 2) * 16

@@ -31,7 +31,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, enclave, name, keyTyp
 	}
 	if addVersion && keyType == "" {
 		if latest, err := s.state.Key(enclave, name, 0); err == nil {
-			t = latest.Key.Type()
+			t = latest.Type()
 		}
 	}
 	k, err := crypto.GenerateKey(t, nil)

@@ -105,10 +105,38 @@ type key struct {
 	rotateEvery time.Duration // 0: not rotated automatically
 }
 
+// version is a key version as the state holds it: what it is, and its
+// material sealed. The material is unsealed on the version's first use
+// (State.serving), not when the version is applied or restored, so that a
+// restart unseals none of a million keys and a key never used costs no
+// unsealed key state.
+//
+// A version is never changed in place but copied (see key), and its copy
+// takes the first use that the version had; only the version in the
+// state, never a copy that a snapshot holds, is used and so gets a first
+// use, under s.mu read-locked, while copies are made under s.mu locked.
 type version struct {
-	KeyVersion
-	sealed []byte   // kept for snapshots, so that they never hold plaintext
-	kes    *KESArgs // kept for snapshots; nil unless imported from KES
+	KeyVersion // Key and Usage unset: they are use's
+	// sealed is the material sealed under the root key (keyAAD), unsealed
+	// on first use and kept for snapshots, so that they never hold
+	// plaintext. All sealed material has this length (see newVersion):
+	// held inline, it costs no allocation and no pointer.
+	sealed [sealedKeySize]byte
+	use    atomic.Pointer[inUse] // nil until the version is first used
+}
+
+// inUse is what a version has once it is used: its material unsealed, and
+// the counter of its use, which every copy of the version shares.
+type inUse struct {
+	key     crypto.Key // zero when only counter was carried over (see keepCounters)
+	counter *usage.Counter
+}
+
+// clone returns a copy of v that shares its first use.
+func (v *version) clone() *version {
+	c := &version{KeyVersion: v.KeyVersion, sealed: v.sealed}
+	c.use.Store(v.use.Load())
+	return c
 }
 
 // mayBeDue reports whether a rotation or a destruction of k may come due.
@@ -135,9 +163,9 @@ func (k *key) with(vs []*version, change func(*version)) *key {
 	c.versions = slices.Clone(k.versions)
 	for i, v := range c.versions {
 		if slices.Contains(vs, v) {
-			cv := *v
-			change(&cv)
-			c.versions[i] = &cv
+			cv := v.clone()
+			change(cv)
+			c.versions[i] = cv
 		}
 	}
 	return &c
@@ -230,26 +258,48 @@ func (s *State) Enclaves(prefix, continueAt string, limit int) ([]Enclave, strin
 	return list, next
 }
 
-// Key returns a version of a key; version 0 means the latest.
+// Key returns a version of a key, version 0 the latest, with its material
+// and usage counter, to serve with: the material is unsealed on the
+// version's first use, and kept.
 func (s *State) Key(enclave, name string, v uint32) (KeyVersion, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	k, err := s.keyRing(enclave, name)
+	if err != nil {
+		return KeyVersion{}, err
+	}
+	kv := k.latest()
+	if v != 0 {
+		var ok bool
+		if kv, ok = k.version(v); !ok {
+			return KeyVersion{}, ErrKeyNotFound
+		}
+	}
+	return s.serving(enclave, kv)
+}
+
+// OldestKey returns the oldest version of a key, as Key does.
+func (s *State) OldestKey(enclave, name string) (KeyVersion, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	k, err := s.keyRing(enclave, name)
+	if err != nil {
+		return KeyVersion{}, err
+	}
+	return s.serving(enclave, k.versions[0])
+}
+
+// keyRing returns the key name of enclave; the caller holds s.mu.
+func (s *State) keyRing(enclave, name string) (*key, error) {
 	e, ok := s.enclaves.get(enclave)
 	if !ok {
-		return KeyVersion{}, ErrEnclaveNotFound
+		return nil, ErrEnclaveNotFound
 	}
 	k, ok := e.keys.get(name)
 	if !ok {
-		return KeyVersion{}, ErrKeyNotFound
+		return nil, ErrKeyNotFound
 	}
-	if v == 0 {
-		return k.latest().KeyVersion, nil
-	}
-	kv, ok := k.version(v)
-	if !ok {
-		return KeyVersion{}, ErrKeyNotFound
-	}
-	return kv.KeyVersion, nil
+	return k, nil
 }
 
 // Keys returns a page of keys, each as its latest version.

@@ -39,7 +39,7 @@ type Enclave struct {
 	CreatedBy string
 }
 
-// KeyVersion is one version of a key, its material unsealed.
+// KeyVersion is one version of a key.
 //
 // The fields are in the order that packs them tightest: the state holds a
 // KeyVersion for each of up to millions of key versions.
@@ -51,18 +51,27 @@ type KeyVersion struct {
 	// disabled version, or one pending deletion until DeleteAt, serves
 	// nothing.
 	Disabled bool
-	Key      crypto.Key
+	typ      byte // Type's crypto.KeyType.Code, known while Key is sealed
+	// Key is the version's material, unsealed. Only the lookups that
+	// serve with it set it, State.Key, State.OldestKey and
+	// State.KESVersion: lists of versions leave it (and Usage) zero, so
+	// that listing a million keys unseals none.
+	Key crypto.Key
 	// KES reads what KES wrote with this version; nil unless the version
 	// was imported from a KES keystore.
 	KES       *KESKey
 	CreatedAt time.Time
 	CreatedBy string
 	DeleteAt  time.Time
-	// Usage counts this version's use on this node. Every copy of the
-	// version shares it; the state gives each version its own, when the
-	// version is created or restored.
+	// Usage counts this version's use on this node; set with Key. Every
+	// copy of the version shares it; the state makes it on the version's
+	// first use.
 	Usage *usage.Counter
 }
+
+// Type returns the algorithm of the version's key, which is known without
+// its material.
+func (v *KeyVersion) Type() crypto.KeyType { return crypto.KeyTypeOf(v.typ) }
 
 // Policy is a named set of allow and deny rules. Each rule set maps a command
 // text, such as "KEY:GENERATE", to resource patterns: "name", "prefix*" or "*".
