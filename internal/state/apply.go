@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-
 )
 
 // Apply decodes, verifies and applies one entry made by EncodeEntry. The
