@@ -179,7 +179,8 @@ func (s *State) KESVersion(enclave, name string) (KeyVersion, bool) {
 			if v.KES != nil {
 				// Unsealed when it was applied or restored: newVersion
 				// needed its material for KES.
-				kv, err := s.serving(enclave, v)
+				var kv KeyVersion
+				err := s.serving(enclave, v, &kv)
 				return kv, err == nil
 			}
 		}

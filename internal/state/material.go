@@ -31,20 +31,21 @@ var (
 	firstUseSeed = maphash.MakeSeed()
 )
 
-// serving returns v with its material and its usage counter, unsealing the
-// material on v's first use (and keeping it); the caller holds s.mu, read
-// locked at least, and v is in the state (see version).
-func (s *State) serving(enclave string, v *version) (KeyVersion, error) {
+// serving sets *kv to v with its material and its usage counter,
+// unsealing the material on v's first use (and keeping it); the caller
+// holds s.mu, read locked at least, and v is in the state (see version).
+// It writes into the caller's KeyVersion: the hot path copies it once.
+func (s *State) serving(enclave string, v *version, kv *KeyVersion) error {
 	u := v.use.Load()
 	if u == nil || u.key == (crypto.Key{}) {
 		var err error
 		if u, err = s.firstUse(enclave, v); err != nil {
-			return KeyVersion{}, err
+			return err
 		}
 	}
-	kv := v.KeyVersion
+	*kv = v.KeyVersion
 	kv.Key, kv.Usage = u.key, u.counter
-	return kv, nil
+	return nil
 }
 
 // firstUse unseals the material of v and keeps it, with v's counter (or a

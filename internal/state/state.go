@@ -261,32 +261,34 @@ func (s *State) Enclaves(prefix, continueAt string, limit int) ([]Enclave, strin
 // Key returns a version of a key, version 0 the latest, with its material
 // and usage counter, to serve with: the material is unsealed on the
 // version's first use, and kept.
-func (s *State) Key(enclave, name string, v uint32) (KeyVersion, error) {
+func (s *State) Key(enclave, name string, v uint32) (kv KeyVersion, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	k, err := s.keyRing(enclave, name)
 	if err != nil {
 		return KeyVersion{}, err
 	}
-	kv := k.latest()
+	ver := k.latest()
 	if v != 0 {
 		var ok bool
-		if kv, ok = k.version(v); !ok {
+		if ver, ok = k.version(v); !ok {
 			return KeyVersion{}, ErrKeyNotFound
 		}
 	}
-	return s.serving(enclave, kv)
+	err = s.serving(enclave, ver, &kv)
+	return kv, err
 }
 
 // OldestKey returns the oldest version of a key, as Key does.
-func (s *State) OldestKey(enclave, name string) (KeyVersion, error) {
+func (s *State) OldestKey(enclave, name string) (kv KeyVersion, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	k, err := s.keyRing(enclave, name)
 	if err != nil {
 		return KeyVersion{}, err
 	}
-	return s.serving(enclave, k.versions[0])
+	err = s.serving(enclave, k.versions[0], &kv)
+	return kv, err
 }
 
 // keyRing returns the key name of enclave; the caller holds s.mu.
