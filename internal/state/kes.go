@@ -176,11 +176,11 @@ func (s *State) KESVersion(enclave, name string) (KeyVersion, bool) {
 	defer s.mu.RUnlock()
 	if k, err := s.keyRing(enclave, name); err == nil {
 		for _, v := range k.versions {
-			if v.KES != nil {
+			if v.kes != nil {
 				// Unsealed when it was applied or restored: newVersion
 				// needed its material for KES.
 				var kv KeyVersion
-				err := s.serving(enclave, v, &kv)
+				err := s.serving(enclave, name, v, &kv)
 				return kv, err == nil
 			}
 		}

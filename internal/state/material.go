@@ -31,27 +31,26 @@ var (
 	firstUseSeed = maphash.MakeSeed()
 )
 
-// serving sets *kv to v with its material and its usage counter,
+// serving sets *kv to v, version of key name, with its material and its usage counter,
 // unsealing the material on v's first use (and keeping it); the caller
 // holds s.mu, read locked at least, and v is in the state (see version).
 // It writes into the caller's KeyVersion: the hot path copies it once.
-func (s *State) serving(enclave string, v *version, kv *KeyVersion) error {
+func (s *State) serving(enclave, name string, v *version, kv *KeyVersion) error {
 	u := v.use.Load()
 	if u == nil || u.key == (crypto.Key{}) {
 		var err error
-		if u, err = s.firstUse(enclave, v); err != nil {
+		if u, err = s.firstUse(enclave, name, v); err != nil {
 			return err
 		}
 	}
-	*kv = v.KeyVersion
-	kv.Key, kv.Usage = u.key, u.counter
+	*kv = KeyVersion{Name: name, versionInfo: v.versionInfo, Key: u.key, KES: v.kes, Usage: u.counter}
 	return nil
 }
 
 // firstUse unseals the material of v and keeps it, with v's counter (or a
 // new one), unless another first use did so meanwhile. On failure v keeps
 // nothing: the next use tries again.
-func (s *State) firstUse(enclave string, v *version) (*inUse, error) {
+func (s *State) firstUse(enclave, name string, v *version) (*inUse, error) {
 	mu := &firstUses[maphash.Comparable(firstUseSeed, v)%uint64(len(firstUses))]
 	mu.Lock()
 	defer mu.Unlock()
@@ -59,11 +58,11 @@ func (s *State) firstUse(enclave string, v *version) (*inUse, error) {
 	if u != nil && u.key != (crypto.Key{}) {
 		return u, nil
 	}
-	k, err := s.unsealKey(enclave, v.Name, v.Version, v.Type(), v.sealed[:])
+	k, err := s.unsealKey(enclave, name, v.Version, v.Type(), v.sealed[:])
 	if err != nil {
 		// %v, not %w: the cause is crypto.ErrDecrypt, which is the
 		// client's invalid ciphertext, and this is not.
-		return nil, fmt.Errorf("%w: version %d of key %q of enclave %q: %v", ErrUnseal, v.Version, v.Name, enclave, err)
+		return nil, fmt.Errorf("%w: version %d of key %q of enclave %q: %v", ErrUnseal, v.Version, name, enclave, err)
 	}
 	next := &inUse{key: k, counter: usage.NewCounter()}
 	if u != nil {
@@ -86,7 +85,7 @@ func (s *State) firstUse(enclave string, v *version) (*inUse, error) {
 //
 // The caller holds s.mu, or owns s.
 func (s *State) newVersion(enclave, name string, n uint32, t crypto.KeyType, sealed []byte, kes *KESArgs, legacy bool) (*version, error) {
-	v := &version{KeyVersion: KeyVersion{Name: name, Version: n, typ: t.Code()}}
+	v := &version{versionInfo: versionInfo{Version: n, typ: t.Code()}}
 	if v.typ == 0 {
 		return nil, fmt.Errorf("%w: version %d of key %q of enclave %q: %w %q", ErrInvalidArgument, n, name, enclave, crypto.ErrInvalidKeyType, string(t))
 	}
@@ -108,7 +107,7 @@ func (s *State) newVersion(enclave, name string, n uint32, t crypto.KeyType, sea
 	}
 	copy(v.sealed[:], sealed)
 	if material != (crypto.Key{}) {
-		if v.KES, err = s.openKES(enclave, name, n, material, kes); err != nil {
+		if v.kes, err = s.openKES(enclave, name, n, material, kes); err != nil {
 			return nil, err
 		}
 		v.use.Store(&inUse{key: material, counter: usage.NewCounter()})

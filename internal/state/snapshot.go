@@ -212,7 +212,7 @@ func snapshotKeyOf(name string, k *key) *snapshotKey {
 			Type:      v.Type(),
 			Sealed:    v.sealed[:],
 			Imported:  v.Imported,
-			KES:       v.KES.argsOf(),
+			KES:       v.kes.argsOf(),
 			CreatedAt: v.CreatedAt,
 			CreatedBy: v.CreatedBy,
 			Disabled:  v.Disabled,

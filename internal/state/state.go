@@ -106,7 +106,8 @@ type key struct {
 }
 
 // version is a key version as the state holds it: what it is, and its
-// material sealed. The material is unsealed on the version's first use
+// material sealed; not its name, which the key's maps hold, nor its
+// material or counter until it is used (176 bytes). The material is unsealed on the version's first use
 // (State.serving), not when the version is applied or restored, so that a
 // restart unseals none of a million keys and a key never used costs no
 // unsealed key state.
@@ -116,7 +117,8 @@ type key struct {
 // state, never a copy that a snapshot holds, is used and so gets a first
 // use, under s.mu read-locked, while copies are made under s.mu locked.
 type version struct {
-	KeyVersion // Key and Usage unset: they are use's
+	versionInfo
+	kes *KESKey // nil unless imported from KES
 	// sealed is the material sealed under the root key (keyAAD), unsealed
 	// on first use and kept for snapshots, so that they never hold
 	// plaintext. All sealed material has this length (see newVersion):
@@ -132,9 +134,15 @@ type inUse struct {
 	counter *usage.Counter
 }
 
+// listed returns v, named name, as lists of versions show it: without its
+// material and counter.
+func (v *version) listed(name string) KeyVersion {
+	return KeyVersion{Name: name, versionInfo: v.versionInfo, KES: v.kes}
+}
+
 // clone returns a copy of v that shares its first use.
 func (v *version) clone() *version {
-	c := &version{KeyVersion: v.KeyVersion, sealed: v.sealed}
+	c := &version{versionInfo: v.versionInfo, kes: v.kes, sealed: v.sealed}
 	c.use.Store(v.use.Load())
 	return c
 }
@@ -275,7 +283,7 @@ func (s *State) Key(enclave, name string, v uint32) (kv KeyVersion, err error) {
 			return KeyVersion{}, ErrKeyNotFound
 		}
 	}
-	err = s.serving(enclave, ver, &kv)
+	err = s.serving(enclave, name, ver, &kv)
 	return kv, err
 }
 
@@ -287,7 +295,7 @@ func (s *State) OldestKey(enclave, name string) (kv KeyVersion, err error) {
 	if err != nil {
 		return KeyVersion{}, err
 	}
-	err = s.serving(enclave, k.versions[0], &kv)
+	err = s.serving(enclave, name, k.versions[0], &kv)
 	return kv, err
 }
 
@@ -316,7 +324,7 @@ func (s *State) Keys(enclave, prefix, continueAt string, limit int) ([]KeyVersio
 	list := make([]KeyVersion, 0, len(names))
 	for _, n := range names {
 		k, _ := e.keys.get(n)
-		list = append(list, k.latest().KeyVersion)
+		list = append(list, k.latest().listed(n))
 	}
 	return list, next, nil
 }
@@ -335,7 +343,7 @@ func (s *State) KeyVersions(enclave, name string) ([]KeyVersion, error) {
 	}
 	list := make([]KeyVersion, 0, len(k.versions))
 	for _, v := range k.versions {
-		list = append(list, v.KeyVersion)
+		list = append(list, v.listed(name))
 	}
 	return list, nil
 }
