@@ -31,10 +31,11 @@ var (
 	firstUseSeed = maphash.MakeSeed()
 )
 
-// serving sets *kv to v, version of key name, with its material and its usage counter,
-// unsealing the material on v's first use (and keeping it); the caller
-// holds s.mu, read locked at least, and v is in the state (see version).
-// It writes into the caller's KeyVersion: the hot path copies it once.
+// serving sets *kv to v, a version of key name, with its material and its
+// usage counter, unsealing the material on v's first use (and keeping
+// it); the caller holds s.mu, read locked at least, and v is in the state
+// (see version). It writes into the caller's KeyVersion: the hot path
+// copies it once.
 func (s *State) serving(enclave, name string, v *version, kv *KeyVersion) error {
 	u := v.use.Load()
 	if u == nil || u.key == (crypto.Key{}) {

@@ -237,3 +237,67 @@ func TestRestoreKeepsFirstUse(t *testing.T) {
 		t.Fatalf("another cluster's snapshot: %v; want its material and the counter kept", err)
 	}
 }
+
+// TestNewVersion checks what a version applied or restored is checked for,
+// now that its material is not unsealed then, and which versions are still
+// unsealed at once: legacy material, sealed again, and KES keys.
+func TestNewVersion(t *testing.T) {
+	h := testHSM(t)
+	s, _ := populated(t, h)
+	material, err := crypto.GenerateKey(crypto.AES256, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := s.SealKey(DefaultEnclave, "n", 1, material)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy, err := s.rootKey.Encrypt(0, material.Material(), legacyKeyAAD(DefaultEnclave, "n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		typ    crypto.KeyType
+		sealed []byte
+		kes    *KESArgs
+		legacy bool
+		err    error // nil: the version is made
+		eager  bool  // unsealed at once
+	}{
+		{name: "sealed", typ: crypto.AES256, sealed: sealed},
+		{name: "unknown type", typ: "DES", sealed: sealed, err: crypto.ErrInvalidKeyType},
+		{name: "no type", sealed: sealed, err: ErrInvalidArgument},
+		{name: "short", typ: crypto.AES256, sealed: sealed[:len(sealed)-1], err: ErrInvalidArgument},
+		{name: "long", typ: crypto.AES256, sealed: append(bytes.Clone(sealed), 0), err: ErrInvalidArgument},
+		{name: "legacy", typ: crypto.AES256, sealed: legacy, legacy: true, eager: true},
+		{name: "legacy that does not unseal", typ: crypto.AES256, sealed: sealed, legacy: true, err: crypto.ErrDecrypt},
+		{name: "KES", typ: crypto.AES256, sealed: sealed, kes: &KESArgs{Format: "json"}, eager: true},
+		{name: "KES that does not unseal", typ: crypto.AES256, sealed: legacy, kes: &KESArgs{Format: "json"}, err: crypto.ErrDecrypt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := s.newVersion(DefaultEnclave, "n", 1, tt.typ, tt.sealed, tt.kes, tt.legacy)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) || v != nil {
+					t.Fatalf("got %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u := v.use.Load(); (u != nil) != tt.eager || (u != nil && !bytes.Equal(u.key.Material(), material.Material())) {
+				t.Fatalf("unsealed at once: %v, want %v, with the material it was sealed with", u != nil, tt.eager)
+			}
+			if (v.kes != nil) != (tt.kes != nil) || v.Type() != tt.typ {
+				t.Fatalf("KES key %v, type %s", v.kes != nil, v.Type())
+			}
+			// What a snapshot holds unseals under keyAAD, legacy or not.
+			got, err := s.unsealKey(DefaultEnclave, "n", 1, tt.typ, v.sealed[:])
+			if err != nil || !bytes.Equal(got.Material(), material.Material()) {
+				t.Fatalf("the sealed material kept: %v", err)
+			}
+		})
+	}
+}
