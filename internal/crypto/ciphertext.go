@@ -3,7 +3,9 @@ package crypto
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,6 +29,10 @@ const (
 	prefixSize      = headerSize + ivSize + nonceSize
 	minSize         = prefixSize + tagSize
 
+	// Overhead is how much longer a ciphertext of Encrypt is than its
+	// plaintext: a sealed key is KeySize+Overhead bytes.
+	Overhead = minSize
+
 	// maxPlaintextSize is the smaller of the AES-GCM and ChaCha20-Poly1305
 	// limits; beyond it their Seal panics instead of returning an error.
 	maxPlaintextSize = (1<<32 - 2) * 16
@@ -44,7 +50,7 @@ func (k Key) Encrypt(version uint32, plaintext, associatedData []byte) ([]byte, 
 
 	out := make([]byte, prefixSize, prefixSize+len(plaintext)+tagSize)
 	out[0] = formatV1
-	out[1] = k.s.typ.typeByte()
+	out[1] = k.s.typ
 	binary.BigEndian.PutUint32(out[2:headerSize], version)
 	if _, err := io.ReadFull(rand.Reader, out[headerSize:prefixSize]); err != nil {
 		return nil, fmt.Errorf("crypto: failed to read random iv and nonce: %w", err)
@@ -63,7 +69,7 @@ func (k Key) Encrypt(version uint32, plaintext, associatedData []byte) ([]byte, 
 // key and associated data; every failure is exactly ErrDecrypt so that its
 // text is stable on the wire.
 func (k Key) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
-	if k.s == nil || len(ciphertext) < minSize || ciphertext[0] != formatV1 || ciphertext[1] != k.s.typ.typeByte() {
+	if k.s == nil || len(ciphertext) < minSize || ciphertext[0] != formatV1 || ciphertext[1] != k.s.typ {
 		return nil, ErrDecrypt
 	}
 
@@ -95,7 +101,20 @@ func CiphertextVersion(ciphertext []byte) (uint32, error) {
 }
 
 // getScratch returns pooled working memory whose HMAC is keyed with s.
-func (s *keyState) getScratch() *scratch { return s.scratch.Get().(*scratch) }
+func (s *keyState) getScratch() *scratch {
+	if sc, ok := s.scratch.Get().(*scratch); ok {
+		return sc
+	}
+	return s.newScratch()
+}
+
+// newScratch makes working memory for s. The pool has no New function,
+// whose closure would cost every key an allocation.
+func (s *keyState) newScratch() *scratch {
+	mac := hmac.New(sha256.New, s.material[:])
+	mac.Reset() // makes crypto/hmac precompute the pad states
+	return &scratch{mac: mac, buf: make([]byte, 0, 128)}
+}
 
 // putScratch returns sc to the pool unless its buffer grew too large to keep.
 func (s *keyState) putScratch(sc *scratch) {
@@ -126,7 +145,7 @@ func (s *keyState) prepare(sc *scratch, header, iv, associatedData []byte) (ciph
 
 // newAEAD returns the AEAD of s's key type keyed with key.
 func (s *keyState) newAEAD(key []byte) (cipher.AEAD, error) {
-	if s.typ == ChaCha20 {
+	if s.typ == typeByteChaCha20 {
 		return chacha20poly1305.New(key)
 	}
 	block, err := aes.NewCipher(key)

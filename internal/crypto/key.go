@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // KeySize is the length of key material in bytes (32).
@@ -29,15 +30,13 @@ type Key struct {
 }
 
 // keyState is shared by all copies of a Key so that the pooled HMAC state is
-// computed once per key, not once per request.
+// computed once per key, not once per request. It is kept small: a server
+// holds one for each key version it has used.
 type keyState struct {
-	typ      KeyType
 	material [KeySize]byte
-	scratch  sync.Pool // of *scratch
-
-	macOnce sync.Once
-	macKey  [KeySize]byte // derived from material on first use by MAC
-	macErr  error
+	scratch  sync.Pool                     // of *scratch, made by newScratch
+	macKey   atomic.Pointer[[KeySize]byte] // derived from material on first use by MAC
+	typ      byte                          // the KeyType's typeByte
 }
 
 // scratch is per-operation working memory, pooled so that the hot path does
@@ -64,13 +63,8 @@ func NewKey(t KeyType, material []byte) (Key, error) {
 	if len(material) != KeySize {
 		return Key{}, fmt.Errorf("crypto: %w: %d bytes, want %d", ErrInvalidKeyMaterial, len(material), KeySize)
 	}
-	s := &keyState{typ: t}
+	s := &keyState{typ: t.typeByte()}
 	copy(s.material[:], material)
-	s.scratch.New = func() any {
-		mac := hmac.New(sha256.New, s.material[:])
-		mac.Reset() // makes crypto/hmac precompute the pad states
-		return &scratch{mac: mac, buf: make([]byte, 0, 128)}
-	}
 	return Key{s: s}, nil
 }
 
@@ -93,7 +87,7 @@ func (k Key) Type() KeyType {
 	if k.s == nil {
 		return ""
 	}
-	return k.s.typ
+	return KeyTypeOf(k.s.typ)
 }
 
 // Material returns a copy of the key material so that callers (sealing the
@@ -130,20 +124,25 @@ func (k Key) MAC(message []byte) ([]byte, error) {
 	if k.s == nil {
 		return nil, errNoKey
 	}
-	s := k.s
-	s.macOnce.Do(func() {
-		key, err := hkdf.Key(sha256.New, s.material[:], nil, macInfo, KeySize)
-		if err != nil {
-			s.macErr = fmt.Errorf("crypto: failed to derive MAC key: %w", err)
-			return
-		}
-		copy(s.macKey[:], key)
-		clear(key)
-	})
-	if s.macErr != nil {
-		return nil, s.macErr
-	}
-	mac := hmac.New(sha256.New, s.macKey[:])
+	mac := hmac.New(sha256.New, k.s.macKeyOf()[:])
 	mac.Write(message)
 	return mac.Sum(nil), nil
+}
+
+// macKeyOf returns the MAC key of s, derived on first use. Goroutines that
+// race to derive it derive the same key; one keeps it.
+func (s *keyState) macKeyOf() *[KeySize]byte {
+	if m := s.macKey.Load(); m != nil {
+		return m
+	}
+	m := new([KeySize]byte)
+	// HKDF fails only for an output longer than 255 hashes, not for this.
+	key, _ := hkdf.Key(sha256.New, s.material[:], nil, macInfo, KeySize)
+	copy(m[:], key)
+	clear(key)
+	if s.macKey.CompareAndSwap(nil, m) {
+		return m
+	}
+	clear(m[:])
+	return s.macKey.Load()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -179,6 +180,20 @@ func TestMAC(t *testing.T) {
 				}
 				if hex.EncodeToString(got) != tt.want {
 					t.Fatalf("MAC = %x, want %s", got, tt.want)
+				}
+			}
+			// A first MAC from many goroutines at once, which race to
+			// derive the MAC key (run with -race).
+			fresh, _ := NewKey(tt.typ, tt.material)
+			got := make([][]byte, 8)
+			var wg sync.WaitGroup
+			for i := range got {
+				wg.Go(func() { got[i], _ = fresh.MAC([]byte(tt.message)) })
+			}
+			wg.Wait()
+			for _, mac := range got {
+				if hex.EncodeToString(mac) != tt.want {
+					t.Fatalf("concurrent MAC = %x, want %s", mac, tt.want)
 				}
 			}
 		})

@@ -42,6 +42,23 @@ const (
 	typeByteChaCha20 byte = 2
 )
 
+// Code returns the byte that stands for t in a ciphertext's header, or 0
+// if t is not a known type: one byte, for whoever keeps the type of many
+// keys apart from their material.
+func (t KeyType) Code() byte { return t.typeByte() }
+
+// KeyTypeOf returns the key type whose Code is c, or "" for none.
+func KeyTypeOf(c byte) KeyType {
+	switch c {
+	case typeByteAES256:
+		return AES256
+	case typeByteChaCha20:
+		return ChaCha20
+	default:
+		return ""
+	}
+}
+
 // typeByte returns the header byte of t, or 0 if t is not a known type.
 func (t KeyType) typeByte() byte {
 	switch t {

@@ -38,3 +38,28 @@ func TestParseKeyType(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyTypeCode(t *testing.T) {
+	tests := []struct {
+		typ  KeyType
+		code byte
+	}{
+		{AES256, 1},
+		{ChaCha20, 2},
+		{"", 0},
+		{"aes256", 0},
+	}
+	for _, tt := range tests {
+		if got := tt.typ.Code(); got != tt.code {
+			t.Errorf("%q.Code() = %d, want %d", tt.typ, got, tt.code)
+		}
+		if tt.code != 0 {
+			if got := KeyTypeOf(tt.code); got != tt.typ {
+				t.Errorf("KeyTypeOf(%d) = %q, want %q", tt.code, got, tt.typ)
+			}
+		}
+	}
+	if got := KeyTypeOf(3); got != "" {
+		t.Errorf("KeyTypeOf(3) = %q, want none", got)
+	}
+}

@@ -29,14 +29,11 @@ func (s *Service) HMAC(c Caller, enclave, name string, message []byte) ([]byte, 
 	if err := s.admit(c, enclave, cmdKeyMAC, name); err != nil {
 		return nil, err
 	}
-	versions, err := s.state.KeyVersions(enclave, name)
+	oldest, err := s.state.OldestKey(enclave, name)
 	if err != nil {
 		return nil, err
 	}
-	if len(versions) == 0 {
-		return nil, state.ErrKeyNotFound
-	}
-	return macOf(versions[0], message)
+	return macOf(oldest, message)
 }
 
 // MAC returns the MAC of message under a version of a key (0: the latest)

@@ -30,8 +30,9 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, enclave, name, keyTyp
 		return err
 	}
 	if addVersion && keyType == "" {
-		if latest, err := s.state.Key(enclave, name, 0); err == nil {
-			t = latest.Key.Type()
+		// A listing, which unseals nothing: only the type is needed.
+		if versions, err := s.state.KeyVersions(enclave, name); err == nil {
+			t = versions[len(versions)-1].Type()
 		}
 	}
 	k, err := crypto.GenerateKey(t, nil)

@@ -26,8 +26,8 @@ func TestRotationKeepsType(t *testing.T) {
 			t.Fatal(err)
 		}
 		kv, err := s.KeyStatus(root, "", "k", 0)
-		if err != nil || kv.Key.Type() != step.want || kv.Version != uint32(i+1) {
-			t.Errorf("version %d with type %q: %s (version %d), %v; want %s", i+1, step.keyType, kv.Key.Type(), kv.Version, err, step.want)
+		if err != nil || kv.Type() != step.want || kv.Version != uint32(i+1) {
+			t.Errorf("version %d with type %q: %s (version %d), %v; want %s", i+1, step.keyType, kv.Type(), kv.Version, err, step.want)
 		}
 	}
 }

@@ -193,7 +193,7 @@ func (s *Service) rotate(ctx context.Context, now time.Time, d state.Due) (uint3
 	if err != nil {
 		return 0, err
 	}
-	k, err := crypto.GenerateKey(latest.Key.Type(), nil)
+	k, err := crypto.GenerateKey(latest.Type(), nil)
 	if err != nil {
 		return 0, err
 	}

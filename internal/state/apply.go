@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-
-	"github.com/keep-kms/keep/internal/crypto"
-	"github.com/keep-kms/keep/internal/usage"
 )
 
 // Apply decodes, verifies and applies one entry made by EncodeEntry. The
@@ -159,38 +156,16 @@ func (s *State) applyCreateKey(e *Entry) error {
 		k = &key{next: 1, rotateEvery: e.Key.RotateEvery}
 	}
 	v := k.next
-	sealed := e.Key.Sealed
-	var material crypto.Key
-	if e.Key.Version == 0 {
-		// A legacy entry: sealed for the key's name only.
-		material, sealed, err = s.unsealLegacyKey(e.Enclave, e.Name, v, e.Key.Type, sealed)
-	} else if e.Key.Version != v {
+	if e.Key.Version != 0 && e.Key.Version != v {
 		return fmt.Errorf("%w: version %d of key %q was sealed, but the next version is %d", ErrVersionConflict, e.Key.Version, e.Name, v)
-	} else {
-		material, err = s.unsealKey(e.Enclave, e.Name, v, e.Key.Type, sealed)
 	}
-	if err != nil {
-		return err
-	}
-	kes, err := s.openKES(e.Enclave, e.Name, v, material, e.Key.KES)
+	// Version 0: a legacy entry, sealed for the key's name only.
+	nv, err := s.newVersion(e.Enclave, e.Name, v, e.Key.Type, e.Key.Sealed, e.Key.KES, e.Key.Version == 0)
 	if err != nil {
 		return err
 	}
 	createdAt, createdBy := e.Key.KES.created(e.Time, e.By)
-	nv := &version{
-		KeyVersion: KeyVersion{
-			Name:      e.Name,
-			Version:   v,
-			Key:       material,
-			Imported:  e.Key.Imported,
-			KES:       kes,
-			CreatedAt: createdAt,
-			CreatedBy: intern(createdBy),
-			Usage:     usage.NewCounter(),
-		},
-		sealed: sealed,
-		kes:    e.Key.KES,
-	}
+	nv.Imported, nv.CreatedAt, nv.CreatedBy = e.Key.Imported, createdAt, intern(createdBy)
 	// A new key ring, not k changed: a snapshot may hold k (see key).
 	enc.putKey(e.Name, &key{
 		versions:    append(slices.Clip(k.versions), nv),

@@ -268,7 +268,10 @@ func TestEnvelopeRefusals(t *testing.T) {
 
 // TestKeyAAD moves sealed material to another version and type number in
 // a snapshot whose MAC is then computed again, as only a holder of the
-// HSM key could: the AAD still refuses it.
+// HSM key could: the AAD still refuses it. The snapshot restores, since
+// material is unsealed on first use, but the moved version does not serve:
+// ErrUnseal (a server failure), never the client's crypto.ErrDecrypt, and
+// the versions left alone serve.
 func TestKeyAAD(t *testing.T) {
 	h := testHSM(t)
 	s, _ := populated(t, h)
@@ -294,22 +297,33 @@ func TestKeyAAD(t *testing.T) {
 		}
 		return buf.Bytes()
 	}
-	tests := map[string]func(v []snapshotVersion){
-		"versions swapped": func(v []snapshotVersion) { v[0].Sealed, v[1].Sealed = v[1].Sealed, v[0].Sealed },
-		"version renumbered": func(v []snapshotVersion) {
-			v[1].Version = 7
-		},
-		"type changed": func(v []snapshotVersion) { v[1].Type = crypto.AES256 }, // was ChaCha20
+	tests := []struct {
+		name           string
+		change         func(v []snapshotVersion)
+		broken, serves []uint32 // versions of key k after the change
+	}{
+		{"versions swapped", func(v []snapshotVersion) { v[0].Sealed, v[1].Sealed = v[1].Sealed, v[0].Sealed }, []uint32{1, 2}, nil},
+		{"version renumbered", func(v []snapshotVersion) { v[1].Version = 7 }, []uint32{7}, []uint32{1}},
+		{"type changed", func(v []snapshotVersion) { v[1].Type = crypto.AES256 }, []uint32{2}, []uint32{1}}, // was ChaCha20
+		{"unchanged", func([]snapshotVersion) {}, nil, []uint32{1, 2}},
 	}
-	for name, change := range tests {
-		t.Run(name, func(t *testing.T) {
-			if err := New(h).Restore(bytes.NewReader(remac(change))); !errors.Is(err, crypto.ErrDecrypt) {
-				t.Fatalf("got %v, want %v", err, crypto.ErrDecrypt)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New(h)
+			if err := r.Restore(bytes.NewReader(remac(tt.change))); err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			for _, v := range tt.broken {
+				if _, err := r.Key(DefaultEnclave, "k", v); !errors.Is(err, ErrUnseal) || errors.Is(err, crypto.ErrDecrypt) {
+					t.Errorf("version %d: got %v, want ErrUnseal", v, err)
+				}
+			}
+			for _, v := range tt.serves {
+				if kv, err := r.Key(DefaultEnclave, "k", v); err != nil || kv.Key == (crypto.Key{}) {
+					t.Errorf("version %d: %+v, %v", v, kv, err)
+				}
 			}
 		})
-	}
-	if err := New(h).Restore(bytes.NewReader(remac(func([]snapshotVersion) {}))); err != nil {
-		t.Fatalf("unchanged: %v", err)
 	}
 }
 

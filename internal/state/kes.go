@@ -37,7 +37,16 @@ type KESArgs struct {
 // when the version is applied or restored, and safe for concurrent use.
 type KESKey struct {
 	cipher  *kesformat.Cipher
-	hmacKey []byte // nil if the key has none
+	hmacKey []byte   // nil if the key has none
+	args    *KESArgs // what the version was imported with, for snapshots
+}
+
+// argsOf returns the KESArgs k was built from, nil for no KES key.
+func (k *KESKey) argsOf() *KESArgs {
+	if k == nil {
+		return nil
+	}
+	return k.args
 }
 
 // Decrypt returns the plaintext of a ciphertext KES made with this key,
@@ -114,7 +123,7 @@ func (s *State) openKES(enclave, name string, v uint32, k crypto.Key, a *KESArgs
 	if err != nil {
 		return nil, fmt.Errorf("version %d of key %q of enclave %q: %w", v, name, enclave, err)
 	}
-	kk := &KESKey{cipher: c}
+	kk := &KESKey{cipher: c, args: a}
 	if a.SealedHMAC != nil {
 		hk, err := s.rootKey.Decrypt(a.SealedHMAC, kesHMACAAD(enclave, name, v, k.Type()))
 		if err != nil {
@@ -165,12 +174,14 @@ func (v KeyVersion) MatchesKES(t crypto.KeyType, material, hmacKey []byte) bool 
 func (s *State) KESVersion(enclave, name string) (KeyVersion, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if e, ok := s.enclaves.get(enclave); ok {
-		if k, ok := e.keys.get(name); ok {
-			for _, v := range k.versions {
-				if v.KES != nil {
-					return v.KeyVersion, true
-				}
+	if k, err := s.keyRing(enclave, name); err == nil {
+		for _, v := range k.versions {
+			if v.kes != nil {
+				// Unsealed when it was applied or restored: newVersion
+				// needed its material for KES.
+				var kv KeyVersion
+				err := s.serving(enclave, name, v, &kv)
+				return kv, err == nil
 			}
 		}
 	}

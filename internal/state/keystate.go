@@ -30,7 +30,7 @@ const (
 
 // State is the state of v: pending deletion overrides disabled, so that a
 // cancelled deletion returns a disabled version to disabled.
-func (v *KeyVersion) State() VersionState {
+func (v *versionInfo) State() VersionState {
 	switch {
 	case !v.DeleteAt.IsZero():
 		return StatePendingDeletion
@@ -273,7 +273,7 @@ func (s *State) KeyInfo(enclave, name string) (KeyInfo, error) {
 	info := KeyInfo{Name: name, RotateEvery: k.rotateEvery}
 	now := time.Now()
 	for _, v := range k.versions {
-		info.Versions = append(info.Versions, v.KeyVersion)
+		info.Versions = append(info.Versions, v.listed(name))
 		info.Usage = append(info.Usage, s.usage.Usage(usage.ID{Enclave: enclave, Name: name, Version: v.Version}, now))
 	}
 	return info, nil

@@ -85,6 +85,5 @@ func (s *State) unseal(enclave, name string, v uint32, t crypto.KeyType, sealed,
 		return crypto.Key{}, fmt.Errorf("failed to unseal version %d of key %q of enclave %q: %w", v, name, enclave, err)
 	}
 	defer clear(material)
-	// Every key holds its type: one copy of each name, not one a key.
-	return crypto.NewKey(intern(t), material)
+	return crypto.NewKey(t, material)
 }

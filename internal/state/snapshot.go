@@ -17,7 +17,6 @@ import (
 
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/hsm"
-	"github.com/keep-kms/keep/internal/usage"
 )
 
 // snapshotFormat is the version of the snapshot encoding: 2 is the JSON
@@ -211,10 +210,10 @@ func snapshotKeyOf(name string, k *key) *snapshotKey {
 	for _, v := range k.versions {
 		sk.Versions = append(sk.Versions, snapshotVersion{
 			Version:   v.Version,
-			Type:      v.Key.Type(),
-			Sealed:    v.sealed,
+			Type:      v.Type(),
+			Sealed:    v.sealed[:],
 			Imported:  v.Imported,
-			KES:       v.kes,
+			KES:       v.kes.argsOf(),
 			CreatedAt: v.CreatedAt,
 			CreatedBy: v.CreatedBy,
 			Disabled:  v.Disabled,
@@ -255,7 +254,10 @@ func CheckSnapshot(u Unsealer, r io.Reader, legacy bool) error {
 
 // restore reads, verifies and decodes a snapshot or backup, then builds the
 // new state beside the current one and swaps it in: nothing is applied
-// before every record has been read and every key unsealed.
+// before every record has been read and checked. Key material is not
+// unsealed here but on first use, except that of a legacy snapshot or a
+// key imported from KES (see newVersion): the snapshot's MAC under the
+// root key vouches for it.
 func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -296,8 +298,7 @@ type keyRing struct {
 	key     *key // nil for a key without versions, which is left out
 }
 
-// openKeys opens the key rings of rs, their material unsealed, on every
-// core. Its error is that of the first key that fails, as if they were
+// openKeys opens the key rings of rs on every core. Its error is that of the first key that fails, as if they were
 // opened in order.
 func (s *State) openKeys(rs []keyRing, legacy bool) error {
 	workers := min(runtime.GOMAXPROCS(0), len(rs)/1000+1)
@@ -322,48 +323,21 @@ func (s *State) openKeys(rs []keyRing, legacy bool) error {
 	return nil
 }
 
-// openKey returns the key ring sk of enclave, its material unsealed, or
-// nil if it has no versions. Key material of a legacy snapshot is sealed
-// again under keyAAD.
+// openKey returns the key ring sk of enclave, or nil if it has no
+// versions. Its material is unsealed on first use (see newVersion), but
+// that of a legacy snapshot, which is sealed again under keyAAD now.
 func (s *State) openKey(enclave string, sk *snapshotKey, legacy bool) (*key, error) {
 	if len(sk.Versions) == 0 {
 		return nil, nil
 	}
 	k := &key{next: sk.Next, rotateEvery: sk.RotateEvery}
 	for _, sv := range sk.Versions {
-		var (
-			material crypto.Key
-			sealed   = sv.Sealed
-			err      error
-		)
-		if legacy {
-			material, sealed, err = s.unsealLegacyKey(enclave, sk.Name, sv.Version, sv.Type, sv.Sealed)
-		} else {
-			material, err = s.unsealKey(enclave, sk.Name, sv.Version, sv.Type, sv.Sealed)
-		}
+		v, err := s.newVersion(enclave, sk.Name, sv.Version, sv.Type, sv.Sealed, sv.KES, legacy)
 		if err != nil {
 			return nil, err
 		}
-		kes, err := s.openKES(enclave, sk.Name, sv.Version, material, sv.KES)
-		if err != nil {
-			return nil, err
-		}
-		k.versions = append(k.versions, &version{
-			KeyVersion: KeyVersion{
-				Name:      sk.Name,
-				Version:   sv.Version,
-				Key:       material,
-				Imported:  sv.Imported,
-				KES:       kes,
-				CreatedAt: sv.CreatedAt,
-				CreatedBy: intern(sv.CreatedBy),
-				Disabled:  sv.Disabled,
-				DeleteAt:  sv.DeleteAt,
-				Usage:     usage.NewCounter(),
-			},
-			sealed: sealed,
-			kes:    sv.KES,
-		})
+		v.Imported, v.CreatedAt, v.CreatedBy, v.Disabled, v.DeleteAt = sv.Imported, sv.CreatedAt, intern(sv.CreatedBy), sv.Disabled, sv.DeleteAt
+		k.versions = append(k.versions, v)
 	}
 	// Sorted by a snapshot that this version wrote; a backup made
 	// elsewhere may list them otherwise.
@@ -371,8 +345,9 @@ func (s *State) openKey(enclave string, sk *snapshotKey, legacy bool) (*key, err
 	return k, nil
 }
 
-// build returns a new state that holds o, its key material unsealed. Key
-// material of a legacy snapshot is sealed again under keyAAD.
+// build returns a new state that holds o. Key material of a legacy
+// snapshot is sealed again under keyAAD; other material is unsealed on
+// first use (see newVersion).
 func (o *opened) build(h Unsealer) (*State, error) {
 	snap := &o.snap
 	restored := New(h)
@@ -390,8 +365,8 @@ func (o *opened) build(h Unsealer) (*State, error) {
 		}
 		restored.replacedRootKey, restored.replacedEntryMAC = snap.ReplacedRootKey, replaced.entry
 	}
-	// Unsealing a million keys one by one takes most of a restart: the
-	// keys are opened on every core, then put in their enclaves in order.
+	// The keys are opened on every core, then put in their enclaves in
+	// order.
 	var rings []keyRing
 	for _, se := range snap.Enclaves {
 		for i := range se.Keys {

@@ -105,10 +105,46 @@ type key struct {
 	rotateEvery time.Duration // 0: not rotated automatically
 }
 
+// version is a key version as the state holds it: what it is, and its
+// material sealed; not its name, which the key's maps hold, nor its
+// material or counter until it is used (176 bytes). The material is unsealed on the version's first use
+// (State.serving), not when the version is applied or restored, so that a
+// restart unseals none of a million keys and a key never used costs no
+// unsealed key state.
+//
+// A version is never changed in place but copied (see key), and its copy
+// takes the first use that the version had; only the version in the
+// state, never a copy that a snapshot holds, is used and so gets a first
+// use, under s.mu read-locked, while copies are made under s.mu locked.
 type version struct {
-	KeyVersion
-	sealed []byte   // kept for snapshots, so that they never hold plaintext
-	kes    *KESArgs // kept for snapshots; nil unless imported from KES
+	versionInfo
+	kes *KESKey // nil unless imported from KES
+	// sealed is the material sealed under the root key (keyAAD), unsealed
+	// on first use and kept for snapshots, so that they never hold
+	// plaintext. All sealed material has this length (see newVersion):
+	// held inline, it costs no allocation and no pointer.
+	sealed [sealedKeySize]byte
+	use    atomic.Pointer[inUse] // nil until the version is first used
+}
+
+// inUse is what a version has once it is used: its material unsealed, and
+// the counter of its use, which every copy of the version shares.
+type inUse struct {
+	key     crypto.Key // zero when only counter was carried over (see keepCounters)
+	counter *usage.Counter
+}
+
+// listed returns v, named name, as lists of versions show it: without its
+// material and counter.
+func (v *version) listed(name string) KeyVersion {
+	return KeyVersion{Name: name, versionInfo: v.versionInfo, KES: v.kes}
+}
+
+// clone returns a copy of v that shares its first use.
+func (v *version) clone() *version {
+	c := &version{versionInfo: v.versionInfo, kes: v.kes, sealed: v.sealed}
+	c.use.Store(v.use.Load())
+	return c
 }
 
 // mayBeDue reports whether a rotation or a destruction of k may come due.
@@ -135,9 +171,9 @@ func (k *key) with(vs []*version, change func(*version)) *key {
 	c.versions = slices.Clone(k.versions)
 	for i, v := range c.versions {
 		if slices.Contains(vs, v) {
-			cv := *v
-			change(&cv)
-			c.versions[i] = &cv
+			cv := v.clone()
+			change(cv)
+			c.versions[i] = cv
 		}
 	}
 	return &c
@@ -230,26 +266,50 @@ func (s *State) Enclaves(prefix, continueAt string, limit int) ([]Enclave, strin
 	return list, next
 }
 
-// Key returns a version of a key; version 0 means the latest.
-func (s *State) Key(enclave, name string, v uint32) (KeyVersion, error) {
+// Key returns a version of a key, version 0 the latest, with its material
+// and usage counter, to serve with: the material is unsealed on the
+// version's first use, and kept.
+func (s *State) Key(enclave, name string, v uint32) (kv KeyVersion, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	k, err := s.keyRing(enclave, name)
+	if err != nil {
+		return KeyVersion{}, err
+	}
+	ver := k.latest()
+	if v != 0 {
+		var ok bool
+		if ver, ok = k.version(v); !ok {
+			return KeyVersion{}, ErrKeyNotFound
+		}
+	}
+	err = s.serving(enclave, name, ver, &kv)
+	return kv, err
+}
+
+// OldestKey returns the oldest version of a key, as Key does.
+func (s *State) OldestKey(enclave, name string) (kv KeyVersion, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	k, err := s.keyRing(enclave, name)
+	if err != nil {
+		return KeyVersion{}, err
+	}
+	err = s.serving(enclave, name, k.versions[0], &kv)
+	return kv, err
+}
+
+// keyRing returns the key name of enclave; the caller holds s.mu.
+func (s *State) keyRing(enclave, name string) (*key, error) {
 	e, ok := s.enclaves.get(enclave)
 	if !ok {
-		return KeyVersion{}, ErrEnclaveNotFound
+		return nil, ErrEnclaveNotFound
 	}
 	k, ok := e.keys.get(name)
 	if !ok {
-		return KeyVersion{}, ErrKeyNotFound
+		return nil, ErrKeyNotFound
 	}
-	if v == 0 {
-		return k.latest().KeyVersion, nil
-	}
-	kv, ok := k.version(v)
-	if !ok {
-		return KeyVersion{}, ErrKeyNotFound
-	}
-	return kv.KeyVersion, nil
+	return k, nil
 }
 
 // Keys returns a page of keys, each as its latest version.
@@ -264,7 +324,7 @@ func (s *State) Keys(enclave, prefix, continueAt string, limit int) ([]KeyVersio
 	list := make([]KeyVersion, 0, len(names))
 	for _, n := range names {
 		k, _ := e.keys.get(n)
-		list = append(list, k.latest().KeyVersion)
+		list = append(list, k.latest().listed(n))
 	}
 	return list, next, nil
 }
@@ -283,7 +343,7 @@ func (s *State) KeyVersions(enclave, name string) ([]KeyVersion, error) {
 	}
 	list := make([]KeyVersion, 0, len(k.versions))
 	for _, v := range k.versions {
-		list = append(list, v.KeyVersion)
+		list = append(list, v.listed(name))
 	}
 	return list, nil
 }

@@ -102,7 +102,6 @@ func TestApplyErrors(t *testing.T) {
 		{"key exists", keyEntry(t, s, "a", "k", false), state.ErrKeyExists},
 		{"key in missing enclave", &state.Entry{Op: state.OpCreateKey, Enclave: "nope", Name: "k", Key: &state.KeyArgs{}}, state.ErrEnclaveNotFound},
 		{"add version to missing key", keyEntry(t, s, "a", "other", true), state.ErrKeyNotFound},
-		{"key sealed for another name", func() *state.Entry { e := keyEntry(t, s, "a", "x", false); e.Name = "y"; return e }(), crypto.ErrDecrypt},
 		{"delete missing key", &state.Entry{Op: state.OpDeleteKey, Enclave: "a", Name: "nope"}, state.ErrKeyNotFound},
 		{"delete missing version", &state.Entry{Op: state.OpDeleteKey, Enclave: "a", Name: "k", DeleteKey: &state.DeleteKeyArgs{Version: 9}}, state.ErrKeyNotFound},
 		{"delete version and all", &state.Entry{Op: state.OpDeleteKey, Enclave: "a", Name: "k", DeleteKey: &state.DeleteKeyArgs{Version: 1, All: true}}, state.ErrInvalidArgument},

@@ -39,30 +39,44 @@ type Enclave struct {
 	CreatedBy string
 }
 
-// KeyVersion is one version of a key, its material unsealed.
-//
-// The fields are in the order that packs them tightest: the state holds a
-// KeyVersion for each of up to millions of key versions.
+// KeyVersion is one version of a key.
 type KeyVersion struct {
-	Name     string
+	Name string
+	versionInfo
+	// Key is the version's material, unsealed. Only the lookups that
+	// serve with it set it, State.Key, State.OldestKey and
+	// State.KESVersion: lists of versions leave it (and Usage) zero, so
+	// that listing a million keys unseals none.
+	Key crypto.Key
+	// KES reads what KES wrote with this version; nil unless the version
+	// was imported from a KES keystore.
+	KES *KESKey
+	// Usage counts this version's use on this node; set with Key. Every
+	// copy of the version shares it; the state makes it on the version's
+	// first use.
+	Usage *usage.Counter
+}
+
+// versionInfo is what a key version is, apart from its name and material:
+// the part of KeyVersion that the state keeps for each of up to millions
+// of versions (see version). The fields are in the order that packs them
+// tightest.
+type versionInfo struct {
 	Version  uint32
 	Imported bool
 	// Disabled and DeleteAt are the version's state (see State): a
 	// disabled version, or one pending deletion until DeleteAt, serves
 	// nothing.
-	Disabled bool
-	Key      crypto.Key
-	// KES reads what KES wrote with this version; nil unless the version
-	// was imported from a KES keystore.
-	KES       *KESKey
+	Disabled  bool
+	typ       byte // Type's crypto.KeyType.Code, known while Key is sealed
 	CreatedAt time.Time
 	CreatedBy string
 	DeleteAt  time.Time
-	// Usage counts this version's use on this node. Every copy of the
-	// version shares it; the state gives each version its own, when the
-	// version is created or restored.
-	Usage *usage.Counter
 }
+
+// Type returns the algorithm of the version's key, which is known without
+// its material.
+func (v *versionInfo) Type() crypto.KeyType { return crypto.KeyTypeOf(v.typ) }
 
 // Policy is a named set of allow and deny rules. Each rule set maps a command
 // text, such as "KEY:GENERATE", to resource patterns: "name", "prefix*" or "*".

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/usage"
 )
 
@@ -59,8 +60,11 @@ func (s *State) dropUsage(err error) error {
 
 // keepCounters gives the versions of s that old has too the counters of
 // old, so that what they counted since their last report is not lost
-// when a snapshot replaces the state; the caller holds old.mu.
+// when a snapshot replaces the state, and their material unsealed if it
+// is the same, sealed alike under the same root key; the caller holds
+// old.mu.
 func (s *State) keepCounters(old *State) {
+	same := sameKey(s.rootKey, old.rootKey)
 	for en, enc := range s.enclaves.byName {
 		oldEnc, ok := old.enclaves.get(en)
 		if !ok {
@@ -72,8 +76,22 @@ func (s *State) keepCounters(old *State) {
 				continue
 			}
 			for _, v := range k.versions {
-				if ov, ok := oldKey.version(v.Version); ok && ov.Usage != nil {
-					v.Usage = ov.Usage
+				ov, ok := oldKey.version(v.Version)
+				if !ok {
+					continue
+				}
+				ou := ov.use.Load()
+				switch {
+				case ou == nil:
+				case ou.key != (crypto.Key{}) && v.sealed == ov.sealed && same:
+					// The same material: the version stays unsealed.
+					v.use.Store(ou)
+				case v.use.Load() == nil:
+					v.use.Store(&inUse{counter: ou.counter})
+				default:
+					// Unsealed already (legacy or KES): its counter
+					// becomes the one the version had.
+					v.use.Store(&inUse{key: v.use.Load().key, counter: ou.counter})
 				}
 			}
 		}
@@ -88,8 +106,8 @@ func (s *State) KeyUsage() []usage.KeyUsage {
 	return s.usage.Keys(time.Now())
 }
 
-// UsageCounters returns the counters of every key version, for this
-// node's usage reports.
+// UsageCounters returns the counters of every key version used on this
+// node (the others have none), for this node's usage reports.
 func (s *State) UsageCounters() []usage.Counted {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -97,7 +115,11 @@ func (s *State) UsageCounters() []usage.Counted {
 	for en, enc := range s.enclaves.byName {
 		for kn, k := range enc.keys.byName {
 			for _, v := range k.versions {
-				list = append(list, usage.Counted{ID: usage.ID{Enclave: en, Name: kn, Version: v.Version}, Counter: v.Usage})
+				// A version never used on this node has no counter, and
+				// nothing to report.
+				if u := v.use.Load(); u != nil {
+					list = append(list, usage.Counted{ID: usage.ID{Enclave: en, Name: kn, Version: v.Version}, Counter: u.counter})
+				}
 			}
 		}
 	}

@@ -58,6 +58,9 @@ func TestStatusOf(t *testing.T) {
 		{errNoCert, 400, "tls: client certificate is required"},
 		// Anything else is the route's failure, without details.
 		{errors.New("disk on fire"), 500, "failed to generate encryption key"},
+		// Key material that does not unseal is the server's failure, not
+		// an invalid ciphertext of the client's.
+		{fmt.Errorf("%w: version 1 of key %q", state.ErrUnseal, "k"), 500, "failed to generate encryption key"},
 	}
 	for _, tt := range tests {
 		status, msg := statusOf(generate, tt.err)

@@ -92,7 +92,7 @@ func (a *API) describeKey(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return keyInfo{Name: k.Name, Algorithm: string(k.Key.Type()), CreatedAt: k.CreatedAt, CreatedBy: identity.Hex(k.CreatedBy)}, nil
+	return keyInfo{Name: k.Name, Algorithm: string(k.Type()), CreatedAt: k.CreatedAt, CreatedBy: identity.Hex(k.CreatedBy)}, nil
 }
 
 // listKeys serves GET /v1/key/list/{pattern}: every matching name at once.

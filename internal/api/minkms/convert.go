@@ -37,7 +37,7 @@ func keyStatus(k state.KeyVersion) *pb.KeyStatusResponse {
 	return &pb.KeyStatusResponse{
 		Name:      k.Name,
 		Version:   k.Version,
-		Type:      string(k.Key.Type()),
+		Type:      string(k.Type()),
 		CreatedAt: timestamp(k.CreatedAt),
 		CreatedBy: k.CreatedBy,
 	}

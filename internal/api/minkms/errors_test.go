@@ -26,6 +26,9 @@ func TestStatusOf(t *testing.T) {
 		{fmt.Errorf("create key: %w", full), http.StatusServiceUnavailable, "create key: " + full.Error()},
 		{failed, http.StatusServiceUnavailable, failed.Error()},
 		{errors.New("disk on fire"), http.StatusInternalServerError, errInternal.Error()},
+		// Key material that does not unseal is the server's failure, not
+		// an invalid ciphertext of the client's: 500, details in the log.
+		{fmt.Errorf("%w: version 1 of key %q", state.ErrUnseal, "k"), http.StatusInternalServerError, errInternal.Error()},
 	}
 	for _, tt := range tests {
 		status, msg := statusOf(tt.err)

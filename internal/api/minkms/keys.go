@@ -138,7 +138,7 @@ func writeKeyInfo(w http.ResponseWriter, r *http.Request, enclave string, info s
 	}
 	for i, v := range info.Versions {
 		vr := versionReply{
-			Version: v.Version, Type: string(v.Key.Type()), State: string(v.State()),
+			Version: v.Version, Type: string(v.Type()), State: string(v.State()),
 			CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy, Imported: v.Imported, KES: v.KES != nil,
 		}
 		if i < len(info.Usage) {
