@@ -30,6 +30,7 @@ var (
 	restartOther  = flag.String("restart.other", "", "BenchmarkRestart: a second keep binary, started in turn with the one under test")
 	restartCache  = flag.String("restart.cache", "", "BenchmarkRestart: where the built data directories are kept (default ~/.cache/keep-bench)")
 	restartEnv    = flag.String("restart.env", "", "BenchmarkRestart: more environment of the node, space-separated KEY=VALUE (e.g. GODEBUG=gctrace=1)")
+	restartSettle = flag.Duration("restart.settle", 15*time.Second, "BenchmarkRestart: how long the node idles after the calls before rss-settled-MB is read")
 	restartPerf   = flag.String("restart.perf", "", "BenchmarkRestart: record each start with `perf record -g` into this directory, until ready")
 )
 
@@ -42,9 +43,14 @@ var (
 //   - ready-cpu-s: the CPU time of the node (utime+stime of
 //     /proc/PID/stat) until /v1/health/ready answered 200;
 //   - rss-MB, hwm-MB: VmRSS and VmHWM of the node once ready, after the
-//     list and status calls; heap-MB: the Go heap allocated then
+//     list and status calls;
+//   - rss-settled-MB: VmRSS after the node idled -restart.settle (15 s)
+//     more, which the runtime spends returning the restore's garbage to
+//     the OS; then heap-MB, the Go heap allocated
 //     (go_memstats_heap_alloc_bytes of /v1/health/metrics, live and not
-//     yet collected);
+//     yet collected), and live-MB, the heap the last collection marked
+//     live (the heap goal over 1+GOGC/100; that collection may have run
+//     during the restore, with the snapshot's decoding still live);
 //   - list-p99-ms: a list page of 100 keys from a random key on, 200
 //     pages; status-p99-ms: GET /v1/health/status, 100 calls.
 //
@@ -185,9 +191,17 @@ func measureRestart(b *testing.B, d *restartData, bin, label string) map[string]
 		}
 		return nil
 	})
-	m["heap-MB"] = scrapeGauge(b, admin, n.Endpoint(), "go_memstats_heap_alloc_bytes") / 1e6
 	status := procStatus(b, pid)
 	m["rss-MB"], m["hwm-MB"] = status["VmRSS"]/1024, status["VmHWM"]/1024
+	// The runtime returns what the restore left behind to the OS
+	// gradually, down to about its heap goal.
+	time.Sleep(*restartSettle)
+	m["rss-settled-MB"] = procStatus(b, pid)["VmRSS"] / 1024
+	metrics := scrapeMetrics(b, admin, n.Endpoint())
+	m["heap-MB"] = metrics["go_memstats_heap_alloc_bytes"] / 1e6
+	// The heap goal is the heap the last collection marked live times
+	// 1+GOGC/100 (internal/gctune sets GOGC).
+	m["live-MB"] = metrics["go_memstats_next_gc_bytes"] / (1 + metrics["go_gc_gogc_percent"]/100) / 1e6
 	n.Stop()
 	return m
 }
@@ -228,26 +242,32 @@ func procStatus(b *testing.B, pid int) map[string]float64 {
 	return m
 }
 
-// scrapeGauge returns the value of an unlabelled metric of the node.
-func scrapeGauge(b *testing.B, c *http.Client, endpoint, name string) float64 {
+// scrapeMetrics returns the unlabelled metrics of the node; the test fails
+// if one BenchmarkRestart reports is missing.
+func scrapeMetrics(b *testing.B, c *http.Client, endpoint string) map[string]float64 {
 	b.Helper()
 	resp, err := c.Get(endpoint + "/v1/health/metrics")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
+	m := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				b.Fatalf("%s: %v", name, err)
-			}
-			return f
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			m[name] = f
 		}
 	}
-	b.Fatalf("the node's metrics have no %s", name)
-	return 0
+	for _, name := range []string{"go_memstats_heap_alloc_bytes", "go_memstats_next_gc_bytes", "go_gc_gogc_percent"} {
+		if _, ok := m[name]; !ok {
+			b.Fatalf("the node's metrics have no %s", name)
+		}
+	}
+	return m
 }
 
 // startPerf records the process with perf until the function it returns
