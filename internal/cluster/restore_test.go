@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
@@ -56,15 +55,7 @@ func openTestNode(t *testing.T, dir string, h hsm.HSM) (*Node, *state.State, err
 // A snapshot that fails raft's checksum still refuses the start, naming
 // its file.
 func TestOpenRestoresSnapshotOnce(t *testing.T) {
-	key, err := hsm.GenerateSoftKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	soft, err := hsm.ParseSoftKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &countingHSM{HSM: soft}
+	h := &countingHSM{HSM: testHSM(t).HSMs()[0]}
 	dir := t.TempDir()
 	n, _, err := openTestNode(t, dir, h)
 	if err != nil {
