@@ -211,18 +211,24 @@ func (c *cluster) views(via int) (map[int]view, error) {
 }
 
 // waitHealthy waits until node idx[0] reports exactly the nodes idx up,
-// one of them Leader and the others following it, all with the same
-// commit.
+// one of them Leader and the others following it and caught up with it:
+// each with the leader's commit, or at least with the commit the leader
+// had at the poll before (100 ms earlier). Under a running load the
+// leader's commit moves on between any two reports, so a moment at which
+// every node has exactly the leader's commit may not come.
 func (c *cluster) waitHealthy(idx []int, timeout time.Duration) map[int]view {
 	c.t.Helper()
-	var last string
+	var (
+		last     string
+		caughtUp uint64 // the leader's commit at the poll before; 0 for none
+	)
 	deadline := time.Now().Add(timeout)
 	for {
 		vs, err := c.views(idx[0])
 		if err != nil {
-			last = testnode.DescribeErr(err)
-		} else if msg := healthy(vs, idx); msg != "" {
-			last = msg
+			last, caughtUp = testnode.DescribeErr(err), 0
+		} else if msg, leaderCommit := healthyAfter(vs, idx, caughtUp); msg != "" {
+			last, caughtUp = msg, leaderCommit
 		} else {
 			return vs
 		}
@@ -233,36 +239,47 @@ func (c *cluster) waitHealthy(idx []int, timeout time.Duration) map[int]view {
 	}
 }
 
+// healthy says why vs, reported by one node, is not a healthy cluster of
+// exactly the nodes idx, every node with the leader's commit; "" if it is.
 func healthy(vs map[int]view, idx []int) string {
+	msg, _ := healthyAfter(vs, idx, 0)
+	return msg
+}
+
+// healthyAfter is healthy where a node is also caught up once its commit
+// reaches caughtUp, a commit the leader had earlier (0: none). It returns
+// the leader's commit as well, 0 if there is no single leader.
+func healthyAfter(vs map[int]view, idx []int, caughtUp uint64) (string, uint64) {
 	if len(vs) != len(idx) {
-		return fmt.Sprintf("%d nodes up, want %d: %v", len(vs), len(idx), vs)
+		return fmt.Sprintf("%d nodes up, want %d: %v", len(vs), len(idx), vs), 0
 	}
 	leader := -1
 	for _, i := range idx {
 		v, ok := vs[i]
 		if !ok {
-			return fmt.Sprintf("node %d not up: %v", i, vs)
+			return fmt.Sprintf("node %d not up: %v", i, vs), 0
 		}
 		if v.role == "Leader" {
 			if leader >= 0 {
-				return fmt.Sprintf("two leaders: %v", vs)
+				return fmt.Sprintf("two leaders: %v", vs), 0
 			}
 			leader = i
 		}
 	}
 	if leader < 0 {
-		return fmt.Sprintf("no leader: %v", vs)
+		return fmt.Sprintf("no leader: %v", vs), 0
 	}
+	lc := vs[leader].commit
 	for _, i := range idx {
 		v := vs[i]
 		if v.leader != leader {
-			return fmt.Sprintf("node %d follows %d, leader is %d: %v", i, v.leader, leader, vs)
+			return fmt.Sprintf("node %d follows %d, leader is %d: %v", i, v.leader, leader, vs), lc
 		}
-		if v.commit != vs[leader].commit {
-			return fmt.Sprintf("commits differ: %v", vs)
+		if v.commit != lc && (caughtUp == 0 || v.commit < caughtUp) {
+			return fmt.Sprintf("commits differ: %v", vs), lc
 		}
 	}
-	return ""
+	return "", lc
 }
 
 // leader returns the index of the node that node via names as leader, -1
