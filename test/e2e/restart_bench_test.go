@@ -52,7 +52,9 @@ var (
 //     live (the heap goal over 1+GOGC/100; that collection may have run
 //     during the restore, with the snapshot's decoding still live);
 //   - list-p99-ms: a list page of 100 keys from a random key on, 200
-//     pages; status-p99-ms: GET /v1/health/status, 100 calls.
+//     pages; status-p99-ms: GET /v1/health/status, 100 calls; both once
+//     settled, and with the suffix -at-ready right after ready, while the
+//     restore's garbage is collected.
 //
 // The figures are medians over -restart.rounds starts (default 3). With
 // -restart.other=BINARY a second build starts in turn on the same data
@@ -176,28 +178,32 @@ func measureRestart(b *testing.B, d *restartData, bin, label string) map[string]
 		"ready-cpu-s": float64(cpu) / clockTick(),
 		"probe-s":     ready.Seconds(),
 	}
-	m["list-p99-ms"] = p99(b, 200, func(r *rand.Rand) error {
-		_, err := c.ListKeys(ctxT(b), &kms.ListRequest{ContinueAt: restartKeyName(r.IntN(d.Keys)), Limit: 100})
-		return err
-	})
 	admin := testnode.HTTPClient(b, n.Root, 10*time.Second)
-	m["status-p99-ms"] = p99(b, 100, func(*rand.Rand) error {
-		resp, err := admin.Get(n.Endpoint() + "/v1/health/status")
-		if err != nil {
+	latencies := func(suffix string) {
+		m["list-p99-ms"+suffix] = p99(b, 200, func(r *rand.Rand) error {
+			_, err := c.ListKeys(ctxT(b), &kms.ListRequest{ContinueAt: restartKeyName(r.IntN(d.Keys)), Limit: 100})
 			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /v1/health/status: %s", resp.Status)
-		}
-		return nil
-	})
+		})
+		m["status-p99-ms"+suffix] = p99(b, 100, func(*rand.Rand) error {
+			resp, err := admin.Get(n.Endpoint() + "/v1/health/status")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET /v1/health/status: %s", resp.Status)
+			}
+			return nil
+		})
+	}
+	latencies("-at-ready")
 	status := procStatus(b, pid)
 	m["rss-MB"], m["hwm-MB"] = status["VmRSS"]/1024, status["VmHWM"]/1024
 	// The runtime returns what the restore left behind to the OS
 	// gradually, down to about its heap goal.
 	time.Sleep(*restartSettle)
 	m["rss-settled-MB"] = procStatus(b, pid)["VmRSS"] / 1024
+	latencies("")
 	metrics := scrapeMetrics(b, admin, n.Endpoint())
 	m["heap-MB"] = metrics["go_memstats_heap_alloc_bytes"] / 1e6
 	// The heap goal is the heap the last collection marked live times
