@@ -202,7 +202,7 @@ func TestCheckSnapshotsUnreadableMeta(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(snapDir, "state.bin"), []byte("left over"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			err = st.checkSnapshots(h)
+			err = st.checkSnapshots()
 			if got := errors.Is(err, ErrTampered); got != tc.refused {
 				t.Fatalf("refused = %v (%v), want %v", got, err, tc.refused)
 			}

@@ -40,18 +40,23 @@ func (n *Node) start(st *stores, id raft.ServerID) error {
 
 // startLocked is start for a caller that holds n.mu.
 func (n *Node) startLocked(st *stores, id raft.ServerID) error {
+	n.fsm.applied.Store(0)
+	n.fsm.useStores(st)
+	if err := n.fsm.restoreNewest(st); err != nil {
+		return err
+	}
+	conf := n.raftConfig(id)
+	conf.NoSnapshotRestoreOnStart = true // restoreNewest did
 	net := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  n.cfg.Transport.listen(),
 		MaxPool: 3,
 		Timeout: 5 * time.Second,
 		Logger:  raftLogger(),
 	})
-	n.fsm.applied.Store(0)
-	n.fsm.useStores(st)
 	if st.faults != nil {
 		st.faults.setNode(n.cfg.Host, n.cfg.Logger)
 	}
-	r, err := raft.NewRaft(n.raftConfig(id), n.fsm, st.logs, st.stable, st.snaps, net)
+	r, err := raft.NewRaft(conf, n.fsm, st.logs, st.stable, st.snaps, net)
 	if err != nil {
 		net.Close()
 		return fmt.Errorf("failed to start raft: %w", err)

@@ -132,7 +132,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := st.checkSnapshots(cfg.Keyring); err != nil {
+	if err := st.checkSnapshots(); err != nil {
 		st.close()
 		return nil, err
 	}
