@@ -178,46 +178,6 @@ func errChanged(kind envelopeKind) error {
 	return fmt.Errorf("%s: %w: its MAC does not match: it was changed after it was written", kind.what, ErrNotAuthentic)
 }
 
-// envelopeHeaderMax is the longest header of an envelope: magic, format,
-// length, sealed root key and MAC.
-const envelopeHeaderMax = len("KEEPSNAP") + 3 + 0xffff + macSize
-
-// checkEnvelope verifies the MAC of an envelope of kind as it reads it
-// from br, and decodes none of it: it holds the header and no more. done
-// is false, and nothing is read, if br holds no envelope of kind or one
-// without a root key (a state never initialized), which the caller must
-// open as a whole. br must buffer envelopeHeaderMax bytes.
-func checkEnvelope(u Unsealer, br *bufio.Reader, kind envelopeKind) (done bool, err error) {
-	fixed := len(kind.magic) + 3
-	head, err := br.Peek(fixed)
-	if err != nil || !bytes.HasPrefix(head, []byte(kind.magic)) || binary.BigEndian.Uint16(head[fixed-2:]) == 0 {
-		return false, nil
-	}
-	if head, err = br.Peek(fixed + int(binary.BigEndian.Uint16(head[fixed-2:])) + macSize); err != nil {
-		return false, nil // truncated, as openSnapshot says
-	}
-	env, _, err := parseEnvelope(head, kind)
-	if err != nil {
-		return true, err
-	}
-	_, macs, err := unsealRoot(u, env.sealedRootKey)
-	if err != nil {
-		return true, fmt.Errorf("%s: %w", kind.what, err)
-	}
-	h := hmac.New(sha256.New, macs.of(kind))
-	h.Write(env.signed)
-	if _, err := br.Discard(len(head)); err != nil {
-		return true, fmt.Errorf("failed to read %s: %w", kind.what, err)
-	}
-	if _, err := io.Copy(h, br); err != nil {
-		return true, fmt.Errorf("failed to read %s: %w", kind.what, err)
-	}
-	if !hmac.Equal(h.Sum(nil), env.mac) {
-		return true, errChanged(kind)
-	}
-	return true, nil
-}
-
 func envelopeMAC(key, signed, body []byte) []byte {
 	h := hmac.New(sha256.New, key)
 	h.Write(signed)

@@ -3,19 +3,19 @@ package state
 import (
 	"bytes"
 	"errors"
-	"io"
-	"runtime"
 	"testing"
 )
 
-// TestCheckSnapshot checks what CheckSnapshot refuses: every byte of a
-// snapshot flipped, a snapshot cut short, a backup, and accepts the
+// TestRestoreRefuses checks what a restore refuses: every byte of a
+// snapshot flipped, a snapshot cut short, a backup, and that it takes the
 // genuine snapshot, an empty one and, with legacy, format 1.
-func TestCheckSnapshot(t *testing.T) {
+func TestRestoreRefuses(t *testing.T) {
 	h := testHSM(t)
 	s, _ := populated(t, h)
 	snap := snapshotOf(t, s, snapshotEnvelope)
-	check := func(data []byte, legacy bool) error { return CheckSnapshot(h, bytes.NewReader(data), legacy) }
+	check := func(data []byte, legacy bool) error {
+		return New(h).restore(bytes.NewReader(data), snapshotEnvelope, legacy)
+	}
 	for off := range snap {
 		bad := bytes.Clone(snap)
 		bad[off] ^= 0x80
@@ -49,34 +49,4 @@ func TestCheckSnapshot(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestCheckSnapshotStreams checks a snapshot of 64 MB without holding it:
-// a node checks its newest snapshot as it starts, hundreds of MB at a
-// million keys.
-func TestCheckSnapshotStreams(t *testing.T) {
-	h := testHSM(t)
-	s, _ := populated(t, h)
-	snap := snapshotOf(t, s, snapshotEnvelope)
-	const size = 64 << 20
-	r := io.MultiReader(bytes.NewReader(snap), io.LimitReader(zeros{}, size))
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	err := CheckSnapshot(h, r, false)
-	runtime.ReadMemStats(&after)
-	if !errors.Is(err, ErrNotAuthentic) {
-		t.Fatalf("a snapshot with 64 MB appended: %v, want %v", err, ErrNotAuthentic)
-	}
-	allocated := after.TotalAlloc - before.TotalAlloc
-	if allocated > size/8 {
-		t.Fatalf("checking a snapshot of %d bytes allocated %d", size, allocated)
-	}
-	t.Logf("checking a snapshot of %d bytes allocated %d", size, allocated)
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }

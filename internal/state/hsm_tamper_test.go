@@ -26,7 +26,7 @@ func TestSnapshotSealsTampered(t *testing.T) {
 		for bit := range 8 {
 			bad := bytes.Clone(data)
 			bad[off] ^= 1 << bit
-			if err := state.CheckSnapshot(k, bytes.NewReader(bad), false); err == nil {
+			if err := state.New(k).Restore(bytes.NewReader(bad)); err == nil {
 				t.Fatalf("a snapshot with bit %d of byte %d (%q) flipped is accepted", bit, off, data[off])
 			}
 		}

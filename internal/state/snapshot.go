@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bufio"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -232,25 +231,6 @@ func (s *State) Restore(r io.Reader) error { return s.restore(r, snapshotEnvelop
 // of earlier versions of Keep (format 1), for a data directory that is
 // being upgraded.
 func (s *State) RestoreLegacy(r io.Reader) error { return s.restore(r, snapshotEnvelope, true) }
-
-// CheckSnapshot verifies a raft snapshot read from r without applying it:
-// it is refused (ErrNotAuthentic) unless its MAC matches, or, with legacy,
-// it is of format 1. A snapshot in the envelope is verified as it is read
-// and not decoded (checkEnvelope): a node checks its newest snapshot as it
-// starts, just before raft restores it, and at a million keys holding and
-// decoding it twice cost seconds and hundreds of megabytes.
-func CheckSnapshot(u Unsealer, r io.Reader, legacy bool) error {
-	br := bufio.NewReaderSize(r, envelopeHeaderMax)
-	if done, err := checkEnvelope(u, br, snapshotEnvelope); done {
-		return err
-	}
-	data, err := io.ReadAll(br)
-	if err != nil {
-		return fmt.Errorf("failed to read snapshot: %w", err)
-	}
-	_, err = openSnapshot(u, data, snapshotEnvelope, legacy)
-	return err
-}
 
 // restore reads, verifies and decodes a snapshot or backup, then builds the
 // new state beside the current one and swaps it in: nothing is applied
