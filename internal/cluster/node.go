@@ -5,6 +5,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -91,6 +92,12 @@ type Node struct {
 
 	mu   sync.RWMutex // read-held while using inst, write-held while replacing it
 	inst *instance
+
+	// restoring is held while a restore is installed (restoreLocal), and
+	// read-held while a write is handed to raft (applyLocal): a write
+	// applied between the restore's snapshot and its installation would
+	// be lost.
+	restoring sync.RWMutex
 
 	reads   *readGate  // when this node's state may serve a read
 	fwd     *forwarder // a follower's writes, to the leader
@@ -393,6 +400,9 @@ func raftError(err error) error {
 
 // applyLocal applies data on the leader and returns the entry's index.
 func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uint64, error) {
+	if state.IsRestoreEntry(data) {
+		return n.restoreLocal(ctx, inst, data)
+	}
 	if err := n.checkEntry(inst, data); err != nil {
 		return 0, err
 	}
@@ -400,7 +410,9 @@ func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uin
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
+	n.restoring.RLock()
 	f := inst.raft.Apply(data, timeout)
+	n.restoring.RUnlock()
 	if err := f.Error(); err != nil {
 		if known := raftError(err); known != nil {
 			return 0, known
@@ -412,6 +424,52 @@ func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uin
 		return f.Index(), err
 	}
 	return f.Index(), nil
+}
+
+// restoreLocal restores a backup on the leader: data is a restore entry,
+// which is checked as State.Apply would check it, turned into the raft
+// snapshot of the state it makes (State.RestoreSnapshot) and installed
+// with raft's user restore. The leader's state takes it at once; raft
+// leaves a gap in the log after it, so followers receive it as a snapshot
+// (InstallSnapshot), and Restore returns once a majority has a no-op
+// entry after the gap. Nothing of the backup enters the log, which takes
+// at most 64 MiB per entry (raft-wal), a few hundred thousand keys; a
+// backup of a million keys is some 300 MB. Writes wait meanwhile (see
+// restoring), so that none is applied to the state the snapshot replaces.
+func (n *Node) restoreLocal(ctx context.Context, inst *instance, data []byte) (uint64, error) {
+	n.restoring.Lock()
+	defer n.restoring.Unlock()
+	timeout := applyTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	// Every write handed to raft before is applied: the snapshot is made
+	// from the state they leave.
+	if err := inst.raft.Barrier(timeout).Error(); err != nil {
+		if known := raftError(err); known != nil {
+			return 0, known
+		}
+		return 0, fmt.Errorf("failed to restore backup: %w", err)
+	}
+	if err := n.checkEntry(inst, data); err != nil {
+		return 0, err
+	}
+	var snap bytes.Buffer
+	if err := n.cfg.State.RestoreSnapshot(data, &snap); err != nil {
+		return 0, err
+	}
+	// Raft panics if the state refuses the snapshot it installs: that
+	// snapshot was made and checked just now from this state.
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(snap.Len())}
+	if err := inst.raft.Restore(meta, &snap, timeout); err != nil {
+		if known := raftError(err); known != nil {
+			return 0, known
+		}
+		return 0, fmt.Errorf("failed to restore backup: %w", err)
+	}
+	index := inst.raft.LastIndex()
+	n.reads.waitFollowers(ctx, inst, index)
+	return index, nil
 }
 
 // checkEntry refuses an entry that this leader's state does not hold

@@ -1,0 +1,180 @@
+package cluster_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/minio/kms-go/kms"
+
+	"github.com/keep-kms/keep/internal/crypto"
+	"github.com/keep-kms/keep/internal/hsm"
+	"github.com/keep-kms/keep/internal/state"
+	"github.com/keep-kms/keep/test/testnode"
+)
+
+// bigRestoreKeys makes a backup above 64 MiB, the most a restore took
+// while it was one raft log entry (raft-wal's limit on an entry, and
+// PUT /v1/db's).
+const bigRestoreKeys = 300_000
+
+// TestRestoreLargeBackup restores, with `keep restore` through a follower,
+// a backup larger than a raft log entry may be into a fresh 3-node
+// cluster, and checks that every node lists every key of it and that its
+// keys work on every node.
+func TestRestoreLargeBackup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a backup of 300,000 keys")
+	}
+	c := newCluster(t, 3, clusterOpts{})
+	start := time.Now()
+	file, size := largeBackup(t, c.hsm, bigRestoreKeys)
+	t.Logf("backup of %d keys: %d MB, %d MB gzipped, built in %v", bigRestoreKeys, size>>20, fileSize(t, file)>>20, time.Since(start).Round(time.Millisecond))
+	if size <= 64<<20 {
+		t.Fatalf("the backup is %d bytes, not above 64 MiB", size)
+	}
+	c.form()
+	l := c.lead()
+	f := c.others(l)[0]
+	start = time.Now()
+	c.cli(c.root.String(), []int{f}, "restore", c.nodes[f].Addr, file)
+	t.Logf("restored through follower %d in %v", f, time.Since(start).Round(time.Millisecond))
+
+	ctx := ctxT(t, 2*time.Minute)
+	for i := range c.nodes {
+		cl := c.client(i)
+		n := 0
+		next := ""
+		for {
+			page, err := cl.ListKeys(ctx, &kms.ListRequest{ContinueAt: next, Limit: 1000})
+			noErr(t, err, "node %d: list keys at %q", i, next)
+			for _, k := range page.Items {
+				if want := bigRestoreKeyName(n); k.Name != want {
+					t.Fatalf("node %d: key %d is %q, want %q", i, n, k.Name, want)
+				}
+				n++
+			}
+			if next = page.ContinueAt; next == "" {
+				break
+			}
+		}
+		if n != bigRestoreKeys {
+			t.Fatalf("node %d lists %d keys, want %d", i, n, bigRestoreKeys)
+		}
+	}
+	// The material unseals on every node: a data key made on one
+	// decrypts on the others.
+	for _, j := range []int{0, bigRestoreKeys / 2, bigRestoreKeys - 1} {
+		name := bigRestoreKeyName(j)
+		dek, err := c.client(l).GenerateKey(ctx, "", &kms.GenerateKeyRequest{Name: name, AssociatedData: []byte(name)})
+		noErr(t, err, "generate with %s", name)
+		for i := range c.nodes {
+			pt, err := c.client(i).Decrypt(ctx, "", &kms.DecryptRequest{Name: name, Ciphertext: dek[0].Ciphertext, AssociatedData: []byte(name)})
+			noErr(t, err, "node %d: decrypt with %s", i, name)
+			if !bytes.Equal(pt[0].Plaintext, dek[0].Plaintext) {
+				t.Fatalf("node %d: %s decrypts to another plaintext", i, name)
+			}
+		}
+	}
+	// The cluster takes writes after the restore, and is not fresh.
+	names, _ := createKeys(t, c.client(f), "", "after-restore", 2)
+	for i := range c.nodes {
+		c.wantKeys(t, i, "", names)
+	}
+	r := testnode.CLI(t, []string{c.nodes[l].Endpoint()}, c.root.String(), "restore", c.nodes[l].Addr, file, "-k")
+	if r.Code == 0 {
+		t.Fatal("a second restore into the restored cluster succeeded")
+	}
+}
+
+func bigRestoreKeyName(i int) string { return fmt.Sprintf("big-%07d", i) }
+
+// largeBackup writes the gzipped backup of a cluster of the HSM key
+// hsmKey with keys AES keys (bigRestoreKeyName), made in-process, and
+// returns the file and the backup's size uncompressed.
+func largeBackup(t *testing.T, hsmKey string, keys int) (string, int) {
+	t.Helper()
+	soft, err := hsm.ParseSoftKey(hsmKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := hsm.NewKeyring(soft)
+	root := make([]byte, 32)
+	rand.Read(root)
+	seals, err := ring.Seal(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := hsm.EncodeSeals(seals, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := state.New(ring)
+	apply := func(e *state.Entry) {
+		data, err := s.EncodeEntry(e)
+		if err == nil {
+			err = s.Apply(data)
+		}
+		if err != nil {
+			t.Fatalf("apply %s %s: %v", e.Op, e.Name, err)
+		}
+	}
+	now := time.Now().UTC()
+	apply(&state.Entry{Op: state.OpInit, Time: now, Init: &state.InitArgs{ClusterID: "big-backup", SealedRootKey: sealed}})
+	for i := range keys {
+		material, err := crypto.GenerateKey(crypto.AES256, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := bigRestoreKeyName(i)
+		sk, err := s.SealKey(state.DefaultEnclave, name, 1, material)
+		if err != nil {
+			t.Fatal(err)
+		}
+		apply(&state.Entry{Op: state.OpCreateKey, Enclave: state.DefaultEnclave, Name: name, Time: now, Key: &state.KeyArgs{Type: crypto.AES256, Version: 1, Sealed: sk}})
+	}
+	var raw countingWriter
+	path := filepath.Join(t.TempDir(), "big_kms.db.gzip")
+	out, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw, _ := gzip.NewWriterLevel(out, gzip.BestSpeed)
+	raw.w = zw
+	if err := s.Backup(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path, raw.n
+}
+
+type countingWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	n int
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += n
+	return n, err
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
