@@ -5,13 +5,15 @@
 package cluster
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -454,14 +456,32 @@ func (n *Node) restoreLocal(ctx context.Context, inst *instance, data []byte) (u
 	if err := n.checkEntry(inst, data); err != nil {
 		return 0, err
 	}
-	var snap bytes.Buffer
-	if err := n.cfg.State.RestoreSnapshot(data, &snap); err != nil {
+	// The snapshot goes to a file beside the node's data, not to memory,
+	// where it would sit (hundreds of MB) beside the state it restores.
+	snap, size, err := n.restoreSnapshotFile(data)
+	if err != nil {
 		return 0, err
 	}
+	defer func() {
+		snap.Close()
+		os.Remove(snap.Name())
+	}()
 	// Raft panics if the state refuses the snapshot it installs: that
-	// snapshot was made and checked just now from this state.
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(snap.Len())}
-	if err := inst.raft.Restore(meta, &snap, timeout); err != nil {
+	// snapshot was made and checked just now from this state. Its timeout
+	// also bounds the no-op entry after the installation, which takes
+	// seconds at a million keys: it gets what is left of the request's.
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
+	last := inst.raft.LastIndex()
+	if err := inst.raft.Restore(meta, bufio.NewReaderSize(snap, 1<<20), timeout); err != nil {
+		if inst.raft.LastIndex() != last {
+			// Installed here, but the no-op entry after it did not
+			// commit: this node's log is the longest, so the next leader
+			// most likely holds the restore, but nothing confirmed it.
+			return 0, fmt.Errorf("%w: %w", ErrLeadershipLost, err)
+		}
 		if known := raftError(err); known != nil {
 			return 0, known
 		}
@@ -470,6 +490,37 @@ func (n *Node) restoreLocal(ctx context.Context, inst *instance, data []byte) (u
 	index := inst.raft.LastIndex()
 	n.reads.waitFollowers(ctx, inst, index)
 	return index, nil
+}
+
+// restoreSnapshotFile writes the snapshot of the restore entry data
+// (State.RestoreSnapshot) to a temporary file in the data directory (the
+// system's in dev mode) and returns it, at its start, with its size. The
+// caller closes and removes it.
+func (n *Node) restoreSnapshotFile(data []byte) (*os.File, int64, error) {
+	f, err := os.CreateTemp(n.cfg.Dir, ".restore-*.tmp")
+	if err != nil {
+		return nil, 0, fmt.Errorf("failed to restore backup: %w", err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	err = n.cfg.State.RestoreSnapshot(data, w)
+	if err == nil {
+		err = w.Flush()
+	}
+	var size int64
+	if err == nil {
+		if size, err = f.Seek(0, io.SeekCurrent); err == nil {
+			_, err = f.Seek(0, io.SeekStart)
+		}
+		if err != nil {
+			err = fmt.Errorf("failed to restore backup: %w", err)
+		}
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, 0, err
+	}
+	return f, size, nil
 }
 
 // checkEntry refuses an entry that this leader's state does not hold

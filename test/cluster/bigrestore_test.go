@@ -5,9 +5,13 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,10 +23,15 @@ import (
 	"github.com/keep-kms/keep/test/testnode"
 )
 
-// bigRestoreKeys makes a backup above 64 MiB, the most a restore took
+// bigRestoreKeys is the number of keys of TestRestoreLargeBackup's
+// backup. The default makes one above 64 MiB, the most a restore took
 // while it was one raft log entry (raft-wal's limit on an entry, and
-// PUT /v1/db's).
-const bigRestoreKeys = 300_000
+// PUT /v1/db's); -bigrestore.keys=1000000 measures a million.
+var bigRestoreKeys = flag.Int("bigrestore.keys", 300_000, "keys in the backup of TestRestoreLargeBackup")
+
+// bigRestoreNodes is the size of TestRestoreLargeBackup's cluster; with 1
+// the restore goes to the leader.
+var bigRestoreNodes = flag.Int("bigrestore.nodes", 3, "nodes of the cluster of TestRestoreLargeBackup")
 
 // TestRestoreLargeBackup restores, with `keep restore` through a follower,
 // a backup larger than a raft log entry may be into a fresh 3-node
@@ -32,19 +41,22 @@ func TestRestoreLargeBackup(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a backup of 300,000 keys")
 	}
-	c := newCluster(t, 3, clusterOpts{})
+	c := newCluster(t, *bigRestoreNodes, clusterOpts{})
 	start := time.Now()
-	file, size := largeBackup(t, c.hsm, bigRestoreKeys)
-	t.Logf("backup of %d keys: %d MB, %d MB gzipped, built in %v", bigRestoreKeys, size>>20, fileSize(t, file)>>20, time.Since(start).Round(time.Millisecond))
+	file, size := largeBackup(t, c.hsm, *bigRestoreKeys)
+	t.Logf("backup of %d keys: %d MB, %d MB gzipped, built in %v", *bigRestoreKeys, size>>20, fileSize(t, file)>>20, time.Since(start).Round(time.Millisecond))
 	if size <= 64<<20 {
 		t.Fatalf("the backup is %d bytes, not above 64 MiB", size)
 	}
 	c.form()
 	l := c.lead()
-	f := c.others(l)[0]
+	f := l
+	if others := c.others(l); len(others) > 0 {
+		f = others[0]
+	}
 	start = time.Now()
 	c.cli(c.root.String(), []int{f}, "restore", c.nodes[f].Addr, file)
-	t.Logf("restored through follower %d in %v", f, time.Since(start).Round(time.Millisecond))
+	t.Logf("restored through follower %d in %v; peak RSS of the nodes %v", f, time.Since(start).Round(time.Millisecond), peakRSS(t, c))
 
 	ctx := ctxT(t, 2*time.Minute)
 	for i := range c.nodes {
@@ -64,13 +76,13 @@ func TestRestoreLargeBackup(t *testing.T) {
 				break
 			}
 		}
-		if n != bigRestoreKeys {
-			t.Fatalf("node %d lists %d keys, want %d", i, n, bigRestoreKeys)
+		if n != *bigRestoreKeys {
+			t.Fatalf("node %d lists %d keys, want %d", i, n, *bigRestoreKeys)
 		}
 	}
 	// The material unseals on every node: a data key made on one
 	// decrypts on the others.
-	for _, j := range []int{0, bigRestoreKeys / 2, bigRestoreKeys - 1} {
+	for _, j := range []int{0, *bigRestoreKeys / 2, *bigRestoreKeys - 1} {
 		name := bigRestoreKeyName(j)
 		dek, err := c.client(l).GenerateKey(ctx, "", &kms.GenerateKeyRequest{Name: name, AssociatedData: []byte(name)})
 		noErr(t, err, "generate with %s", name)
@@ -91,6 +103,52 @@ func TestRestoreLargeBackup(t *testing.T) {
 	if r.Code == 0 {
 		t.Fatal("a second restore into the restored cluster succeeded")
 	}
+	// And it is backed up again whole.
+	start = time.Now()
+	again := filepath.Join(t.TempDir(), "again_kms.db.gzip")
+	c.cli(c.root.String(), []int{f}, "backup", again)
+	t.Logf("backed up through follower %d in %v (%d MB gzipped); peak RSS of the nodes %v", f, time.Since(start).Round(time.Millisecond), fileSize(t, again)>>20, peakRSS(t, c))
+	if got, want := gunzippedSize(t, again), size; got < want {
+		t.Errorf("the backup of the restored cluster is %d bytes, the restored one %d", got, want)
+	}
+}
+
+// peakRSS returns the peak resident memory (VmHWM) of each node, in MB.
+func peakRSS(t *testing.T, c *cluster) []int {
+	t.Helper()
+	var mb []int
+	for _, n := range c.nodes {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.PID()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kb int
+		for line := range strings.Lines(string(status)) {
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				kb, _ = strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			}
+		}
+		mb = append(mb, kb>>10)
+	}
+	return mb
+}
+
+func gunzippedSize(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(n)
 }
 
 func bigRestoreKeyName(i int) string { return fmt.Sprintf("big-%07d", i) }
