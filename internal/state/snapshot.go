@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -239,7 +240,7 @@ func (s *State) RestoreLegacy(r io.Reader) error { return s.restore(r, snapshotE
 // key imported from KES (see newVersion): the snapshot's MAC under the
 // root key vouches for it.
 func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
-	data, err := io.ReadAll(r)
+	data, err := readAll(r)
 	if err != nil {
 		return fmt.Errorf("failed to read %s: %w", kind.what, err)
 	}
@@ -269,6 +270,30 @@ func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
 	s.enclaves, s.identities, s.settings, s.usage = restored.enclaves, restored.identities, restored.settings, restored.usage
 	s.settingsChanged(nil, "")
 	return nil
+}
+
+// Sized is a reader that knows how many bytes it holds, as a snapshot file
+// does (bytes.Reader is one too).
+type Sized interface {
+	io.Reader
+	Size() int64
+}
+
+// maxPrealloc bounds what readAll allocates up front on a reader's word.
+const maxPrealloc = 16 << 30
+
+// readAll reads r whole. A Sized reader is read into a buffer of its size:
+// io.ReadAll grows its buffer by appending, and at a million keys the
+// ~300 MB of a snapshot cost ~700 MB of allocations, some of them live at
+// once beside the state being restored.
+func readAll(r io.Reader) ([]byte, error) {
+	sr, ok := r.(Sized)
+	if !ok || sr.Size() <= 0 || sr.Size() > maxPrealloc {
+		return io.ReadAll(r)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, int(sr.Size())+bytes.MinRead))
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
 
 // keyRing is a key of a snapshot and, once opened, the key ring it is.
