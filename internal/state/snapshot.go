@@ -252,6 +252,7 @@ func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
 	if err := o.snap.validate(); err != nil {
 		return fmt.Errorf("invalid %s: %w", kind.what, err)
 	}
+	o.verify = kind == backupEnvelope
 	restored, err := o.build(s.hsm)
 	if err != nil {
 		return err
@@ -303,9 +304,10 @@ type keyRing struct {
 	key     *key // nil for a key without versions, which is left out
 }
 
-// openKeys opens the key rings of rs on every core. Its error is that of the first key that fails, as if they were
-// opened in order.
-func (s *State) openKeys(rs []keyRing, legacy bool) error {
+// openKeys opens the key rings of rs on every core (see openKey). Its
+// error is that of the first key that fails, as if they were opened in
+// order.
+func (s *State) openKeys(rs []keyRing, legacy, verify bool) error {
 	workers := min(runtime.GOMAXPROCS(0), len(rs)/1000+1)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -313,7 +315,7 @@ func (s *State) openKeys(rs []keyRing, legacy bool) error {
 		wg.Go(func() {
 			for i := w * len(rs) / workers; i < (w+1)*len(rs)/workers; i++ {
 				r := &rs[i]
-				if r.key, errs[w] = s.openKey(r.enclave, r.snap, legacy); errs[w] != nil {
+				if r.key, errs[w] = s.openKey(r.enclave, r.snap, legacy, verify); errs[w] != nil {
 					return
 				}
 			}
@@ -330,8 +332,11 @@ func (s *State) openKeys(rs []keyRing, legacy bool) error {
 
 // openKey returns the key ring sk of enclave, or nil if it has no
 // versions. Its material is unsealed on first use (see newVersion), but
-// that of a legacy snapshot, which is sealed again under keyAAD now.
-func (s *State) openKey(enclave string, sk *snapshotKey, legacy bool) (*key, error) {
+// that of a legacy snapshot, which is sealed again under keyAAD now. With
+// verify, every version's material is unsealed once now, to refuse what
+// does not unseal (material moved to another version, key or type), and
+// dropped: the keys of a backup restore as unused.
+func (s *State) openKey(enclave string, sk *snapshotKey, legacy, verify bool) (*key, error) {
 	if len(sk.Versions) == 0 {
 		return nil, nil
 	}
@@ -340,6 +345,11 @@ func (s *State) openKey(enclave string, sk *snapshotKey, legacy bool) (*key, err
 		v, err := s.newVersion(enclave, sk.Name, sv.Version, sv.Type, sv.Sealed, sv.KES, legacy)
 		if err != nil {
 			return nil, err
+		}
+		if verify && v.use.Load() == nil {
+			if _, err := s.unsealKey(enclave, sk.Name, v.Version, v.Type(), v.sealed[:]); err != nil {
+				return nil, err
+			}
 		}
 		v.Imported, v.CreatedAt, v.CreatedBy, v.Disabled, v.DeleteAt = sv.Imported, sv.CreatedAt, intern(sv.CreatedBy), sv.Disabled, sv.DeleteAt
 		k.versions = append(k.versions, v)
@@ -378,7 +388,7 @@ func (o *opened) build(h Unsealer) (*State, error) {
 			rings = append(rings, keyRing{enclave: se.Name, snap: &se.Keys[i]})
 		}
 	}
-	if err := restored.openKeys(rings, o.legacy); err != nil {
+	if err := restored.openKeys(rings, o.legacy, o.verify); err != nil {
 		return nil, err
 	}
 	for _, se := range snap.Enclaves {
