@@ -183,13 +183,24 @@ func (f *fsm) restoreNewest(st *stores) error {
 	path := filepath.Join(st.snapDir, list[0].ID, "state.bin")
 	_, rc, err := st.snaps.Open(list[0].ID)
 	if err == nil {
-		err = f.restore(rc)
+		err = f.restore(sizedSnapshot{rc, list[0].Size})
 	}
 	if err != nil {
 		return fmt.Errorf("%w: snapshot %s: %w", ErrTampered, path, err)
 	}
 	return nil
 }
+
+// sizedSnapshot is a snapshot opened from the store, with the size its
+// metadata gives, so that the state reads it into a buffer of that size
+// (state.Sized).
+type sizedSnapshot struct {
+	io.ReadCloser
+	size int64
+}
+
+// Size returns the snapshot's size.
+func (s sizedSnapshot) Size() int64 { return s.size }
 
 type fsmSnapshot struct{ capture *state.Capture }
 

@@ -280,7 +280,7 @@ func TestKeyAAD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	remac := func(change func(v []snapshotVersion)) []byte {
+	remac := func(kind envelopeKind, change func(v []snapshotVersion)) []byte {
 		var body snapshot
 		if err := json.Unmarshal(env.body, &body); err != nil {
 			t.Fatal(err)
@@ -292,7 +292,7 @@ func TestKeyAAD(t *testing.T) {
 		}
 		b, _ := json.Marshal(&body)
 		var buf bytes.Buffer
-		if err := writeEnvelope(&buf, snapshotEnvelope, env.sealedRootKey, s.macs.snapshot, rawBody(b)); err != nil {
+		if err := writeEnvelope(&buf, kind, env.sealedRootKey, s.macs.of(kind), rawBody(b)); err != nil {
 			t.Fatal(err)
 		}
 		return buf.Bytes()
@@ -309,8 +309,20 @@ func TestKeyAAD(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// A backup comes from an operator: it is refused whole if
+			// one version does not unseal.
 			r := New(h)
-			if err := r.Restore(bytes.NewReader(remac(tt.change))); err != nil {
+			err := r.restore(bytes.NewReader(remac(backupEnvelope, tt.change)), backupEnvelope, false)
+			if len(tt.broken) > 0 && !errors.Is(err, crypto.ErrDecrypt) || len(tt.broken) == 0 && err != nil {
+				t.Fatalf("restore of the backup: %v, want it refused: %v", err, len(tt.broken) > 0)
+			}
+			if len(tt.broken) > 0 && r.Initialized() {
+				t.Fatal("the refused backup changed the state")
+			}
+			// A raft snapshot is restored, and what does not unseal
+			// fails at first use.
+			r = New(h)
+			if err := r.Restore(bytes.NewReader(remac(snapshotEnvelope, tt.change))); err != nil {
 				t.Fatalf("restore: %v", err)
 			}
 			for _, v := range tt.broken {

@@ -208,6 +208,11 @@ type opened struct {
 	root   crypto.Key
 	macs   macKeys
 	legacy bool // format 1: key material sealed under legacyKeyAAD
+	// verify makes build unseal every key version once, and refuse the
+	// whole if one does not unseal: set for backups, which come from
+	// operators, and are restored rarely; a raft snapshot is the node's
+	// own or its leader's, and its keys are unsealed on first use.
+	verify bool
 }
 
 // openSnapshot verifies and decodes a snapshot or backup of kind. With

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -239,7 +240,7 @@ func (s *State) RestoreLegacy(r io.Reader) error { return s.restore(r, snapshotE
 // key imported from KES (see newVersion): the snapshot's MAC under the
 // root key vouches for it.
 func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
-	data, err := io.ReadAll(r)
+	data, err := readAll(r)
 	if err != nil {
 		return fmt.Errorf("failed to read %s: %w", kind.what, err)
 	}
@@ -251,6 +252,7 @@ func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
 	if err := o.snap.validate(); err != nil {
 		return fmt.Errorf("invalid %s: %w", kind.what, err)
 	}
+	o.verify = kind == backupEnvelope
 	restored, err := o.build(s.hsm)
 	if err != nil {
 		return err
@@ -271,6 +273,30 @@ func (s *State) restore(r io.Reader, kind envelopeKind, legacy bool) error {
 	return nil
 }
 
+// Sized is a reader that knows how many bytes it holds, as a snapshot file
+// does (bytes.Reader is one too).
+type Sized interface {
+	io.Reader
+	Size() int64
+}
+
+// maxPrealloc bounds what readAll allocates up front on a reader's word.
+const maxPrealloc = 16 << 30
+
+// readAll reads r whole. A Sized reader is read into a buffer of its size:
+// io.ReadAll grows its buffer by appending, and at a million keys the
+// ~300 MB of a snapshot cost ~700 MB of allocations, some of them live at
+// once beside the state being restored.
+func readAll(r io.Reader) ([]byte, error) {
+	sr, ok := r.(Sized)
+	if !ok || sr.Size() <= 0 || sr.Size() > maxPrealloc {
+		return io.ReadAll(r)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, int(sr.Size())+bytes.MinRead))
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
+}
+
 // keyRing is a key of a snapshot and, once opened, the key ring it is.
 type keyRing struct {
 	enclave string
@@ -278,9 +304,10 @@ type keyRing struct {
 	key     *key // nil for a key without versions, which is left out
 }
 
-// openKeys opens the key rings of rs on every core. Its error is that of the first key that fails, as if they were
-// opened in order.
-func (s *State) openKeys(rs []keyRing, legacy bool) error {
+// openKeys opens the key rings of rs on every core (see openKey). Its
+// error is that of the first key that fails, as if they were opened in
+// order.
+func (s *State) openKeys(rs []keyRing, legacy, verify bool) error {
 	workers := min(runtime.GOMAXPROCS(0), len(rs)/1000+1)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -288,7 +315,7 @@ func (s *State) openKeys(rs []keyRing, legacy bool) error {
 		wg.Go(func() {
 			for i := w * len(rs) / workers; i < (w+1)*len(rs)/workers; i++ {
 				r := &rs[i]
-				if r.key, errs[w] = s.openKey(r.enclave, r.snap, legacy); errs[w] != nil {
+				if r.key, errs[w] = s.openKey(r.enclave, r.snap, legacy, verify); errs[w] != nil {
 					return
 				}
 			}
@@ -305,8 +332,11 @@ func (s *State) openKeys(rs []keyRing, legacy bool) error {
 
 // openKey returns the key ring sk of enclave, or nil if it has no
 // versions. Its material is unsealed on first use (see newVersion), but
-// that of a legacy snapshot, which is sealed again under keyAAD now.
-func (s *State) openKey(enclave string, sk *snapshotKey, legacy bool) (*key, error) {
+// that of a legacy snapshot, which is sealed again under keyAAD now. With
+// verify, every version's material is unsealed once now, to refuse what
+// does not unseal (material moved to another version, key or type), and
+// dropped: the keys of a backup restore as unused.
+func (s *State) openKey(enclave string, sk *snapshotKey, legacy, verify bool) (*key, error) {
 	if len(sk.Versions) == 0 {
 		return nil, nil
 	}
@@ -315,6 +345,11 @@ func (s *State) openKey(enclave string, sk *snapshotKey, legacy bool) (*key, err
 		v, err := s.newVersion(enclave, sk.Name, sv.Version, sv.Type, sv.Sealed, sv.KES, legacy)
 		if err != nil {
 			return nil, err
+		}
+		if verify && v.use.Load() == nil {
+			if _, err := s.unsealKey(enclave, sk.Name, v.Version, v.Type(), v.sealed[:]); err != nil {
+				return nil, err
+			}
 		}
 		v.Imported, v.CreatedAt, v.CreatedBy, v.Disabled, v.DeleteAt = sv.Imported, sv.CreatedAt, intern(sv.CreatedBy), sv.Disabled, sv.DeleteAt
 		k.versions = append(k.versions, v)
@@ -353,7 +388,7 @@ func (o *opened) build(h Unsealer) (*State, error) {
 			rings = append(rings, keyRing{enclave: se.Name, snap: &se.Keys[i]})
 		}
 	}
-	if err := restored.openKeys(rings, o.legacy); err != nil {
+	if err := restored.openKeys(rings, o.legacy, o.verify); err != nil {
 		return nil, err
 	}
 	for _, se := range snap.Enclaves {

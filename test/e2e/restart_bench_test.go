@@ -43,7 +43,7 @@ var (
 //   - ready-cpu-s: the CPU time of the node (utime+stime of
 //     /proc/PID/stat) until /v1/health/ready answered 200;
 //   - rss-MB, hwm-MB: VmRSS and VmHWM of the node once ready, after the
-//     list and status calls;
+//     list and status calls (every -MB figure is in MiB: 1 GiB is 1024);
 //   - rss-settled-MB: VmRSS after the node idled -restart.settle (15 s)
 //     more, which the runtime spends returning the restore's garbage to
 //     the OS; then heap-MB, the Go heap allocated
@@ -205,10 +205,10 @@ func measureRestart(b *testing.B, d *restartData, bin, label string) map[string]
 	m["rss-settled-MB"] = procStatus(b, pid)["VmRSS"] / 1024
 	latencies("")
 	metrics := scrapeMetrics(b, admin, n.Endpoint())
-	m["heap-MB"] = metrics["go_memstats_heap_alloc_bytes"] / 1e6
+	m["heap-MB"] = metrics["go_memstats_heap_alloc_bytes"] / (1 << 20)
 	// The heap goal is the heap the last collection marked live times
 	// 1+GOGC/100 (internal/gctune sets GOGC).
-	m["live-MB"] = metrics["go_memstats_next_gc_bytes"] / (1 + metrics["go_gc_gogc_percent"]/100) / 1e6
+	m["live-MB"] = metrics["go_memstats_next_gc_bytes"] / (1 + metrics["go_gc_gogc_percent"]/100) / (1 << 20)
 	n.Stop()
 	return m
 }
