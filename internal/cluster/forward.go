@@ -262,7 +262,7 @@ func serveForwards(conn net.Conn, done <-chan struct{}, apply func(context.Conte
 	var err error
 	for {
 		var f frame
-		if f, err = readFrame(r, maxRPCBody); err != nil {
+		if f, err = readFrame(r, maxForwardEntry); err != nil {
 			break
 		}
 		wg.Go(func() {

@@ -85,6 +85,15 @@ func (w *frameWriter) run(c net.Conn) {
 	for {
 		select {
 		case f := <-w.frames:
+			if len(f) >= maxWriteBatch {
+				// A large frame (a restore, hundreds of MB) goes out
+				// as it is, not copied.
+				if _, err := c.Write(f); err != nil {
+					w.close(err)
+					return
+				}
+				continue
+			}
 			buf = append(buf[:0], f...)
 		case <-w.broken:
 			return

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keep-kms/keep/internal/hsm"
 	"github.com/keep-kms/keep/internal/identity"
+	"github.com/keep-kms/keep/internal/state"
 )
 
 // The /v1/rpc endpoints nodes call on each other. Only callers presenting
@@ -36,8 +37,13 @@ var errNotSent = errors.New("request not sent")
 // rpcTimeout bounds an RPC whose caller set no deadline.
 const rpcTimeout = 30 * time.Second
 
-// maxRPCBody bounds RPC requests: a forwarded restore carries a backup.
+// maxRPCBody bounds RPC requests and the replies to forwarded writes.
 const maxRPCBody = 64 << 20
+
+// maxForwardEntry bounds a forwarded entry: a restore carries a whole
+// backup (state.MaxBackup), base64 in the entry's JSON. Only nodes of the
+// cluster can send one.
+const maxForwardEntry = state.MaxBackup/3*4 + 1<<20
 
 // membershipRequest is a membership change a follower hands to the leader.
 type membershipRequest struct {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 
 	"github.com/keep-kms/keep/internal/crypto"
 	"github.com/keep-kms/keep/internal/hsm"
@@ -110,4 +112,68 @@ func (s *State) freshLocked() bool {
 		}
 	}
 	return true
+}
+
+// MaxBackup bounds the size of a backup that a restore takes,
+// decompressed: some three million keys. A restore is installed as a raft
+// snapshot (RestoreSnapshot), not as a log entry, so the log's limit on an
+// entry does not bound it.
+const MaxBackup = 1 << 30
+
+// IsRestoreEntry reports whether data, an entry made by EncodeEntry, is a
+// restore. EncodeEntry writes the op first, so the prefix tells it without
+// decoding the backup the entry carries. The leader restores such an entry
+// as a raft snapshot (RestoreSnapshot) instead of appending it to the log;
+// an entry it does not recognize here still applies as before.
+func IsRestoreEntry(data []byte) bool {
+	return bytes.HasPrefix(data, restoreEntryPrefix)
+}
+
+var restoreEntryPrefix = []byte(`{"op":"` + string(OpRestore) + `",`)
+
+// RestoreSnapshot writes to w the raft snapshot of the state that applying
+// the restore entry data would make, checked exactly as Apply checks it:
+// the entry's MAC, the backup's MAC (or, for a legacy backup, that the
+// operator asked for one), that the cluster is fresh. The state itself is
+// not changed. The leader installs the snapshot with raft's user restore:
+// a backup of a million keys (hundreds of MB) is far larger than a log
+// entry may be (raft-wal takes at most 64 MiB), and followers receive it
+// as a snapshot. The caller must keep writes from being applied between
+// this call and the installation, or they would be lost.
+func (s *State) RestoreSnapshot(data []byte, w io.Writer) error {
+	e, body, mac, err := decodeEntry(data, false)
+	if err != nil {
+		return err
+	}
+	if e.Op != OpRestore {
+		return fmt.Errorf("%w: log entry %q is not a restore", ErrInvalidArgument, e.Op)
+	}
+	next := New(s.hsm)
+	s.mu.RLock()
+	if err := s.verifyEntry(&e, body, mac); err != nil {
+		s.mu.RUnlock()
+		return err
+	}
+	if s.clusterID == "" {
+		s.mu.RUnlock()
+		return ErrNotInitialized
+	}
+	// The part of the state that a restore keeps; enclaves and identities
+	// are those of a fresh cluster (applyRestore checks), which it
+	// replaces, and are never changed in place by it.
+	next.clusterID, next.sealedRootKey, next.seals, next.rootKey, next.macs = s.clusterID, s.sealedRootKey, s.seals, s.rootKey, s.macs
+	next.replacedRootKey, next.replacedEntryMAC = s.replacedRootKey, s.replacedEntryMAC
+	next.enclaves, next.identities = s.enclaves, s.identities
+	next.settings = maps.Clone(s.settings)
+	s.mu.RUnlock()
+	next.storeHSMRoots()
+	if err := next.applyRestore(&e); err != nil {
+		return err
+	}
+	e.Restore = nil // the backup, decoded into next, need not stay in memory
+	c, err := next.Capture()
+	if err != nil {
+		return err
+	}
+	return c.Encode(w)
 }

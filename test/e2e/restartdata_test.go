@@ -131,7 +131,7 @@ func (d *restartData) save(dir string) error {
 //     the checks. Then it stops.
 //
 // A backup restored with `keep restore` would be the obvious route, but
-// PUT /v1/db takes at most 64 MiB (minkms.MaxBackup), some 200,000 keys.
+// PUT /v1/db took at most 64 MiB when this was written.
 func buildRestartData(tb testing.TB, dir string, keys, tail int) *restartData {
 	tb.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -8,10 +8,11 @@ import (
 	"net/http"
 
 	"github.com/keep-kms/keep/internal/service"
+	"github.com/keep-kms/keep/internal/state"
 )
 
 // MaxBackup bounds the size of a backup sent to PUT /v1/db, decompressed.
-const MaxBackup = 64 << 20
+const MaxBackup = state.MaxBackup
 
 // restart serves POST /v1/debug/restart: the whole cluster, this node last,
 // or with ?self only this node.

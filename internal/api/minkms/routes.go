@@ -52,7 +52,7 @@ var routes = []route{
 	{method: http.MethodGet, path: "/v1/keys/{enclave}/{name}", auth: known, maxBody: 0, timeout: 15 * time.Second, audit: "KEY:STATUS", handle: (*API).keyInfo},
 	{method: http.MethodPut, path: "/v1/keys/{enclave}/{name}/{action}", auth: known, maxBody: maxKeyChange, timeout: 30 * time.Second, audit: "KEY:LIFECYCLE", handle: (*API).changeKey},
 	{method: http.MethodPost, path: "/v1/debug/restart", auth: sysAdmin, maxBody: 0, timeout: 30 * time.Second, audit: "NODE:RESTART", handle: (*API).restart},
-	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/db", auth: sysAdmin, maxBody: MaxBackup, timeout: time.Minute, audit: "NODE:DB", handle: (*API).db},
+	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/db", auth: sysAdmin, maxBody: MaxBackup, timeout: 10 * time.Minute, audit: "NODE:DB", handle: (*API).db},
 	{method: http.MethodPost + "," + http.MethodGet + "," + http.MethodDelete, path: "/v1/debug/pprof", auth: sysAdmin, maxBody: 0, timeout: time.Minute, audit: "NODE:PPROF", handle: (*API).pprof},
 	{method: http.MethodPost, path: "/v1/debug/log", auth: sysAdmin, maxBody: 64 << 10, timeout: 0, audit: "NODE:LOG", handle: (*API).log},
 	{method: http.MethodGet + "," + http.MethodPut, path: "/v1/config", auth: sysAdmin, maxBody: 64 << 10, timeout: 30 * time.Second, audit: "NODE:CONFIG", auditOptional: true, handle: (*API).config},
