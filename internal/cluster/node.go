@@ -497,7 +497,7 @@ func (n *Node) restoreLocal(ctx context.Context, inst *instance, data []byte) (u
 // system's in dev mode) and returns it, at its start, with its size. The
 // caller closes and removes it.
 func (n *Node) restoreSnapshotFile(data []byte) (*os.File, int64, error) {
-	f, err := os.CreateTemp(n.cfg.Dir, ".restore-*.tmp")
+	f, err := os.CreateTemp(n.cfg.Dir, restoreTempPattern)
 	if err != nil {
 		return nil, 0, fmt.Errorf("failed to restore backup: %w", err)
 	}

@@ -119,6 +119,12 @@ func openStores(ctx context.Context, dir string, k *hsm.Keyring) (*stores, error
 	if err != nil {
 		return nil, openError(path, err)
 	}
+	// Holding kms.db, this node owns the directory: what a restore that
+	// a crash cut short left behind is removed.
+	if err := removeRestoreLeftovers(dir); err != nil {
+		db.Close()
+		return nil, err
+	}
 	log, err := openWAL(ctx, dir, db)
 	if err != nil {
 		db.Close()
@@ -296,6 +302,25 @@ func wipeStores(dir string) error {
 	for _, sub := range []string{walDir, snapshotDir} {
 		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
 			return fmt.Errorf("failed to delete %s: %w", sub, err)
+		}
+	}
+	return nil
+}
+
+// restoreTempPattern names the file a restore writes its snapshot to, in
+// the data directory, before raft installs it (Node.restoreSnapshotFile).
+const restoreTempPattern = ".restore-*.tmp"
+
+// removeRestoreLeftovers removes the snapshot files of restores that a
+// crash cut short: up to a backup's size each.
+func removeRestoreLeftovers(dir string) error {
+	left, err := filepath.Glob(filepath.Join(dir, restoreTempPattern))
+	if err != nil {
+		return fmt.Errorf("failed to look for restore leftovers in %s: %w", dir, err)
+	}
+	for _, f := range left {
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("failed to remove a restore's leftover: %w", err)
 		}
 	}
 	return nil

@@ -209,3 +209,34 @@ func TestCompactedEntriesAreGone(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenStoresRemovesRestoreLeftovers checks that the snapshot file of
+// a restore a crash cut short is removed when the stores open again, and
+// nothing else is.
+func TestOpenStoresRemovesRestoreLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	h := testHSM(t)
+	st, err := openStores(context.Background(), dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	left := filepath.Join(dir, ".restore-123.tmp")
+	other := filepath.Join(dir, "restore-notes.tmp")
+	for _, f := range []string{left, other} {
+		if err := os.WriteFile(f, []byte("a backup's snapshot"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err = openStores(context.Background(), dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there after the stores opened: %v", left, err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("%s was removed too: %v", other, err)
+	}
+}
