@@ -400,6 +400,15 @@ func raftError(err error) error {
 	return nil
 }
 
+// applyTimeoutFor is how long raft may take to apply a write of ctx:
+// applyTimeout, or less if ctx ends sooner.
+func applyTimeoutFor(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return min(applyTimeout, time.Until(d))
+	}
+	return applyTimeout
+}
+
 // applyLocal applies data on the leader and returns the entry's index.
 func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uint64, error) {
 	if state.IsRestoreEntry(data) {
@@ -408,10 +417,7 @@ func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uin
 	if err := n.checkEntry(inst, data); err != nil {
 		return 0, err
 	}
-	timeout := applyTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(d))
-	}
+	timeout := applyTimeoutFor(ctx)
 	n.restoring.RLock()
 	f := inst.raft.Apply(data, timeout)
 	n.restoring.RUnlock()
@@ -441,10 +447,7 @@ func (n *Node) applyLocal(ctx context.Context, inst *instance, data []byte) (uin
 func (n *Node) restoreLocal(ctx context.Context, inst *instance, data []byte) (uint64, error) {
 	n.restoring.Lock()
 	defer n.restoring.Unlock()
-	timeout := applyTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(d))
-	}
+	timeout := applyTimeoutFor(ctx)
 	// Every write handed to raft before is applied: the snapshot is made
 	// from the state they leave.
 	if err := inst.raft.Barrier(timeout).Error(); err != nil {
